@@ -1,0 +1,3 @@
+"""fwmrl: meta-reinforcement learning with fast-weight memory."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,2 @@
+def main() -> None:  # placeholder until the trainer issue
+    raise SystemExit("fwmrl CLI: not yet available")

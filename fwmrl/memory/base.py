@@ -1,0 +1,238 @@
+"""The interface every memory core implements, and the state objects cores carry.
+
+A core maps an input sequence ``x[T, B, F]`` to an output sequence ``y[T, B, D]`` while carrying a
+recurrent :class:`CoreState`. Episode starts are passed as ``resets[T, B]``: the state of sequence ``b``
+is replaced by the core's initial state *before* step ``t`` is processed, so callers never touch the
+state's internals and a core may learn its initial state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Sequence
+from typing import Any, TypeVar
+
+import torch
+from torch import Tensor, nn
+
+S = TypeVar("S", bound="CoreState")
+
+
+@dataclasses.dataclass
+class CoreState:
+    """Recurrent state of a core: a dataclass whose fields are tensors with the batch on dimension 0.
+
+    Subclasses only declare their fields. Every field has a fixed shape ``[B, ...]``, so states can be
+    indexed by batch, concatenated, detached, moved and saved without knowing what they hold.
+    """
+
+    def tensors(self) -> Iterator[tuple[str, Tensor]]:
+        """Yield ``(field name, tensor)`` pairs in declaration order."""
+        for field in dataclasses.fields(self):
+            yield field.name, getattr(self, field.name)
+
+    def _map(self: S, fn: Any) -> S:
+        return type(self)(**{name: fn(t) for name, t in self.tensors()})
+
+    @property
+    def batch_size(self) -> int:
+        return next(self.tensors())[1].shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.tensors())[1].device
+
+    @property
+    def numel_per_sequence(self) -> int:
+        """Number of floats one sequence of the batch holds."""
+        return sum(t[0].numel() for _, t in self.tensors())
+
+    def __getitem__(self: S, index: Any) -> S:
+        """Select sequences along the batch: an int keeps a batch of one, a slice/mask/index tensor
+        selects several."""
+        if isinstance(index, int):
+            index = slice(index, index + 1 if index != -1 else None)
+        return self._map(lambda t: t[index])
+
+    def detach(self: S) -> S:
+        """The same values cut from the autograd graph (truncated BPTT boundaries)."""
+        return self._map(Tensor.detach)
+
+    def clone(self: S) -> S:
+        return self._map(Tensor.clone)
+
+    def to(self: S, *args: Any, **kwargs: Any) -> S:
+        """Move or cast every tensor, with the arguments of :meth:`torch.Tensor.to`."""
+        return self._map(lambda t: t.to(*args, **kwargs))
+
+    @classmethod
+    def cat(cls: type[S], states: Sequence[S]) -> S:
+        """Concatenate states along the batch."""
+        if not states:
+            raise ValueError("CoreState.cat: 'states' is empty; pass at least one state")
+        kinds = {type(s) for s in states}
+        if len(kinds) != 1:
+            names = sorted(k.__name__ for k in kinds)
+            raise TypeError(f"CoreState.cat: all states must be of one type, got {names}")
+        first = states[0]
+        return type(first)(
+            **{name: torch.cat([getattr(s, name) for s in states]) for name, _ in first.tensors()}
+        )
+
+    def where(self: S, mask: Tensor, other: S) -> S:
+        """Per sequence: ``other`` where ``mask[b]`` is True, ``self`` elsewhere (``mask`` is ``[B]``)."""
+        out = {}
+        for name, t in self.tensors():
+            m = mask.reshape(mask.shape[0], *([1] * (t.dim() - 1)))
+            out[name] = torch.where(m, getattr(other, name), t)
+        return type(self)(**out)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """Plain ``{field: tensor}`` dict, for ``torch.save``."""
+        return dict(self.tensors())
+
+    @classmethod
+    def from_state_dict(cls: type[S], data: dict[str, Tensor]) -> S:
+        names = [f.name for f in dataclasses.fields(cls)]
+        if sorted(data) != sorted(names):
+            raise KeyError(f"{cls.__name__}.from_state_dict: expected keys {names}, got {sorted(data)}")
+        return cls(**data)
+
+
+class MemoryCore(nn.Module):
+    """Base class of all memory cores.
+
+    Subclasses implement :meth:`initial_state` and either :meth:`_step` (one time step, no resets:
+    the default :meth:`forward` loops over time and applies resets) or a faster :meth:`forward`.
+
+    Attributes
+    ----------
+    input_size:
+        Features per input step ``F``.
+    output_size:
+        Features per output step ``D``.
+    aux_loss:
+        Loss of the last :meth:`forward` call that a trainer must add to its task loss (MNM's meta
+        loss), or ``None`` for cores without one.
+    """
+
+    input_size: int
+    output_size: int
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.aux_loss: Tensor | None = None
+
+    # ------------------------------------------------------------------ state
+    def initial_state(
+        self, batch_size: int, device: torch.device | str | None = None
+    ) -> CoreState:
+        """The state of ``batch_size`` fresh sequences (episode starts)."""
+        raise NotImplementedError
+
+    @property
+    def state_numel(self) -> int:
+        """Floats of recurrent state per sequence (for memory planning)."""
+        return self.initial_state(1).numel_per_sequence
+
+    def reset_state(self, state: CoreState, reset: Tensor | None) -> CoreState:
+        """Replace the state of the sequences where ``reset[B]`` is True by the initial state."""
+        if reset is None:
+            return state
+        if not bool(reset.any()):
+            return state
+        return state.where(reset.to(device=state.device, dtype=torch.bool), self._fresh_like(state))
+
+    def _fresh_like(self, state: CoreState) -> CoreState:
+        fresh = self.initial_state(state.batch_size, state.device)
+        dtype = next(state.tensors())[1].dtype
+        return fresh.to(dtype=dtype)
+
+    # ------------------------------------------------------------ computation
+    def forward(
+        self, x: Tensor, state: CoreState | None = None, resets: Tensor | None = None
+    ) -> tuple[Tensor, CoreState]:
+        """Run the core over a sequence.
+
+        Parameters
+        ----------
+        x:
+            Inputs ``[T, B, F]``.
+        state:
+            State before the first step; ``None`` starts fresh sequences.
+        resets:
+            Optional boolean ``[T, B]``: True where a sequence starts a new episode at step ``t``
+            (its state is reset before that step).
+
+        Returns
+        -------
+        y, state:
+            Outputs ``[T, B, D]`` and the state after the last step.
+        """
+        x, state, resets = self._check_inputs(x, state, resets)
+        outputs = []
+        aux = []
+        for t in range(x.shape[0]):
+            if resets is not None:
+                state = self.reset_state(state, resets[t])
+            y, state, loss = self._step(x[t], state)
+            outputs.append(y)
+            if loss is not None:
+                aux.append(loss)
+        self.aux_loss = torch.stack(aux).mean() if aux else None
+        return torch.stack(outputs), state
+
+    def _step(self, x: Tensor, state: CoreState) -> tuple[Tensor, CoreState, Tensor | None]:
+        """One time step without resets: ``x[B, F]`` → ``(y[B, D], state, aux loss or None)``."""
+        raise NotImplementedError
+
+    def step(
+        self, x: Tensor, state: CoreState | None = None, reset: Tensor | None = None
+    ) -> tuple[Tensor, CoreState]:
+        """One time step: ``x[B, F]`` → ``y[B, D]``; identical to :meth:`forward` with ``T = 1``."""
+        if x.dim() != 2:
+            raise ValueError(f"{type(self).__name__}.step: x must be [B, F], got shape {tuple(x.shape)}")
+        y, state = self.forward(x.unsqueeze(0), state, None if reset is None else reset.unsqueeze(0))
+        return y.squeeze(0), state
+
+    def _check_inputs(
+        self, x: Tensor, state: CoreState | None, resets: Tensor | None
+    ) -> tuple[Tensor, CoreState, Tensor | None]:
+        name = type(self).__name__
+        if x.dim() != 3 or x.shape[-1] != self.input_size:
+            raise ValueError(
+                f"{name}.forward: x must be [T, B, {self.input_size}] (input_size={self.input_size}), "
+                f"got shape {tuple(x.shape)}"
+            )
+        batch = x.shape[1]
+        if state is None:
+            state = self.initial_state(batch, x.device).to(dtype=x.dtype)
+        elif state.batch_size != batch:
+            raise ValueError(
+                f"{name}.forward: state holds {state.batch_size} sequences but x has batch {batch}"
+            )
+        if resets is not None:
+            if resets.shape != x.shape[:2]:
+                raise ValueError(
+                    f"{name}.forward: resets must be [T, B] = {tuple(x.shape[:2])}, "
+                    f"got {tuple(resets.shape)}"
+                )
+            resets = resets.to(device=x.device, dtype=torch.bool)
+        return x, state, resets
+
+    def extra_repr(self) -> str:
+        return f"input_size={self.input_size}, output_size={self.output_size}"
+
+
+def check_positive_int(owner: str, name: str, value: Any) -> int:
+    """Validate a size argument: a positive int, or a ValueError naming it."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{owner}: '{name}' must be a positive integer, got {value!r}")
+    return value
+
+
+def check_choice(owner: str, name: str, value: Any, allowed: Sequence[Any]) -> Any:
+    """Validate an option against its allowed values, or a ValueError listing them."""
+    if value not in allowed:
+        raise ValueError(f"{owner}: '{name}' must be one of {list(allowed)}, got {value!r}")
+    return value
