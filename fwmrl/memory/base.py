@@ -95,7 +95,9 @@ class CoreState:
     def from_state_dict(cls: type[S], data: dict[str, Tensor]) -> S:
         names = [f.name for f in dataclasses.fields(cls)]
         if sorted(data) != sorted(names):
-            raise KeyError(f"{cls.__name__}.from_state_dict: expected keys {names}, got {sorted(data)}")
+            raise KeyError(
+                f"{cls.__name__}.from_state_dict: expected keys {names}, got {sorted(data)}"
+            )
         return cls(**data)
 
 
@@ -124,9 +126,7 @@ class MemoryCore(nn.Module):
         self.aux_loss: Tensor | None = None
 
     # ------------------------------------------------------------------ state
-    def initial_state(
-        self, batch_size: int, device: torch.device | str | None = None
-    ) -> CoreState:
+    def initial_state(self, batch_size: int, device: torch.device | str | None = None) -> CoreState:
         """The state of ``batch_size`` fresh sequences (episode starts)."""
         raise NotImplementedError
 
@@ -191,8 +191,12 @@ class MemoryCore(nn.Module):
     ) -> tuple[Tensor, CoreState]:
         """One time step: ``x[B, F]`` → ``y[B, D]``; identical to :meth:`forward` with ``T = 1``."""
         if x.dim() != 2:
-            raise ValueError(f"{type(self).__name__}.step: x must be [B, F], got shape {tuple(x.shape)}")
-        y, state = self.forward(x.unsqueeze(0), state, None if reset is None else reset.unsqueeze(0))
+            raise ValueError(
+                f"{type(self).__name__}.step: x must be [B, F], got shape {tuple(x.shape)}"
+            )
+        y, state = self.forward(
+            x.unsqueeze(0), state, None if reset is None else reset.unsqueeze(0)
+        )
         return y.squeeze(0), state
 
     def _check_inputs(

@@ -85,7 +85,9 @@ class FWMCore(MemoryCore):
         if write_scale is None:
             write_scale = 1.0 / memory_size
         if not isinstance(write_scale, (int, float)) or not write_scale > 0:
-            raise ValueError(f"{owner}: 'write_scale' must be a positive number, got {write_scale!r}")
+            raise ValueError(
+                f"{owner}: 'write_scale' must be a positive number, got {write_scale!r}"
+            )
         self.residual = bool(residual)
         self.output_size = hidden_size
         self.scan_options = FWMScanOptions(

@@ -100,9 +100,10 @@ class GatedFWCore(MemoryCore):
         return fast_h, new_state, None
 
 
-def gated_outer_update(F: Tensor, alpha: Tensor, beta: Tensor, gamma: Tensor, delta: Tensor) -> Tensor:
+def gated_outer_update(
+    F: Tensor, alpha: Tensor, beta: Tensor, gamma: Tensor, delta: Tensor
+) -> Tensor:
     """``T ⊙ H + (1 − T) ⊙ F`` with ``H = tanh(α) tanh(β)ᵀ`` and ``T = σ(γ) σ(δ)ᵀ`` (batched)."""
     H = torch.tanh(alpha).unsqueeze(-1) * torch.tanh(beta).unsqueeze(-2)
     T = torch.sigmoid(gamma).unsqueeze(-1) * torch.sigmoid(delta).unsqueeze(-2)
     return torch.lerp(F, H, T)
-

@@ -63,14 +63,20 @@ def make_core(name: str, **kwargs: Any) -> MemoryCore:
     cls = core_class(name)
     allowed = core_arguments(name)
     unknown = sorted(set(kwargs) - set(allowed))
-    missing = sorted(k for k, v in allowed.items() if v is inspect.Parameter.empty and k not in kwargs)
-    listing = ", ".join(k if v is inspect.Parameter.empty else f"{k}={v!r}" for k, v in allowed.items())
+    missing = sorted(
+        k for k, v in allowed.items() if v is inspect.Parameter.empty and k not in kwargs
+    )
+    listing = ", ".join(
+        k if v is inspect.Parameter.empty else f"{k}={v!r}" for k, v in allowed.items()
+    )
     if unknown:
         raise CoreConfigError(
             f"core {name!r} got unknown argument(s) {unknown}; allowed arguments: {listing}"
         )
     if missing:
-        raise CoreConfigError(f"core {name!r} is missing argument(s) {missing}; arguments: {listing}")
+        raise CoreConfigError(
+            f"core {name!r} is missing argument(s) {missing}; arguments: {listing}"
+        )
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as error:

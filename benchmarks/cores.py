@@ -1,0 +1,233 @@
+"""Speed and memory of every memory core at its reference sizes, against ``torch.nn.LSTM(256)``.
+
+    python benchmarks/cores.py                       # all cores, B = 32, T = 64, CPU
+    python benchmarks/cores.py --fwm-impl naive checkpoint --device cuda
+
+Each row runs in a fresh subprocess so that its peak memory is its own. Columns: forward time per
+step (no grad), training time per step (forward + backward of a sum over outputs), peak training
+memory (on CPU the growth of the process's peak resident set during one training window, with
+glibc's dynamic mmap threshold switched off so freed memory goes back to the system; on CUDA
+``torch.cuda.max_memory_allocated``), parameters, state floats per sequence, and the ratio of each
+to the ``torch.nn.LSTM(256)`` baseline measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from fwmrl.memory import make_core
+
+
+@dataclass
+class Row:
+    label: str
+    core: str | None  # None: the torch.nn.LSTM baseline
+    input_size: int
+    kwargs: dict = field(default_factory=dict)
+
+
+def rows(fwm_impls: list[str]) -> list[Row]:
+    table = [
+        Row("torch.nn.LSTM(256) [baseline]", None, 256, {"hidden_size": 256}),
+        Row("lstm d=256", "lstm", 256, {"hidden_size": 256}),
+    ]
+    for impl in fwm_impls:
+        table.append(
+            Row(
+                f"fwm d=256 m=32 Nr=3 [{impl}]",
+                "fwm",
+                256,
+                {"hidden_size": 256, "memory_size": 32, "read_hops": 3, "implementation": impl},
+            )
+        )
+    for impl in fwm_impls:
+        table.append(
+            Row(
+                f"fwm d=32 m=16 Nr=3 [{impl}] (meta-RL)",
+                "fwm",
+                16,
+                {"hidden_size": 32, "memory_size": 16, "read_hops": 3, "implementation": impl},
+            )
+        )
+    table += [
+        Row("gated_fw paper (15/40/40/100)", "gated_fw", 15, {}),
+        Row("mnm_g d=128 H=1", "mnm_g", 256, {}),
+        Row("mnm_p d=128 H=1", "mnm_p", 256, {}),
+    ]
+    return table
+
+
+def _rss_kib(key: str) -> int:
+    with open("/proc/self/status") as status:
+        return int(re.search(rf"{key}:\s+(\d+)", status.read()).group(1))
+
+
+def measure(row: Row, batch: int, steps: int, repeats: int, device: str) -> dict:
+    torch.manual_seed(0)
+    if row.core is None:
+        model: nn.Module = nn.LSTM(row.input_size, row.kwargs["hidden_size"])
+    else:
+        model = make_core(row.core, input_size=row.input_size, **row.kwargs)
+    model = model.to(device)
+    x = torch.randn(steps, batch, row.input_size, device=device)
+    params = sum(p.numel() for p in model.parameters())
+    state_floats = 2 * row.kwargs["hidden_size"] if row.core is None else model.state_numel
+
+    def sync() -> None:
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    def forward() -> torch.Tensor:
+        return model(x)[0]
+
+    def train() -> None:
+        model.zero_grad(set_to_none=True)
+        y = forward()
+        loss = y.sum()
+        if getattr(model, "aux_loss", None) is not None:
+            loss = loss + model.aux_loss
+        loss.backward()
+
+    def timed(fn) -> float:
+        times = []
+        for _ in range(repeats):
+            sync()
+            start = time.perf_counter()
+            fn()
+            sync()
+            times.append(time.perf_counter() - start)
+        return statistics.median(times) / steps
+
+    with torch.no_grad():
+        forward()
+        forward()
+        fwd = timed(forward)
+    train()
+    train()
+    trn = timed(train)
+
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        train()
+        sync()
+        peak = torch.cuda.max_memory_allocated() - base
+    else:
+        model.zero_grad(set_to_none=True)
+        before = _rss_kib("VmRSS")
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")
+        train()
+        peak = (_rss_kib("VmHWM") - before) * 1024
+    return {
+        "label": row.label,
+        "forward_ms": fwd * 1e3,
+        "train_ms": trn * 1e3,
+        "peak_mb": peak / 2**20,
+        "params": params,
+        "state_floats": state_floats,
+    }
+
+
+def run_in_subprocess(index: int, args: argparse.Namespace) -> dict:
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+    command = [
+        sys.executable,
+        __file__,
+        "--one",
+        str(index),
+        "--batch",
+        str(args.batch),
+        "--steps",
+        str(args.steps),
+        "--repeats",
+        str(args.repeats),
+        "--device",
+        args.device,
+        "--fwm-impl",
+        *args.fwm_impl,
+    ]
+    if args.threads:
+        command += ["--threads", str(args.threads)]
+    out = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise SystemExit(f"benchmark row {index} failed:\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def format_table(results: list[dict]) -> str:
+    base = results[0]
+    header = (
+        "| core | fwd ms/step | train ms/step | peak train MB | params | state floats/seq "
+        "| fwd × LSTM | train × LSTM | memory × LSTM |"
+    )
+    lines = [header, "|" + "---|" * 9]
+    for r in results:
+        lines.append(
+            f"| {r['label']} | {r['forward_ms']:.3f} | {r['train_ms']:.3f} | {r['peak_mb']:.1f} "
+            f"| {r['params']:,} | {r['state_floats']:,} | {r['forward_ms'] / base['forward_ms']:.1f} "
+            f"| {r['train_ms'] / base['train_ms']:.1f} | {r['peak_mb'] / max(base['peak_mb'], 1e-9):.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument(
+        "--fwm-impl",
+        nargs="+",
+        default=["naive", "checkpoint"],
+        help="FWM scan implementations to compare (see fwmrl.memory.fwm_scan.FWM_SCANS)",
+    )
+    parser.add_argument(
+        "--only", nargs="*", help="substrings of row labels to run (baseline always)"
+    )
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    table = rows(args.fwm_impl)
+    if args.one is not None:
+        print(
+            json.dumps(measure(table[args.one], args.batch, args.steps, args.repeats, args.device))
+        )
+        return
+
+    selected = [0] + [
+        i
+        for i, row in enumerate(table)
+        if i > 0 and (not args.only or any(s in row.label for s in args.only))
+    ]
+    results = []
+    for i in selected:
+        results.append(run_in_subprocess(i, args))
+        print(f"measured {results[-1]['label']}", file=sys.stderr, flush=True)
+    device = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
+    print(
+        f"B={args.batch} T={args.steps} device={device} threads={torch.get_num_threads()} "
+        f"torch={torch.__version__} (median of {args.repeats})"
+    )
+    print(format_table(results))
+
+
+if __name__ == "__main__":
+    main()
