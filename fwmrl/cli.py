@@ -1,2 +1,0 @@
-def main() -> None:  # placeholder until the trainer issue
-    raise SystemExit("fwmrl CLI: not yet available")
