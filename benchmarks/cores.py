@@ -4,7 +4,9 @@
     python benchmarks/cores.py --fwm-impl naive checkpoint --device cuda
 
 Each row runs in a fresh subprocess so that its peak memory is its own. Columns: forward time per
-step (no grad), training time per step (forward + backward of a sum over outputs), peak training
+step (no grad, whole window), training time per step (forward + backward of a sum over outputs),
+rollout time per step (``step`` called T times with T = 1, no grad: the RL acting path, against
+``torch.nn.LSTMCell(256)``), peak training
 memory (on CPU the growth of the process's peak resident set during one training window, with
 glibc's dynamic mmap threshold switched off so freed memory goes back to the system; on CUDA
 ``torch.cuda.max_memory_allocated``), parameters, state floats per sequence, and the ratio of each
@@ -63,7 +65,9 @@ def rows(fwm_impls: list[str]) -> list[Row]:
     table += [
         Row("gated_fw paper (15/40/40/100)", "gated_fw", 15, {}),
         Row("mnm_g d=128 H=1", "mnm_g", 256, {}),
+        Row("mnm_g d=128 H=1 [recompute 8]", "mnm_g", 256, {"recompute_chunk": 8}),
         Row("mnm_p d=128 H=1", "mnm_p", 256, {}),
+        Row("mnm_p d=128 H=1 [recompute 8]", "mnm_p", 256, {"recompute_chunk": 8}),
     ]
     return table
 
@@ -91,6 +95,21 @@ def measure(row: Row, batch: int, steps: int, repeats: int, device: str) -> dict
     def forward() -> torch.Tensor:
         return model(x)[0]
 
+    if row.core is None:
+        cell = nn.LSTMCell(row.input_size, row.kwargs["hidden_size"]).to(device)
+
+        def rollout() -> None:
+            h = c = torch.zeros(batch, cell.hidden_size, device=device)
+            for t in range(steps):
+                h, c = cell(x[t], (h, c))
+
+    else:
+
+        def rollout() -> None:
+            state = model.initial_state(batch, device)
+            for t in range(steps):
+                _, state = model.step(x[t], state)
+
     def train() -> None:
         model.zero_grad(set_to_none=True)
         y = forward()
@@ -113,6 +132,8 @@ def measure(row: Row, batch: int, steps: int, repeats: int, device: str) -> dict
         forward()
         forward()
         fwd = timed(forward)
+        rollout()
+        roll = timed(rollout)
     train()
     train()
     trn = timed(train)
@@ -134,6 +155,7 @@ def measure(row: Row, batch: int, steps: int, repeats: int, device: str) -> dict
         "label": row.label,
         "forward_ms": fwd * 1e3,
         "train_ms": trn * 1e3,
+        "rollout_ms": roll * 1e3,
         "peak_mb": peak / 2**20,
         "params": params,
         "state_floats": state_floats,
@@ -169,15 +191,17 @@ def run_in_subprocess(index: int, args: argparse.Namespace) -> dict:
 def format_table(results: list[dict]) -> str:
     base = results[0]
     header = (
-        "| core | fwd ms/step | train ms/step | peak train MB | params | state floats/seq "
-        "| fwd × LSTM | train × LSTM | memory × LSTM |"
+        "| core | fwd ms/step | train ms/step | rollout ms/step | peak train MB | params "
+        "| state floats/seq | fwd × LSTM | train × LSTM | rollout × LSTMCell | memory × LSTM |"
     )
-    lines = [header, "|" + "---|" * 9]
+    lines = [header, "|" + "---|" * 11]
     for r in results:
         lines.append(
-            f"| {r['label']} | {r['forward_ms']:.3f} | {r['train_ms']:.3f} | {r['peak_mb']:.1f} "
-            f"| {r['params']:,} | {r['state_floats']:,} | {r['forward_ms'] / base['forward_ms']:.1f} "
-            f"| {r['train_ms'] / base['train_ms']:.1f} | {r['peak_mb'] / max(base['peak_mb'], 1e-9):.1f} |"
+            f"| {r['label']} | {r['forward_ms']:.3f} | {r['train_ms']:.3f} | {r['rollout_ms']:.3f} "
+            f"| {r['peak_mb']:.1f} | {r['params']:,} | {r['state_floats']:,} "
+            f"| {r['forward_ms'] / base['forward_ms']:.1f} | {r['train_ms'] / base['train_ms']:.1f} "
+            f"| {r['rollout_ms'] / base['rollout_ms']:.1f} "
+            f"| {r['peak_mb'] / max(base['peak_mb'], 1e-9):.1f} |"
         )
     return "\n".join(lines)
 

@@ -25,6 +25,14 @@ TINY: dict[str, tuple[str, dict]] = {
     "gated_fw": ("gated_fw", {"fast_size": 4, "slow_size": 3, "slow_hidden_size": 5}),
     "mnm_g": ("mnm_g", {"hidden_size": 4, "key_size": 3, "memory_size": 3, "num_heads": 2}),
     "mnm_p": ("mnm_p", {"hidden_size": 4, "key_size": 3, "memory_size": 3, "num_heads": 2}),
+    "mnm_g_recompute": (
+        "mnm_g",
+        {"hidden_size": 4, "key_size": 3, "memory_size": 3, "num_heads": 2, "recompute_chunk": 2},
+    ),
+    "gated_fw_recompute": (
+        "gated_fw",
+        {"fast_size": 4, "slow_size": 3, "slow_hidden_size": 5, "recompute_chunk": 4},
+    ),
 }
 
 
@@ -183,3 +191,36 @@ def test_make_core_errors_list_what_is_allowed():
         make_core("fwm", input_size=3, read_hops=0)
     with pytest.raises(CoreConfigError, match="'implementation' must be one of"):
         make_core("fwm", input_size=3, implementation="cuda-magic")
+
+
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [
+        ("gated_fw", {"fast_size": 4, "slow_size": 3, "slow_hidden_size": 5}),
+        ("mnm_g", {"hidden_size": 4, "key_size": 3, "memory_size": 3, "num_heads": 2}),
+        ("mnm_p", {"hidden_size": 4, "key_size": 3, "memory_size": 3, "num_heads": 2}),
+    ],
+)
+def test_recomputation_gives_the_naive_values_and_gradients(name, kwargs):
+    x = torch.randn(11, B, INPUT, generator=torch.Generator().manual_seed(3))
+    resets = torch.zeros(11, B, dtype=torch.bool)
+    resets[5, 1] = resets[8, 0] = True
+    results = []
+    for chunk in (None, 3):
+        torch.manual_seed(0)
+        core = make_core(name, input_size=INPUT, recompute_chunk=chunk, **kwargs)
+        y, state = core(x, None, resets)
+        loss = y.square().sum() + state.tensors().__next__()[1].sum()
+        if core.aux_loss is not None:
+            loss = loss + core.aux_loss
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in core.named_parameters()}
+        results.append((y.detach(), grads, core.aux_loss_per_step))
+    (y0, g0, a0), (y1, g1, a1) = results
+    torch.testing.assert_close(y1, y0, rtol=1e-6, atol=1e-7)
+    assert g0.keys() == g1.keys()
+    for n in g0:
+        torch.testing.assert_close(g1[n], g0[n], rtol=1e-5, atol=1e-6, msg=n)
+    if a0 is not None:
+        assert a1.shape == (11, B)
+        torch.testing.assert_close(a1, a0)

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 S = TypeVar("S", bound="CoreState")
 
@@ -116,6 +117,12 @@ class MemoryCore(nn.Module):
     aux_loss:
         Loss of the last :meth:`forward` call that a trainer must add to its task loss (MNM's meta
         loss), or ``None`` for cores without one.
+    aux_loss_per_step:
+        The same per step and sequence, ``[T, B]`` (for trainers that mask steps), or ``None``.
+    recompute_chunk:
+        ``None``: autograd keeps every step's state. An int ``k``: cores that step with
+        :meth:`_step` keep the state only every ``k`` steps and recompute the steps in between
+        during backward (same gradients, a fraction of the memory, about one more forward pass).
     """
 
     input_size: int
@@ -124,6 +131,8 @@ class MemoryCore(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.aux_loss: Tensor | None = None
+        self.aux_loss_per_step: Tensor | None = None
+        self.recompute_chunk: int | None = None
 
     # ------------------------------------------------------------------ state
     def initial_state(self, batch_size: int, device: torch.device | str | None = None) -> CoreState:
@@ -170,6 +179,19 @@ class MemoryCore(nn.Module):
             Outputs ``[T, B, D]`` and the state after the last step.
         """
         x, state, resets = self._check_inputs(x, state, resets)
+        chunk = self.recompute_chunk
+        if chunk is None or not torch.is_grad_enabled():
+            y, state, aux = self._scan(x, state, resets)
+        else:
+            y, state, aux = self._scan_with_recomputation(x, state, resets, chunk)
+        self.aux_loss_per_step = aux
+        self.aux_loss = None if aux is None else aux.mean()
+        return y, state
+
+    def _scan(
+        self, x: Tensor, state: CoreState, resets: Tensor | None
+    ) -> tuple[Tensor, CoreState, Tensor | None]:
+        """Step through ``x``: outputs ``[T, B, D]``, final state, auxiliary losses ``[T, B]``."""
         outputs = []
         aux = []
         for t in range(x.shape[0]):
@@ -179,11 +201,38 @@ class MemoryCore(nn.Module):
             outputs.append(y)
             if loss is not None:
                 aux.append(loss)
-        self.aux_loss = torch.stack(aux).mean() if aux else None
-        return torch.stack(outputs), state
+        return torch.stack(outputs), state, torch.stack(aux) if aux else None
+
+    def _scan_with_recomputation(
+        self, x: Tensor, state: CoreState, resets: Tensor | None, chunk: int
+    ) -> tuple[Tensor, CoreState, Tensor | None]:
+        """:meth:`_scan` that keeps the state only every ``chunk`` steps for backward and recomputes
+        the steps in between (activation checkpointing). Same values and gradients."""
+        state_type = type(state)
+        names = [name for name, _ in state.tensors()]
+
+        def run(x_c: Tensor, resets_c: Tensor | None, *tensors: Tensor) -> tuple[Tensor, ...]:
+            st = state_type(**dict(zip(names, tensors, strict=True)))
+            y, st, aux = self._scan(x_c, st, resets_c)
+            aux = y.new_empty(0) if aux is None else aux
+            return y, aux, *[t for _, t in st.tensors()]
+
+        outputs, aux_parts = [], []
+        for start in range(0, x.shape[0], chunk):
+            end = start + chunk
+            resets_c = None if resets is None else resets[start:end]
+            tensors = [t for _, t in state.tensors()]
+            y, aux, *tensors = checkpoint(
+                run, x[start:end], resets_c, *tensors, use_reentrant=False
+            )
+            state = state_type(**dict(zip(names, tensors, strict=True)))
+            outputs.append(y)
+            aux_parts.append(aux)
+        aux_all = torch.cat(aux_parts) if aux_parts[0].numel() else None
+        return torch.cat(outputs), state, aux_all
 
     def _step(self, x: Tensor, state: CoreState) -> tuple[Tensor, CoreState, Tensor | None]:
-        """One time step without resets: ``x[B, F]`` → ``(y[B, D], state, aux loss or None)``."""
+        """One time step without resets: ``x[B, F]`` → ``(y[B, D], state, aux loss [B] or None)``."""
         raise NotImplementedError
 
     def step(
@@ -240,3 +289,10 @@ def check_choice(owner: str, name: str, value: Any, allowed: Sequence[Any]) -> A
     if value not in allowed:
         raise ValueError(f"{owner}: '{name}' must be one of {list(allowed)}, got {value!r}")
     return value
+
+
+def check_recompute_chunk(owner: str, value: Any) -> int | None:
+    """Validate ``recompute_chunk``: ``None`` or a positive int."""
+    if value is None:
+        return None
+    return check_positive_int(owner, "recompute_chunk", value)

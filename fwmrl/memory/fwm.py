@@ -129,5 +129,5 @@ class FWMCore(MemoryCore):
         y = self.out_proj(n)
         if self.residual:
             y = y + z
-        self.aux_loss = None
+        self.aux_loss = self.aux_loss_per_step = None
         return y, FWMState(h=h, c=c, F=F)

@@ -11,7 +11,7 @@ import dataclasses
 import torch
 from torch import Tensor, nn
 
-from fwmrl.memory.base import CoreState, MemoryCore, check_positive_int
+from fwmrl.memory.base import CoreState, MemoryCore, check_positive_int, check_recompute_chunk
 
 
 @dataclasses.dataclass
@@ -49,6 +49,9 @@ class GatedFWCore(MemoryCore):
         Width of the slow net's inner layer (``S1``'s output).
     layer_norm_affine:
         Learnable gain and bias in the fast net's layer norms (the paper's count has none).
+    recompute_chunk:
+        ``None``: autograd keeps every step's fast weights. ``k``: keep them every ``k`` steps and
+        recompute in between during backward (same gradients, less memory).
     """
 
     def __init__(
@@ -58,6 +61,7 @@ class GatedFWCore(MemoryCore):
         slow_size: int = 40,
         slow_hidden_size: int = 100,
         layer_norm_affine: bool = False,
+        recompute_chunk: int | None = None,
     ) -> None:
         super().__init__()
         owner = "GatedFWCore"
@@ -66,6 +70,7 @@ class GatedFWCore(MemoryCore):
         self.slow_size = check_positive_int(owner, "slow_size", slow_size)
         self.slow_hidden_size = check_positive_int(owner, "slow_hidden_size", slow_hidden_size)
         self.output_size = fast_size
+        self.recompute_chunk = check_recompute_chunk(owner, recompute_chunk)
 
         f, n = fast_size, fast_size + input_size  # F1 is f × n, F2 is f × f
         self.update_sizes = [slow_size, f, n, f, n, f, f, f, f]  # z, Δ1 = (α β γ δ), Δ2 = (α β γ δ)

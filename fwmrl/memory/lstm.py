@@ -81,5 +81,5 @@ class LSTMCore(MemoryCore):
         if resets is not None:
             state = self.reset_state(state, resets[0])
         y, h, c = run_lstm_with_resets(self.lstm, x, state.h, state.c, resets)
-        self.aux_loss = None
+        self.aux_loss = self.aux_loss_per_step = None
         return y, LSTMState(h=h, c=c)

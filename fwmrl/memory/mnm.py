@@ -32,8 +32,8 @@ Cost per sequence and step (P = 2 d_k d_m + d_m² fast weights): about 3·H·P m
 three memory passes (write keys before the update; write and read keys after it) plus ≈ H·P for the
 update; MNM-g's closed-form backward adds ≈ 2·H·P more (roughly 2–3× MNM-p's write). State
 floats per sequence: 2 d_h + d_k + 2 d_k d_m + d_m² (49,536 at d = 128). Naive autograd keeps every
-φ_t, i.e. T·B·P floats over a window — long windows need chunked recomputation (not implemented
-here).
+φ_t, i.e. T·B·P floats over a window; ``recompute_chunk=k`` keeps them only every k steps and
+recomputes the steps in between during backward.
 """
 
 from __future__ import annotations
@@ -45,7 +45,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from fwmrl.memory.base import CoreState, MemoryCore, check_choice, check_positive_int
+from fwmrl.memory.base import (
+    CoreState,
+    MemoryCore,
+    check_choice,
+    check_positive_int,
+    check_recompute_chunk,
+)
 
 RULES = ("gradient", "perceptron")
 
@@ -150,6 +156,9 @@ class MNMCore(MemoryCore):
         weights, kept as a buffer (so they are still saved in ``state_dict``).
     meta_loss_weight:
         Weight of the meta loss in :attr:`aux_loss` and :attr:`meta_loss_per_step` (≥ 0).
+    recompute_chunk:
+        ``None``: autograd keeps every φ_t. ``k``: keep the state every ``k`` steps and recompute
+        in between during backward (same gradients; memory of about T/k + k states instead of T).
 
     Attributes
     ----------
@@ -172,6 +181,7 @@ class MNMCore(MemoryCore):
         output_size: int | None = None,
         learn_initial_memory: bool = True,
         meta_loss_weight: float = 1.0,
+        recompute_chunk: int | None = None,
     ) -> None:
         super().__init__()
         owner = type(self).__name__
@@ -214,8 +224,7 @@ class MNMCore(MemoryCore):
             else:
                 self.register_buffer(f"phi0_{name}", value)
 
-        self.meta_loss_per_step: Tensor | None = None
-        self._meta_steps: list[Tensor] | None = None
+        self.recompute_chunk = check_recompute_chunk(owner, recompute_chunk)
 
     # ------------------------------------------------------------------ state
     def initial_state(self, batch_size: int, device: torch.device | str | None = None) -> MNMState:
@@ -241,17 +250,10 @@ class MNMCore(MemoryCore):
         )
 
     # ------------------------------------------------------------ computation
-    def forward(
-        self, x: Tensor, state: MNMState | None = None, resets: Tensor | None = None
-    ) -> tuple[Tensor, MNMState]:
-        """:meth:`MemoryCore.forward`, also setting :attr:`meta_loss_per_step` ``[T, B]``."""
-        self._meta_steps = []
-        try:
-            y, state = super().forward(x, state, resets)
-            self.meta_loss_per_step = torch.stack(self._meta_steps)
-        finally:
-            self._meta_steps = None
-        return y, state
+    @property
+    def meta_loss_per_step(self) -> Tensor | None:
+        """After :meth:`forward`: ``[T, B]`` weighted per-sample meta losses."""
+        return self.aux_loss_per_step
 
     def _write_grads(
         self, weights: Weights, keys: Tensor, values: Tensor, acts: tuple[Tensor, Tensor, Tensor]
@@ -283,10 +285,8 @@ class MNMCore(MemoryCore):
         read = read_all.mean(dim=1)
         y = self.output(torch.cat([h, read], dim=-1))
 
-        if self._meta_steps is not None:
-            self._meta_steps.append(meta)
         new_state = MNMState(h=h, c=c, read=read, w1=w1, w2=w2, w3=w3)
-        return y, new_state, meta.mean()
+        return y, new_state, meta
 
     def extra_repr(self) -> str:
         return (
@@ -311,6 +311,7 @@ class MNMGCore(MNMCore):
         output_size: int | None = None,
         learn_initial_memory: bool = True,
         meta_loss_weight: float = 1.0,
+        recompute_chunk: int | None = None,
     ) -> None:
         super().__init__(
             input_size,
@@ -322,6 +323,7 @@ class MNMGCore(MNMCore):
             output_size=output_size,
             learn_initial_memory=learn_initial_memory,
             meta_loss_weight=meta_loss_weight,
+            recompute_chunk=recompute_chunk,
         )
 
 
@@ -338,6 +340,7 @@ class MNMPCore(MNMCore):
         output_size: int | None = None,
         learn_initial_memory: bool = True,
         meta_loss_weight: float = 1.0,
+        recompute_chunk: int | None = None,
     ) -> None:
         super().__init__(
             input_size,
@@ -349,6 +352,7 @@ class MNMPCore(MNMCore):
             output_size=output_size,
             learn_initial_memory=learn_initial_memory,
             meta_loss_weight=meta_loss_weight,
+            recompute_chunk=recompute_chunk,
         )
 
 
