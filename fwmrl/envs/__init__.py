@@ -1,0 +1,47 @@
+"""Environments: FWM-Gridworld-v0, FWM-GraphNav-v0, FWM-KeyValue-v0, the Trial wrapper, MiniGrid wrappers.
+
+Importing this package (or ``fwmrl``) registers the ids with Gymnasium.
+"""
+
+from fwmrl.envs.graphnav import GraphNavEnv, GraphNavVectorEnv, graph_banks, sample_graphs
+from fwmrl.envs.gridworld import (
+    GridworldEnv,
+    GridworldVectorEnv,
+    normalized_score,
+    reference_returns,
+)
+from fwmrl.envs.keyvalue import (
+    KeyValueEnv,
+    KeyValueSequence,
+    KeyValueVectorEnv,
+    generate_batch,
+    generate_sequence,
+)
+from fwmrl.envs.make import make_env, make_vec_env
+from fwmrl.envs.minigrid_wrappers import FlatMiniGridObs
+from fwmrl.envs.registration import ENV_IDS, register_envs
+from fwmrl.envs.trial import Trial
+
+register_envs()
+
+__all__ = [
+    "ENV_IDS",
+    "FlatMiniGridObs",
+    "GraphNavEnv",
+    "GraphNavVectorEnv",
+    "GridworldEnv",
+    "GridworldVectorEnv",
+    "KeyValueEnv",
+    "KeyValueSequence",
+    "KeyValueVectorEnv",
+    "Trial",
+    "generate_batch",
+    "generate_sequence",
+    "graph_banks",
+    "make_env",
+    "make_vec_env",
+    "normalized_score",
+    "reference_returns",
+    "register_envs",
+    "sample_graphs",
+]
