@@ -91,7 +91,14 @@ class BatchedEnv(VectorEnv):
         self._reset_envs(idx, options)
         self._autoreset[idx] = False
         self._has_reset = True
-        return self._obs.copy(), self._infos()
+        infos = self._infos()
+        if len(idx) < self.num_envs:
+            partial = np.zeros(self.num_envs, dtype=bool)
+            partial[idx] = True
+            for key in [k for k in infos if not k.startswith("_")]:
+                infos[key] = np.where(partial, infos[key], np.zeros_like(infos[key]))
+                infos[f"_{key}"] = partial.copy()
+        return self._obs.copy(), infos
 
     def step(
         self, actions: np.ndarray

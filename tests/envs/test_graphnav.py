@@ -1,0 +1,201 @@
+"""FWM-GraphNav-v0: graph generator, fixed banks, observation and dynamics."""
+
+import hashlib
+from math import gcd
+
+import numpy as np
+import pytest
+
+from fwmrl.envs import GraphNavEnv, graph_banks, sample_graphs
+from fwmrl.envs.graphnav import BANK_SIZE, N_ACTIONS, N_NODES
+
+BANK_DIGEST = "a8554450bbd2df57"  # changes only if the bank generator changes
+
+
+def _edges(graph):
+    return [
+        (i, a, int(graph[i, a]))
+        for i in range(N_NODES)
+        for a in range(N_ACTIONS)
+        if graph[i, a] >= 0
+    ]
+
+
+def _strongly_connected_and_aperiodic(graph):
+    succ = {i: {j for (k, _, j) in _edges(graph) if k == i} for i in range(N_NODES)}
+    level = {0: 0}
+    frontier = [0]
+    while frontier:
+        nxt = []
+        for u in frontier:
+            for v in succ[u]:
+                if v not in level:
+                    level[v] = level[u] + 1
+                    nxt.append(v)
+        frontier = nxt
+    if len(level) < N_NODES:
+        return False
+    pred = {i: {k for (k, _, j) in _edges(graph) if j == i} for i in range(N_NODES)}
+    seen, stack = {0}, [0]
+    while stack:
+        for v in pred[stack.pop()]:
+            if v not in seen:
+                seen.add(v)
+                stack.append(v)
+    if len(seen) < N_NODES:
+        return False
+    period = 0
+    for u, _, v in _edges(graph):
+        period = gcd(period, level[u] + 1 - level[v])
+    return period == 1
+
+
+def _check_graph(graph):
+    edges = _edges(graph)
+    assert len(edges) == 10
+    assert all(i != j for i, _, j in edges), "self-loop"
+    assert {i for i, _, _ in edges} == set(range(N_NODES))
+    assert {j for _, _, j in edges} == set(range(N_NODES))
+    assert _strongly_connected_and_aperiodic(graph)
+
+
+def test_banks_600_plus_600_distinct_disjoint_valid():
+    banks = graph_banks()
+    train, test = banks["train"], banks["test"]
+    assert train.shape == test.shape == (BANK_SIZE, N_NODES, N_ACTIONS)
+    train_keys = {g.tobytes() for g in train}
+    test_keys = {g.tobytes() for g in test}
+    assert len(train_keys) == len(test_keys) == BANK_SIZE
+    assert not train_keys & test_keys
+    for g in np.concatenate([train, test]):
+        _check_graph(g)
+    assert not train.flags.writeable
+
+
+def test_banks_are_reproducible():
+    banks = graph_banks()
+    graph_banks.cache_clear()
+    again = graph_banks()
+    for name in ("train", "test"):
+        np.testing.assert_array_equal(banks[name], again[name])
+    digest = hashlib.sha256(again["train"].tobytes() + again["test"].tobytes()).hexdigest()
+    assert digest[:16] == BANK_DIGEST
+
+
+def test_sample_graphs_same_alone_or_batched():
+    streams = [np.random.default_rng(s).random(10_000) for s in range(8)]
+    pos = np.zeros(8, dtype=int)
+
+    def draw(sel):
+        u = np.array([streams[k][pos[k]] for k in sel])
+        pos[sel] += 1
+        return u
+
+    batched = sample_graphs(draw, 8)
+    for k in range(8):
+        p = iter(streams[k])
+        alone = sample_graphs(lambda sel, p=p: np.array([next(p) for _ in sel]), 1)[0]
+        np.testing.assert_array_equal(alone, batched[k])
+        _check_graph(alone)
+
+
+def test_random_graphs_vary_and_are_valid():
+    env = GraphNavEnv(graphs="random")
+    env.reset(seed=0)
+    seen = set()
+    for _ in range(50):
+        env.reset()
+        _check_graph(env.graph)
+        seen.add(env.graph.tobytes())
+    assert len(seen) >= 45
+
+
+def test_observation_layout():
+    env = GraphNavEnv(max_steps=30)
+    obs, _ = env.reset(seed=5)
+    assert obs.shape == (16,)
+    assert obs[env._goal] == 1 and obs[:5].sum() == 1
+    assert obs[5 + env._node] == 1 and obs[5:10].sum() == 1
+    assert obs[13] == 1 and obs[10:14].sum() == 1, "'none' slot on the first step"
+    assert obs[14] == 0 and obs[15] == 0
+    invalid = [a for a in range(3) if env.graph[env._node, a] < 0]
+    valid = [a for a in range(3) if env.graph[env._node, a] >= 0]
+    a = (invalid or valid)[0]
+    obs, reward, *_ = env.step(a)
+    assert obs[10 + a] == 1 and obs[10:14].sum() == 1
+    assert obs[14] == np.float32(reward)
+    assert obs[15] == np.float32(1 / 30)
+
+
+def test_invalid_action_stays_and_timeout_resamples_goal():
+    env = GraphNavEnv()
+    for seed in range(50):
+        env.reset(seed=seed)
+        invalid = [a for a in range(3) if env.graph[env._node, a] < 0]
+        if invalid:
+            break
+    node, goal = env._node, env._goal
+    for _ in range(5):
+        _, reward, *_ = env.step(invalid[0])
+        assert reward == pytest.approx(-0.05)
+        assert (env._node, env._goal) == (node, goal)
+    env.step(invalid[0])  # the sixth move without reaching the goal
+    assert env._goal != goal
+    assert env._node != env._goal
+
+
+def test_goal_reward_new_goal_and_teleport():
+    env = GraphNavEnv()
+    hits = 0
+    for seed in range(40):
+        env.reset(seed=seed)
+        for _ in range(30):
+            old_goal = env._goal
+            into_goal = [a for a in range(3) if env.graph[env._node, a] == env._goal]
+            a = into_goal[0] if into_goal else 0
+            _, reward, _, truncated, info = env.step(a)
+            if into_goal:
+                hits += 1
+                assert reward == 10.0
+                assert env._goal != old_goal and env._node != env._goal
+                assert info["goal_hits"] >= 1
+            if truncated:
+                break
+    assert hits > 20
+
+
+def test_random_policy_return_matches_paper():
+    env = GraphNavEnv(graphs="test")
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    returns = []
+    for _ in range(400):
+        env.reset()
+        total, truncated, steps = 0.0, False, 0
+        while not truncated:
+            _, reward, _, truncated, _ = env.step(int(rng.integers(3)))
+            total, steps = total + reward, steps + 1
+        assert steps == 30
+        returns.append(total)
+    assert 40 < np.mean(returns) < 50  # the paper reports about 45
+
+
+def test_keep_task_keeps_graph():
+    env = GraphNavEnv(graphs="random")
+    env.reset(seed=2)
+    graph = env.graph.copy()
+    for _ in range(3):
+        env.reset(options={"keep_task": True})
+        np.testing.assert_array_equal(env.graph, graph)
+    env.reset()
+    assert not np.array_equal(env.graph, graph)
+
+
+def test_train_and_test_envs_use_their_bank():
+    banks = graph_banks()
+    for name in ("train", "test"):
+        env = GraphNavEnv(graphs=name)
+        env.reset(seed=0)
+        for _ in range(20):
+            env.reset()
+            np.testing.assert_array_equal(env.graph, banks[name][env.graph_index])
