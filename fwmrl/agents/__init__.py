@@ -1,0 +1,14 @@
+"""Agents: the memory actor-critic policy and the A2C trainer."""
+
+from fwmrl.agents.a2c import A2C, NonFiniteLossError, Rollout, compute_advantages, make_eval_env
+from fwmrl.agents.policy import MemoryActorCritic, NoMemoryCore
+
+__all__ = [
+    "A2C",
+    "MemoryActorCritic",
+    "NoMemoryCore",
+    "NonFiniteLossError",
+    "Rollout",
+    "compute_advantages",
+    "make_eval_env",
+]

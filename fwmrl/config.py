@@ -1,0 +1,313 @@
+"""Typed, validated experiment configs: YAML files plus dotted command-line overrides.
+
+A config has six sections (every key optional except ``core.name``)::
+
+    env:     {id: FWM-Gridworld-v0, num_envs: 64, kwargs: {size: 7}, eval_kwargs: {}}
+    core:    {name: fwm, hidden_size: 32, memory_size: 16}   # name + the core's own arguments
+    policy:  {encoder_sizes: [64], activation: tanh}
+    algo:    {n_steps: 20, gamma: 0.99, gae_lambda: 1.0, ent_coef: 0.01, ...}
+    train:   {total_steps: 100000, seed: 0, checkpoint_every: 50, ...}
+    logging: {tensorboard: true, wandb: disabled, log_every: 10}
+
+``load_config("configs/x.yaml", ["train.total_steps=200000", "core.memory_size=16"])`` returns a
+:class:`Config`; any unknown key or bad value raises :class:`ConfigError` whose message names the key
+and what is allowed. Core arguments are checked against the core's constructor through the registry.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from fwmrl.memory import CoreConfigError, available_cores, core_arguments, make_core
+
+NO_CORE = "none"
+"""Core name of the memoryless baseline (the encoder MLP feeds the heads directly)."""
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the key and what is allowed."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class EnvConfig(_Section):
+    """Which environment to train on.
+
+    Attributes:
+        id: a Gymnasium id (``fwmrl envs`` lists the fwmrl ones; MiniGrid ids get flat observations).
+        num_envs: environments stepped in parallel per update.
+        kwargs: keyword arguments of the env constructor (``gym.make`` arguments).
+        eval_kwargs: arguments merged over ``kwargs`` for evaluation (e.g. ``{graphs: test}``).
+    """
+
+    id: str = "FWM-Gridworld-v0"
+    num_envs: int = Field(16, ge=1)
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    eval_kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class CoreConfig(BaseModel):
+    """The memory core: ``name`` plus the core's constructor arguments (all but ``input_size``).
+
+    ``name`` is a registered core (``lstm``, ``fwm``, ``gated_fw``, ``mnm_g``, ``mnm_p``) or
+    ``none`` for the memoryless baseline.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = "fwm"
+
+    @field_validator("name")
+    @classmethod
+    def _known_core(cls, name: str) -> str:
+        allowed = [NO_CORE, *available_cores()]
+        if name not in allowed:
+            raise ValueError(f"unknown core {name!r}; allowed: {', '.join(allowed)}")
+        return name
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        """The core's constructor arguments."""
+        return dict(self.model_extra or {})
+
+    @model_validator(mode="after")
+    def _check_core_arguments(self) -> CoreConfig:
+        kwargs = self.kwargs
+        if self.name == NO_CORE:
+            if kwargs:
+                raise ValueError(f"core 'none' takes no arguments, got {sorted(kwargs)}")
+            return self
+        allowed = {k: v for k, v in core_arguments(self.name).items() if k != "input_size"}
+        unknown = sorted(set(kwargs) - set(allowed))
+        if unknown:
+            listing = ", ".join(
+                k if v is inspect.Parameter.empty else f"{k}={v!r}" for k, v in allowed.items()
+            )
+            raise ValueError(
+                f"core {self.name!r} has no argument(s) {unknown}; allowed arguments: {listing}"
+            )
+        try:  # the constructor checks values; a tiny input size keeps this cheap
+            make_core(self.name, input_size=1, **kwargs)
+        except CoreConfigError as error:
+            raise ValueError(str(error)) from None
+        return self
+
+
+class PolicyConfig(_Section):
+    """Observation encoder and heads around the core.
+
+    Attributes:
+        encoder_sizes: hidden sizes of the MLP applied to the observation before the core (``[]``
+            feeds the flat observation to the core directly).
+        activation: activation of the encoder.
+    """
+
+    encoder_sizes: list[int] = Field(default_factory=lambda: [64])
+    activation: Literal["tanh", "relu"] = "tanh"
+
+    @field_validator("encoder_sizes")
+    @classmethod
+    def _positive(cls, sizes: list[int]) -> list[int]:
+        if any(s <= 0 for s in sizes):
+            raise ValueError(f"encoder sizes must be positive integers, got {sizes}")
+        return sizes
+
+
+class AlgoConfig(_Section):
+    """Synchronous advantage actor-critic (A2C).
+
+    Attributes:
+        n_steps: steps per env per update (truncated BPTT window; the core state is carried across
+            updates and detached between them), or ``"episode"``: every update resets all envs, runs
+            until each has finished one episode and backpropagates through the whole episode.
+        gamma: discount factor.
+        gae_lambda: GAE λ; 1.0 gives n-step (or, with ``bootstrap_truncated: false`` and
+            ``n_steps: episode``, Monte-Carlo) returns.
+        bootstrap_truncated: bootstrap from V(final observation) when an episode is truncated by a
+            time limit (a terminated episode never bootstraps).
+        ent_coef, vf_coef: entropy bonus and value-loss weights.
+        max_grad_norm: gradient-norm clipping threshold, or ``null`` for none.
+        optimizer: ``adam`` or ``rmsprop``; ``lr`` and ``eps`` are its learning rate and epsilon.
+        normalize_advantage: standardise advantages over the valid steps of an update.
+        max_episode_steps: safety cap on the rollout length in ``n_steps: episode`` mode.
+    """
+
+    n_steps: int | Literal["episode"] = 20
+    gamma: float = Field(0.99, ge=0.0, le=1.0)
+    gae_lambda: float = Field(1.0, ge=0.0, le=1.0)
+    bootstrap_truncated: bool = True
+    ent_coef: float = Field(0.01, ge=0.0)
+    vf_coef: float = Field(0.5, ge=0.0)
+    max_grad_norm: float | None = Field(0.5, gt=0.0)
+    optimizer: Literal["adam", "rmsprop"] = "adam"
+    lr: float = Field(7e-4, gt=0.0)
+    eps: float = Field(1e-5, gt=0.0)
+    normalize_advantage: bool = False
+    max_episode_steps: int = Field(10_000, ge=1)
+
+    @field_validator("n_steps", mode="before")
+    @classmethod
+    def _positive_steps(cls, n: Any) -> int | str:
+        if n == "episode" or (isinstance(n, int) and not isinstance(n, bool) and n >= 1):
+            return n
+        raise ValueError(f"must be a positive integer or 'episode', got {n!r}")
+
+
+class TrainConfig(_Section):
+    """Budget, seeding, checkpoints and evaluation.
+
+    Attributes:
+        total_steps: environment steps (summed over envs, reset transitions included) to train for.
+        seed: seeds the parameters, the action sampling and the envs.
+        device: torch device (``cpu`` or ``cuda``).
+        checkpoint_every: write a checkpoint every this many updates (and always at the end).
+        eval_every: evaluate on the eval env every this many updates (0: only at the end).
+        eval_episodes: episodes per evaluation.
+        progress: show a progress bar.
+    """
+
+    total_steps: int = Field(100_000, ge=1)
+    seed: int = 0
+    device: str = "cpu"
+    checkpoint_every: int = Field(50, ge=1)
+    eval_every: int = Field(0, ge=0)
+    eval_episodes: int = Field(32, ge=1)
+    progress: bool = True
+
+
+class LoggingConfig(_Section):
+    """Where metrics go (the JSON-lines file in the run directory is always written).
+
+    Attributes:
+        log_every: write metrics every this many updates.
+        tensorboard: write TensorBoard event files under ``<run>/tb``.
+        wandb: ``disabled``, ``offline`` (local files under ``<run>/wandb``, no account or network)
+            or ``online``.
+        wandb_project: the wandb project name.
+    """
+
+    log_every: int = Field(10, ge=1)
+    tensorboard: bool = True
+    wandb: Literal["disabled", "offline", "online"] = "offline"
+    wandb_project: str = "fwmrl"
+
+
+class Config(_Section):
+    """A complete experiment; see the module docstring for the layout."""
+
+    env: EnvConfig = Field(default_factory=EnvConfig)
+    core: CoreConfig = Field(default_factory=CoreConfig)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    algo: AlgoConfig = Field(default_factory=AlgoConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (YAML/JSON friendly) that :func:`config_from_dict` turns back into this config."""
+        return self.model_dump(mode="json")
+
+
+_SECTIONS: dict[str, type[BaseModel]] = {
+    name: field.annotation  # type: ignore[misc]
+    for name, field in Config.model_fields.items()
+}
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str] | None:
+    """Field names of the model at ``loc`` (a pydantic error location without the bad key)."""
+    if not loc:
+        return list(Config.model_fields)
+    if len(loc) == 1 and loc[0] in _SECTIONS:
+        return list(_SECTIONS[loc[0]].model_fields)
+    return None
+
+
+def _format_validation_error(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        loc = tuple(x for x in item["loc"] if not str(x).startswith("function-after"))
+        key = ".".join(str(x) for x in loc) or "<config>"
+        if item["type"] == "extra_forbidden":
+            allowed = _allowed_keys(loc[:-1])
+            hint = f"; allowed keys: {', '.join(allowed)}" if allowed else ""
+            lines.append(f"{key}: unknown key{hint}")
+        else:
+            message = item["msg"].removeprefix("Value error, ")
+            if item["type"] not in ("value_error", "assertion_error") and "input" in item:
+                message += f" (got {item['input']!r})"
+            lines.append(f"{key}: {message}")
+    return "; ".join(lines)
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """Validate a plain dict into a :class:`Config` (raises :class:`ConfigError`)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"a config must be a mapping of sections, got {type(data).__name__}")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(_format_validation_error(error)) from None
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"train.total_steps=200000"`` -> ``(["train", "total_steps"], 200000)`` (value read as YAML)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(
+            f"bad override {text!r}; write SECTION.KEY=VALUE, e.g. train.total_steps=200000"
+        )
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Set dotted keys in a nested dict (a copy); nested dicts are created where missing."""
+    out = yaml.safe_load(yaml.safe_dump(data)) or {}
+    for text in overrides:
+        path, value = parse_override(text)
+        node = out
+        for i, part in enumerate(path[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                prefix = ".".join(path[: i + 1])
+                raise ConfigError(f"{prefix}: is a value, not a section; cannot set {text!r}")
+            node = child
+        node[path[-1]] = value
+    return out
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file into a dict (raises :class:`ConfigError`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config must be a mapping of sections")
+    return data
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
+    """Load a YAML config (or the defaults when ``path`` is None) and apply dotted overrides."""
+    data = {} if path is None else read_yaml(path)
+    return config_from_dict(apply_overrides(data, list(overrides or [])))
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    """Write the resolved config as YAML."""
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
