@@ -218,3 +218,17 @@ def test_envs_package_imports_only_numpy_and_gymnasium():
     assert "gridworld.py" in sources and "graphnav.py" in sources
     for name, src in sources.items():
         assert "torch" not in src, name
+
+
+def test_example_pictures_round_trip_as_png(tmp_path):
+    import matplotlib.image
+
+    from fwmrl.envs.pictures import example_frames, main, png_bytes
+
+    frames = example_frames()
+    assert set(frames) == {"gridworld", "graphnav", "keyvalue"}
+    main([str(tmp_path)])
+    for name, frame in frames.items():
+        assert (tmp_path / f"{name}.png").read_bytes() == png_bytes(frame)
+        decoded = matplotlib.image.imread(tmp_path / f"{name}.png")
+        np.testing.assert_array_equal(np.round(decoded[..., :3] * 255).astype(np.uint8), frame)
