@@ -94,7 +94,7 @@ def fill_triangle(img: np.ndarray, pts: np.ndarray, color: Color) -> None:
 def draw_text(img: np.ndarray, y: int, x: int, text: str, color: Color, scale: int = 2) -> None:
     """Draw ``text`` with a 5x7 bitmap font, top-left corner at ``(y, x)``.
 
-    Characters outside the font (lower-case a-h, digits, ``= ; ? . _ / -``) are drawn as blanks.
+    The font covers a-h, the digits and ``= ; ? . _ / -``; other characters are drawn blank.
     """
     h, w = img.shape[:2]
     for k, ch in enumerate(text):

@@ -31,7 +31,8 @@ class Trial(gym.Wrapper[np.ndarray, Any, np.ndarray, Any]):
         task: how the task is kept between inner episodes. ``"keep_task"`` (default) resets the inner
             env with ``options={"keep_task": True}``, which every fwmrl env supports (same goal, same
             graph). ``"seed"`` draws one seed per trial and resets every inner episode with it: for
-            procedurally generated envs such as MiniGrid this repeats the same layout and start.
+            procedurally generated envs such as MiniGrid this repeats the same layout and start. The
+            trial seeds come from the wrapper's own generator, seeded by ``reset(seed=...)``.
     """
 
     def __init__(self, env: gym.Env, episodes: int = 2, task: str = "keep_task") -> None:
@@ -53,15 +54,16 @@ class Trial(gym.Wrapper[np.ndarray, Any, np.ndarray, Any]):
         )
         self._inner = 0
         self._task_seed: int | None = None
+        self._trial_rng: np.random.Generator | None = None
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """Start a trial: a new task and its first inner episode."""
-        if seed is not None:
-            self.np_random, _ = gym.utils.seeding.np_random(seed)
         if self.task == "seed":
-            self._task_seed = int(self.np_random.integers(2**31 - 1))
+            if seed is not None or self._trial_rng is None:
+                self._trial_rng, _ = gym.utils.seeding.np_random(seed)
+            self._task_seed = int(self._trial_rng.integers(2**31 - 1))
             seed = self._task_seed
         obs, info = self.env.reset(seed=seed, options=options)
         self._inner = 0

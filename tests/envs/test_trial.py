@@ -82,3 +82,15 @@ def test_trial_rejects_bad_arguments():
         Trial(gym.make("CartPole-v1"), episodes=2)
     with pytest.raises(ValueError, match="task"):
         Trial(GridworldEnv(), task="other")
+
+
+def test_seed_mode_trials_differ_and_are_reproducible():
+    env = Trial(make_env("MiniGrid-MemoryS7-v0"), episodes=2, task="seed")
+    env.reset(seed=0)
+    seeds = [env._task_seed]
+    for _ in range(3):
+        env.reset()
+        seeds.append(env._task_seed)
+    assert len(set(seeds)) == 4
+    env.reset(seed=0)
+    assert env._task_seed == seeds[0]
