@@ -1,0 +1,550 @@
+"""Actor-critic policies whose recurrent memory is any fwmrl core (LSTM, FWM, gated FW, MNM-g/-p).
+
+:class:`MemoryPolicy` is an SB3 :class:`~stable_baselines3.common.policies.ActorCriticPolicy`:
+observations go through the usual SB3 features extractor, then through a memory core, then through
+the usual ``net_arch`` MLP to the action distribution and the value head. It is trained by
+:class:`fwmrl.sb3.MemoryRecurrentPPO` and :class:`fwmrl.sb3.RecurrentA2C`.
+
+How recurrent states travel
+---------------------------
+Inside the algorithms a state is a :class:`MemoryStates` (the actor core's
+:class:`~fwmrl.memory.CoreState`, plus the critic's when the critic has its own memory). Through
+:meth:`MemoryPolicy.predict` -- and so ``model.predict`` and ``evaluate_policy`` -- states travel the
+way SB3 expects, as a **tuple of NumPy arrays**: the actor state's fields in declaration order, then
+the critic state's fields, each **batch first** ``[n_envs, ...]`` (e.g. FWM with a separate critic:
+``(pi.h, pi.c, pi.F, vf.h, vf.c, vf.F)``). ``state=None`` starts fresh sequences (the core's own,
+possibly learned, initial state). Passing a :class:`MemoryStates` instead returns one, which avoids the
+NumPy round trip for large states.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.distributions import Distribution
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.torch_layers import (
+    BaseFeaturesExtractor,
+    CombinedExtractor,
+    FlattenExtractor,
+    MlpExtractor,
+)
+from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
+from torch import nn
+
+from fwmrl.memory import CoreState, MemoryCore, available_cores, make_core
+
+CRITIC_MEMORY_MODES = ("separate", "shared", "none")
+
+
+@dataclasses.dataclass
+class MemoryStates:
+    """Recurrent state of a :class:`MemoryPolicy` for a batch of environments.
+
+    Attributes
+    ----------
+    pi:
+        State of the actor's core (also the critic's when the memory is shared).
+    vf:
+        State of the critic's own core, or ``None`` when the critic has none (shared memory or
+        ``critic_memory="none"``).
+    """
+
+    pi: CoreState
+    vf: CoreState | None = None
+
+    def parts(self) -> list[CoreState]:
+        """The core states present, actor first."""
+        return [self.pi] if self.vf is None else [self.pi, self.vf]
+
+    def _map(self, fn: Any) -> MemoryStates:
+        return MemoryStates(fn(self.pi), None if self.vf is None else fn(self.vf))
+
+    @property
+    def batch_size(self) -> int:
+        """Number of environments (sequences) the state holds."""
+        return self.pi.batch_size
+
+    @property
+    def numel_per_sequence(self) -> int:
+        """Floats of state per environment (actor and critic together)."""
+        return sum(part.numel_per_sequence for part in self.parts())
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by all tensors of the state."""
+        return sum(t.numel() * t.element_size() for part in self.parts() for _, t in part.tensors())
+
+    def __getitem__(self, index: Any) -> MemoryStates:
+        """Select environments along the batch (an int keeps a batch of one)."""
+        return self._map(lambda s: s[index])
+
+    def detach(self) -> MemoryStates:
+        """The same values cut from the autograd graph."""
+        return self._map(lambda s: s.detach())
+
+    def clone(self) -> MemoryStates:
+        """A copy that owns its tensors."""
+        return self._map(lambda s: s.clone())
+
+    def to(self, *args: Any, **kwargs: Any) -> MemoryStates:
+        """Move or cast every tensor (arguments of :meth:`torch.Tensor.to`)."""
+        return self._map(lambda s: s.to(*args, **kwargs))
+
+    @classmethod
+    def cat(cls, states: Sequence[MemoryStates]) -> MemoryStates:
+        """Concatenate states along the batch."""
+        if not states:
+            raise ValueError("MemoryStates.cat: 'states' is empty; pass at least one state")
+        pi = type(states[0].pi).cat([s.pi for s in states])
+        if states[0].vf is None:
+            return cls(pi, None)
+        return cls(pi, type(states[0].vf).cat([s.vf for s in states]))  # type: ignore[misc]
+
+    def to_numpy(self) -> tuple[np.ndarray, ...]:
+        """The SB3 form: every field as a batch-first NumPy array, actor fields then critic fields."""
+        return tuple(t.detach().cpu().numpy() for part in self.parts() for _, t in part.tensors())
+
+
+class MemoryPolicy(ActorCriticPolicy):
+    """Actor-critic policy with an fwmrl memory core between the features extractor and the MLP.
+
+    Data flow per step: ``obs -> features extractor -> core -> net_arch MLP -> action / value``.
+    With ``critic_memory="separate"`` the critic has its own core of the same kind; with
+    ``"shared"`` both heads read the actor's core output (and the value loss trains the core too);
+    with ``"none"`` the critic sees the features through a linear layer, without memory.
+
+    Parameters
+    ----------
+    observation_space, action_space, lr_schedule:
+        As in :class:`~stable_baselines3.common.policies.ActorCriticPolicy`.
+    net_arch:
+        MLP after the core, SB3 format (``[64]`` or ``dict(pi=[64], vf=[64])``); ``None`` gives
+        SB3's default ``dict(pi=[64, 64], vf=[64, 64])``, ``[]`` heads directly on the core.
+    activation_fn, ortho_init, use_sde, log_std_init, full_std, use_expln, squash_output:
+        As in SB3 (orthogonal initialisation is applied to the extractor and the MLP, not to cores).
+    features_extractor_class, features_extractor_kwargs, share_features_extractor, normalize_images:
+        As in SB3; any observation space SB3 supports works (``CombinedExtractor`` for ``Dict``,
+        see :class:`MultiInputMemoryPolicy`).
+    optimizer_class, optimizer_kwargs:
+        As in SB3 (the cores' parameters are optimised with the rest).
+    core:
+        Name of the memory core, one of :func:`fwmrl.memory.available_cores`
+        (``"fwm"``, ``"gated_fw"``, ``"lstm"``, ``"mnm_g"``, ``"mnm_p"``).
+    core_kwargs:
+        Keyword arguments of the core (``input_size`` is set to the features dimension), e.g.
+        ``{"hidden_size": 32, "memory_size": 16}`` for FWM.
+    critic_memory:
+        ``"separate"`` (default, as sb3-contrib), ``"shared"`` or ``"none"``; see above.
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        lr_schedule: Schedule,
+        net_arch: list[int] | dict[str, list[int]] | None = None,
+        activation_fn: type[nn.Module] = nn.Tanh,
+        ortho_init: bool = True,
+        use_sde: bool = False,
+        log_std_init: float = 0.0,
+        full_std: bool = True,
+        use_expln: bool = False,
+        squash_output: bool = False,
+        features_extractor_class: type[BaseFeaturesExtractor] = FlattenExtractor,
+        features_extractor_kwargs: dict[str, Any] | None = None,
+        share_features_extractor: bool = True,
+        normalize_images: bool = True,
+        optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
+        optimizer_kwargs: dict[str, Any] | None = None,
+        core: str = "lstm",
+        core_kwargs: dict[str, Any] | None = None,
+        critic_memory: str = "separate",
+    ) -> None:
+        if core not in available_cores():
+            raise ValueError(
+                f"MemoryPolicy: 'core' must be one of {available_cores()}, got {core!r}"
+            )
+        if core_kwargs is not None and not isinstance(core_kwargs, dict):
+            raise TypeError(
+                f"MemoryPolicy: 'core_kwargs' must be a dict or None, got {type(core_kwargs).__name__}"
+            )
+        if "input_size" in (core_kwargs or {}):
+            raise ValueError(
+                "MemoryPolicy: 'core_kwargs' must not contain 'input_size' "
+                "(it is the features extractor's output size)"
+            )
+        if critic_memory not in CRITIC_MEMORY_MODES:
+            raise ValueError(
+                f"MemoryPolicy: 'critic_memory' must be one of {list(CRITIC_MEMORY_MODES)}, "
+                f"got {critic_memory!r}"
+            )
+        if critic_memory == "shared" and not share_features_extractor:
+            raise ValueError(
+                "MemoryPolicy: critic_memory='shared' needs share_features_extractor=True "
+                "(one core cannot read two different feature streams)"
+            )
+        self.core_name = core
+        self.core_kwargs = dict(core_kwargs or {})
+        self.critic_memory = critic_memory
+        super().__init__(
+            observation_space,
+            action_space,
+            lr_schedule,
+            net_arch,
+            activation_fn,
+            ortho_init,
+            use_sde,
+            log_std_init,
+            full_std,
+            use_expln,
+            squash_output,
+            features_extractor_class,
+            features_extractor_kwargs,
+            share_features_extractor,
+            normalize_images,
+            optimizer_class,
+            optimizer_kwargs,
+        )
+
+    # ------------------------------------------------------------------ build
+    def make_core(self) -> MemoryCore:
+        """Build one memory core on the features (hook: override to build cores differently)."""
+        return make_core(self.core_name, input_size=self.features_dim, **self.core_kwargs)
+
+    def _build_mlp_extractor(self) -> None:
+        # Called by ActorCriticPolicy._build before the optimizer is created, so the cores'
+        # parameters are optimised too.
+        self.memory_actor = self.make_core()
+        self.memory_critic: MemoryCore | None = None
+        self.critic_projection: nn.Module | None = None
+        if self.critic_memory == "separate":
+            self.memory_critic = self.make_core()
+        elif self.critic_memory == "none":
+            self.critic_projection = nn.Linear(self.features_dim, self.memory_actor.output_size)
+        self.mlp_extractor = MlpExtractor(
+            self.memory_actor.output_size,
+            net_arch=self.net_arch,
+            activation_fn=self.activation_fn,
+            device=self.device,
+        )
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(
+            core=self.core_name, core_kwargs=self.core_kwargs, critic_memory=self.critic_memory
+        )
+        return data
+
+    @property
+    def lstm_actor(self) -> nn.Module:
+        """Not available: sb3-contrib's ``RecurrentPPO`` assumes an ``nn.LSTM`` here."""
+        raise TypeError(
+            "MemoryPolicy does not work with sb3_contrib.RecurrentPPO, which assumes an nn.LSTM "
+            "state; use fwmrl.sb3.MemoryRecurrentPPO (same constructor and calls) instead"
+        )
+
+    # ------------------------------------------------------------------ state
+    def cores(self) -> list[MemoryCore]:
+        """The cores with a state, actor first (the order of :meth:`MemoryStates.parts`)."""
+        return (
+            [self.memory_actor]
+            if self.memory_critic is None
+            else [self.memory_actor, self.memory_critic]
+        )
+
+    def initial_state(self, n_envs: int) -> MemoryStates:
+        """Fresh states for ``n_envs`` environments (each core's own initial state)."""
+        parts = [core.initial_state(n_envs, self.device) for core in self.cores()]
+        return MemoryStates(*parts)
+
+    @property
+    def state_numel(self) -> int:
+        """Floats of recurrent state per environment (actor and critic cores together)."""
+        return sum(core.state_numel for core in self.cores())
+
+    def states_from_numpy(self, state: Sequence[np.ndarray]) -> MemoryStates:
+        """Rebuild a :class:`MemoryStates` from the tuple :meth:`MemoryStates.to_numpy` returns."""
+        templates = [core.initial_state(1, "cpu") for core in self.cores()]
+        names = [[name for name, _ in t.tensors()] for t in templates]
+        expected = sum(len(n) for n in names)
+        if not isinstance(state, (tuple, list)) or len(state) != expected:
+            fields = [
+                f"{part}.{n}" for part, ns in zip(("pi", "vf"), names, strict=False) for n in ns
+            ]
+            got = type(state).__name__ if not isinstance(state, (tuple, list)) else len(state)
+            raise ValueError(
+                f"MemoryPolicy.predict: 'state' must be None, a MemoryStates, or a tuple of "
+                f"{expected} arrays {fields} (batch first), got {got}"
+            )
+        parts, i = [], 0
+        dtype = next(self.memory_actor.parameters()).dtype
+        for template, ns in zip(templates, names, strict=True):
+            data = {}
+            for name in ns:
+                data[name] = th.as_tensor(np.asarray(state[i]), device=self.device).to(dtype)
+                i += 1
+            parts.append(type(template)(**data))
+        return MemoryStates(*parts)
+
+    @property
+    def aux_loss(self) -> th.Tensor | None:
+        """Sum of the cores' auxiliary losses of the last forward pass (MNM meta loss) or ``None``."""
+        losses = [core.aux_loss for core in self.cores() if core.aux_loss is not None]
+        if not losses:
+            return None
+        return th.stack(losses).sum() if len(losses) > 1 else losses[0]
+
+    # ------------------------------------------------------------ computation
+    def _features(self, obs: PyTorchObs) -> tuple[th.Tensor, th.Tensor]:
+        features = self.extract_features(obs)
+        if self.share_features_extractor:
+            return features, features  # type: ignore[return-value]
+        return features  # type: ignore[return-value]
+
+    def _sequence_latents(
+        self, obs: PyTorchObs, states: MemoryStates, episode_starts: th.Tensor, n_seq: int
+    ) -> tuple[th.Tensor, th.Tensor, MemoryStates]:
+        """Run extractor, cores and MLP over ``T * n_seq`` time-major flattened observations.
+
+        Returns latents ``[T * n_seq, D_pi]``, ``[T * n_seq, D_vf]`` and the final states.
+        """
+        if states.batch_size != n_seq:
+            raise ValueError(
+                f"MemoryPolicy: 'states' holds {states.batch_size} environments but the "
+                f"observations hold {n_seq}"
+            )
+        pi_features, vf_features = self._features(obs)
+        length = pi_features.shape[0] // n_seq
+        resets = episode_starts.reshape(length, n_seq).to(device=pi_features.device, dtype=th.bool)
+        x_pi = pi_features.reshape(length, n_seq, -1)
+        y_pi, pi_state = self.memory_actor(x_pi, states.pi, resets)
+        y_pi = y_pi.reshape(length * n_seq, -1)
+        vf_state = None
+        if self.memory_critic is not None:
+            assert states.vf is not None, "MemoryStates.vf missing for a separate critic memory"
+            x_vf = vf_features.reshape(length, n_seq, -1)
+            y_vf, vf_state = self.memory_critic(x_vf, states.vf, resets)
+            y_vf = y_vf.reshape(length * n_seq, -1)
+        elif self.critic_projection is not None:
+            y_vf = self.critic_projection(vf_features)
+        else:
+            y_vf = y_pi
+        latent_pi = self.mlp_extractor.forward_actor(y_pi)
+        latent_vf = self.mlp_extractor.forward_critic(y_vf)
+        return latent_pi, latent_vf, MemoryStates(pi_state, vf_state)
+
+    def forward(  # type: ignore[override]
+        self,
+        obs: PyTorchObs,
+        states: MemoryStates,
+        episode_starts: th.Tensor,
+        deterministic: bool = False,
+    ) -> tuple[th.Tensor, th.Tensor, th.Tensor, MemoryStates]:
+        """One step for a batch of environments.
+
+        Parameters
+        ----------
+        obs:
+            Observations ``[n_envs, ...]`` (or a dict of them).
+        states:
+            States before the step.
+        episode_starts:
+            ``[n_envs]``: 1/True where an episode starts at this step (its state is reset first).
+        deterministic:
+            Take the mode of the action distribution instead of sampling.
+
+        Returns
+        -------
+        actions, values, log_prob, states:
+            ``actions`` ``[n_envs, *action_shape]``, ``values`` ``[n_envs, 1]``, ``log_prob``
+            ``[n_envs]`` and the states after the step.
+        """
+        n_envs = episode_starts.shape[0]
+        latent_pi, latent_vf, states = self._sequence_latents(obs, states, episode_starts, n_envs)
+        values = self.value_net(latent_vf)
+        distribution = self._get_action_dist_from_latent(latent_pi)
+        actions = distribution.get_actions(deterministic=deterministic)
+        log_prob = distribution.log_prob(actions)
+        return actions.reshape((-1, *self.action_space.shape)), values, log_prob, states
+
+    def get_distribution(  # type: ignore[override]
+        self, obs: PyTorchObs, states: MemoryStates, episode_starts: th.Tensor
+    ) -> tuple[Distribution, MemoryStates]:
+        """Action distribution of one step, and the states after it."""
+        n_envs = episode_starts.shape[0]
+        latent_pi, _, states = self._sequence_latents(obs, states, episode_starts, n_envs)
+        return self._get_action_dist_from_latent(latent_pi), states
+
+    def predict_values(  # type: ignore[override]
+        self, obs: PyTorchObs, states: MemoryStates, episode_starts: th.Tensor
+    ) -> th.Tensor:
+        """Values ``[n_envs, 1]`` of one step from ``states``."""
+        n_envs = episode_starts.shape[0]
+        _, latent_vf, _ = self._sequence_latents(obs, states, episode_starts, n_envs)
+        return self.value_net(latent_vf)
+
+    def evaluate_sequences(
+        self,
+        obs: PyTorchObs,
+        actions: th.Tensor,
+        states: MemoryStates,
+        episode_starts: th.Tensor,
+    ) -> tuple[th.Tensor, th.Tensor, th.Tensor | None]:
+        """Values, log-probabilities and entropies of stored actions along sequences.
+
+        Parameters
+        ----------
+        obs:
+            Observations ``[T, S, ...]`` (time-major; or a dict of them).
+        actions:
+            Actions ``[T, S, action_dim]`` as stored by the rollout buffer.
+        states:
+            States of the ``S`` sequences before their first step.
+        episode_starts:
+            ``[T, S]``: where episodes start (the core resets those sequences before the step).
+
+        Returns
+        -------
+        values, log_prob, entropy:
+            ``[T, S]`` each (``entropy`` is ``None`` for distributions without a closed form). The
+            cores' auxiliary loss of this pass is in :attr:`aux_loss`.
+        """
+        length, n_seq = episode_starts.shape
+        flat_obs = _flatten_time(obs)
+        latent_pi, latent_vf, _ = self._sequence_latents(flat_obs, states, episode_starts, n_seq)
+        distribution = self._get_action_dist_from_latent(latent_pi)
+        flat_actions = actions.reshape(length * n_seq, *actions.shape[2:])
+        if isinstance(self.action_space, spaces.Discrete):
+            flat_actions = flat_actions.long().flatten()
+        log_prob = distribution.log_prob(flat_actions).reshape(length, n_seq)
+        values = self.value_net(latent_vf).reshape(length, n_seq)
+        entropy = distribution.entropy()
+        if entropy is not None:
+            entropy = entropy.reshape(length, n_seq)
+        return values, log_prob, entropy
+
+    def evaluate_actions(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        """Not available without sequence information: use :meth:`evaluate_sequences`."""
+        raise NotImplementedError(
+            "MemoryPolicy.evaluate_actions needs sequences; call evaluate_sequences(obs[T, S], "
+            "actions[T, S], states, episode_starts[T, S])"
+        )
+
+    def _predict(  # type: ignore[override]
+        self,
+        observation: PyTorchObs,
+        states: MemoryStates,
+        episode_starts: th.Tensor,
+        deterministic: bool = False,
+    ) -> tuple[th.Tensor, MemoryStates]:
+        distribution, states = self.get_distribution(observation, states, episode_starts)
+        return distribution.get_actions(deterministic=deterministic), states
+
+    def predict(  # type: ignore[override]
+        self,
+        observation: np.ndarray | dict[str, np.ndarray],
+        state: tuple[np.ndarray, ...] | MemoryStates | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | MemoryStates]:
+        """SB3's ``predict`` contract: actions and the next state.
+
+        Parameters
+        ----------
+        observation:
+            One observation or a batch ``[n_envs, ...]`` (a dict for ``Dict`` spaces).
+        state:
+            ``None`` (fresh sequences), the tuple of batch-first NumPy arrays returned by the
+            previous call, or a :class:`MemoryStates`.
+        episode_start:
+            ``[n_envs]`` booleans: where to reset the state before this step (``None``: nowhere).
+        deterministic:
+            Take the mode of the action distribution.
+
+        Returns
+        -------
+        actions, state:
+            Actions (without the batch dimension for a single observation) and the state after the
+            step, as a NumPy tuple -- or a :class:`MemoryStates` if one was passed.
+        """
+        self.set_training_mode(False)
+        if (
+            isinstance(observation, tuple)
+            and len(observation) == 2
+            and isinstance(observation[1], dict)
+        ):
+            raise ValueError(
+                "MemoryPolicy.predict: 'observation' is an (obs, info) tuple; pass only obs "
+                "(Gymnasium reset() returns both, SB3 VecEnv.reset() only obs)"
+            )
+        obs_tensor, vectorized_env = self.obs_to_tensor(observation)
+        first = next(iter(obs_tensor.values())) if isinstance(obs_tensor, dict) else obs_tensor
+        n_envs = first.shape[0]
+        as_numpy = not isinstance(state, MemoryStates)
+        if state is None:
+            states = self.initial_state(n_envs)
+        elif isinstance(state, MemoryStates):
+            states = state.to(self.device)
+        else:
+            states = self.states_from_numpy(state)
+        if states.batch_size != n_envs:
+            raise ValueError(
+                f"MemoryPolicy.predict: 'state' holds {states.batch_size} environments but "
+                f"'observation' holds {n_envs}"
+            )
+        if episode_start is None:
+            starts = th.zeros(n_envs, dtype=th.bool, device=self.device)
+        else:
+            starts = th.as_tensor(np.asarray(episode_start), device=self.device).reshape(-1).bool()
+            if starts.shape[0] != n_envs:
+                raise ValueError(
+                    f"MemoryPolicy.predict: 'episode_start' must have {n_envs} entries, "
+                    f"got {starts.shape[0]}"
+                )
+        with th.no_grad():
+            actions, states = self._predict(obs_tensor, states, starts, deterministic=deterministic)
+        actions_np = actions.cpu().numpy().reshape((-1, *self.action_space.shape))
+        if isinstance(self.action_space, spaces.Box):
+            if self.squash_output:
+                actions_np = self.unscale_action(actions_np)
+            else:
+                actions_np = np.clip(actions_np, self.action_space.low, self.action_space.high)
+        if not vectorized_env:
+            actions_np = actions_np.squeeze(axis=0)
+        return actions_np, (states.to_numpy() if as_numpy else states)
+
+
+class MultiInputMemoryPolicy(MemoryPolicy):
+    """:class:`MemoryPolicy` for ``Dict`` observation spaces (SB3's ``CombinedExtractor`` by
+    default). Same parameters as :class:`MemoryPolicy`."""
+
+    def __init__(
+        self,
+        observation_space: spaces.Dict,
+        action_space: spaces.Space,
+        lr_schedule: Schedule,
+        *args: Any,
+        features_extractor_class: type[BaseFeaturesExtractor] = CombinedExtractor,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            observation_space,
+            action_space,
+            lr_schedule,
+            *args,
+            features_extractor_class=features_extractor_class,
+            **kwargs,
+        )
+
+
+def _flatten_time(obs: PyTorchObs) -> PyTorchObs:
+    """``[T, S, ...]`` -> ``[T * S, ...]`` (time-major), for tensors or dicts of tensors."""
+    if isinstance(obs, dict):
+        return {key: value.reshape(-1, *value.shape[2:]) for key, value in obs.items()}
+    return obs.reshape(-1, *obs.shape[2:])
