@@ -171,6 +171,9 @@ class TrainConfig(_Section):
         eval_every: evaluate on the eval env every this many updates (0: only at the end).
         eval_episodes: episodes per evaluation.
         progress: show a progress bar.
+        plot_at_end: write the learning curve ``<run>/curves.png`` when training ends.
+        gif_at_end: write an evaluation episode ``<run>/eval.gif`` when training ends (envs that
+            render ``rgb_array``).
     """
 
     total_steps: int = Field(100_000, ge=1)
@@ -180,6 +183,8 @@ class TrainConfig(_Section):
     eval_every: int = Field(0, ge=0)
     eval_episodes: int = Field(32, ge=1)
     progress: bool = True
+    plot_at_end: bool = True
+    gif_at_end: bool = True
 
 
 class LoggingConfig(_Section):

@@ -37,7 +37,7 @@ import torch
 from torch import Tensor
 
 from fwmrl.agents.policy import MemoryActorCritic
-from fwmrl.config import Config
+from fwmrl.config import Config, ConfigError
 from fwmrl.envs import make_vec_env
 from fwmrl.memory import CoreState
 
@@ -133,16 +133,19 @@ class A2C:
         self.device = torch.device(config.train.device)
         torch.manual_seed(config.train.seed)  # parameter initialisation
         self.generator = torch.Generator().manual_seed(config.train.seed + 1)  # action sampling
-        self.env = make_vec_env(config.env.id, config.env.num_envs, **config.env.kwargs)
+        self.env = make_env_or_explain(config, config.env.num_envs, config.env.kwargs)
         self.num_envs = self.env.num_envs
-        self.policy = MemoryActorCritic(
-            self.env.single_observation_space,
-            self.env.single_action_space,
-            core=config.core.name,
-            core_kwargs=config.core.kwargs,
-            encoder_sizes=config.policy.encoder_sizes,
-            activation=config.policy.activation,
-        ).to(self.device)
+        try:
+            self.policy = MemoryActorCritic(
+                self.env.single_observation_space,
+                self.env.single_action_space,
+                core=config.core.name,
+                core_kwargs=config.core.kwargs,
+                encoder_sizes=config.policy.encoder_sizes,
+                activation=config.policy.activation,
+            ).to(self.device)
+        except ValueError as error:
+            raise ConfigError(f"env.id: {error}") from None
         optimizer_class = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop}[algo.optimizer]
         self.optimizer = optimizer_class(self.policy.parameters(), lr=algo.lr, eps=algo.eps)
         self.update = 0
@@ -396,7 +399,20 @@ class A2C:
         self.env.close()
 
 
+def make_env_or_explain(
+    config: Config, num_envs: int, kwargs: dict[str, Any]
+) -> gym.vector.VectorEnv:
+    """:func:`fwmrl.envs.make_vec_env`, turning a bad id or argument into a :class:`ConfigError`."""
+    try:
+        return make_vec_env(config.env.id, num_envs, **kwargs)
+    except Exception as error:
+        message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        raise ConfigError(
+            f"env: cannot make {config.env.id!r} with kwargs {kwargs}: {message}"
+        ) from None
+
+
 def make_eval_env(config: Config, num_envs: int, **extra: Any) -> gym.vector.VectorEnv:
     """The evaluation vector env: ``env.kwargs`` updated with ``env.eval_kwargs`` and ``extra``."""
     kwargs = {**config.env.kwargs, **config.env.eval_kwargs, **extra}
-    return make_vec_env(config.env.id, num_envs, **kwargs)
+    return make_env_or_explain(config, num_envs, kwargs)

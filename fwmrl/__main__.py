@@ -1,0 +1,7 @@
+"""``python -m fwmrl`` is the ``fwmrl`` command."""
+
+import sys
+
+from fwmrl.cli import main
+
+sys.exit(main())

@@ -1,0 +1,145 @@
+"""Evaluate a trained policy, record a GIF, and compute an env's reference returns."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from fwmrl.agents.a2c import make_eval_env
+from fwmrl.agents.policy import MemoryActorCritic
+from fwmrl.config import Config
+from fwmrl.envs import make_env
+
+
+@torch.no_grad()
+def evaluate(
+    policy: MemoryActorCritic,
+    config: Config,
+    episodes: int = 32,
+    seed: int = 12345,
+    deterministic: bool = False,
+    num_envs: int | None = None,
+    max_steps: int = 100_000,
+) -> dict[str, float]:
+    """Mean return of ``episodes`` episodes on the eval env (``env.kwargs`` + ``env.eval_kwargs``).
+
+    Each env runs exactly one episode per round; actions are sampled from the policy (or the argmax
+    with ``deterministic=True``) with a generator seeded by ``seed``, so the result is reproducible.
+
+    Returns:
+        ``{"return_mean", "return_std", "length_mean", "episodes"}``.
+    """
+    device = next(policy.parameters()).device
+    generator = torch.Generator().manual_seed(seed)
+    n = min(episodes, num_envs or config.env.num_envs, episodes)
+    env = make_eval_env(config, n)
+    returns: list[float] = []
+    lengths: list[int] = []
+    round_index = 0
+    try:
+        while len(returns) < episodes:
+            obs, _ = env.reset(seed=seed + 7919 * round_index)
+            round_index += 1
+            state = policy.initial_state(n, device)
+            starts = torch.ones(n, dtype=torch.bool, device=device)
+            alive = np.ones(n, dtype=bool)
+            ret, length = np.zeros(n), np.zeros(n, dtype=np.int64)
+            for _ in range(max_steps):
+                logits, _, state = policy.step(torch.as_tensor(obs, device=device), state, starts)
+                if deterministic:
+                    action = logits.argmax(-1).cpu()
+                else:
+                    probs = torch.softmax(logits.float(), -1).cpu()
+                    action = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+                obs, reward, terminated, truncated, _ = env.step(action.numpy())
+                ret += np.where(alive, reward, 0.0)
+                length += alive
+                alive &= ~np.asarray(terminated | truncated, dtype=bool)
+                starts = torch.zeros(n, dtype=torch.bool, device=device)
+                if not alive.any():
+                    break
+            take = min(n, episodes - len(returns))
+            returns += ret[:take].tolist()
+            lengths += length[:take].tolist()
+    finally:
+        env.close()
+    return {
+        "return_mean": float(np.mean(returns)),
+        "return_std": float(np.std(returns)),
+        "length_mean": float(np.mean(lengths)),
+        "episodes": float(len(returns)),
+    }
+
+
+@torch.no_grad()
+def record_gif(
+    policy: MemoryActorCritic,
+    config: Config,
+    path: str | Path,
+    seed: int = 0,
+    max_frames: int = 300,
+    fps: int = 8,
+) -> int:
+    """Run one eval episode with ``render_mode="rgb_array"`` and write it as a GIF; returns frames."""
+    from PIL import Image
+
+    kwargs = {**config.env.kwargs, **config.env.eval_kwargs, "render_mode": "rgb_array"}
+    if config.env.id.startswith("FWM-Gridworld"):
+        kwargs.setdefault("render_goal", True)
+    env = make_env(config.env.id, **kwargs)
+    device = next(policy.parameters()).device
+    generator = torch.Generator().manual_seed(seed)
+    obs, _ = env.reset(seed=seed)
+    state = policy.initial_state(1, device)
+    start = torch.ones(1, dtype=torch.bool, device=device)
+    frames = [env.render()]
+    try:
+        for _ in range(max_frames - 1):
+            obs_t = torch.as_tensor(np.asarray(obs), device=device).unsqueeze(0)
+            logits, _, state = policy.step(obs_t, state, start)
+            start = torch.zeros(1, dtype=torch.bool, device=device)
+            probs = torch.softmax(logits.float(), -1).cpu()
+            action = int(torch.multinomial(probs, 1, generator=generator))
+            obs, _, terminated, truncated, _ = env.step(action)
+            frames.append(env.render())
+            if terminated or truncated:
+                break
+    finally:
+        env.close()
+    images = [Image.fromarray(np.asarray(f, dtype=np.uint8)) for f in frames if f is not None]
+    if not images:
+        raise ValueError(f"env {config.env.id} rendered no rgb_array frames")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
+    return len(images)
+
+
+def reference_returns(
+    config: Config, episodes: int = 32, seed: int = 0, eval_env: bool = False
+) -> dict[str, float]:
+    """Reference returns of the env: ``random`` (uniform random policy, any env) and ``oracle``
+    where the env has one (FWM-Gridworld-v0's shortest-path oracle)."""
+    kwargs: dict[str, Any] = dict(config.env.kwargs)
+    if eval_env:
+        kwargs.update(config.env.eval_kwargs)
+    if config.env.id.startswith("FWM-Gridworld"):
+        from fwmrl.envs.gridworld import reference_returns as gridworld_references
+
+        return gridworld_references(seed, episodes, **kwargs)
+    env = make_env(config.env.id, **kwargs)
+    env.action_space.seed(seed)
+    total = 0.0
+    try:
+        for e in range(episodes):
+            env.reset(seed=seed + e)
+            done = False
+            while not done:
+                _, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+                total += float(reward)
+                done = terminated or truncated
+    finally:
+        env.close()
+    return {"random": total / episodes}

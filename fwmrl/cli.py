@@ -1,0 +1,179 @@
+"""The ``fwmrl`` command (also ``python -m fwmrl``).
+
+::
+
+    fwmrl train CONFIG [--run-dir DIR] [KEY=VALUE ...]     train (run dir: runs/<config>-<time>)
+    fwmrl train --resume RUN_DIR [KEY=VALUE ...]           continue from the run's last checkpoint
+    fwmrl eval RUN_DIR [--episodes N] [--gif out.gif]      evaluate the run's last checkpoint
+    fwmrl plot RUN_DIR... -o curves.png                    learning curves with random/oracle references
+    fwmrl envs                                             list the registered fwmrl env ids
+
+Overrides are dotted keys of the config: ``train.total_steps=200000 core.memory_size=16``. A bad
+config, override or run directory exits with status 2 and one message naming the key and what is
+allowed; a NaN/inf loss stops training with status 1, keeping the last good checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from fwmrl.config import ConfigError, load_config
+from fwmrl.runs import CHECKPOINT, RunError, load_run_config, new_run_dir
+
+
+def _split_items(items: list[str]) -> tuple[str | None, list[str]]:
+    """First item without ``=`` is the config file; the rest are overrides."""
+    config, overrides = None, []
+    for item in items:
+        if "=" not in item and config is None:
+            config = item
+        elif "=" not in item:
+            raise ConfigError(f"unexpected argument {item!r}; overrides look like train.seed=1")
+        else:
+            overrides.append(item)
+    return config, overrides
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from fwmrl.agents.a2c import NonFiniteLossError
+    from fwmrl.runs import train_run
+
+    config_path, overrides = _split_items(args.items)
+    if args.resume:
+        if config_path is not None:
+            raise ConfigError(
+                f"--resume takes the run's own config; drop {config_path!r} (use overrides)"
+            )
+        run_dir = Path(args.resume)
+        if not (run_dir / CHECKPOINT).is_file():
+            raise RunError(f"cannot resume {run_dir}: no {CHECKPOINT} in it")
+        config = load_run_config(run_dir, overrides)
+    else:
+        if config_path is None:
+            raise ConfigError(
+                "give a config file (e.g. configs/gridworld_fwm.yaml) or --resume RUN_DIR"
+            )
+        config = load_config(config_path, overrides)
+        run_dir = Path(args.run_dir) if args.run_dir else new_run_dir(config_path)
+        if (run_dir / CHECKPOINT).exists():
+            raise RunError(f"{run_dir} already holds a run; use --resume {run_dir} to continue it")
+    print(f"run directory: {run_dir}", file=sys.stderr)
+    try:
+        summary = train_run(config, run_dir, resume=bool(args.resume))
+    except NonFiniteLossError as error:
+        last = run_dir / CHECKPOINT
+        kept = (
+            f"last good checkpoint: {last}" if last.is_file() else "no checkpoint was written yet"
+        )
+        print(f"fwmrl: training stopped: {error}; {kept}", file=sys.stderr)
+        return 1
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from fwmrl.agents.evaluation import evaluate, record_gif, reference_returns
+    from fwmrl.runs import load_policy
+
+    config = load_run_config(args.run_dir, args.overrides)
+    policy = load_policy(args.run_dir, config)
+    result = evaluate(
+        policy, config, args.episodes, seed=args.seed, deterministic=args.deterministic
+    )
+    result["references"] = reference_returns(config, episodes=20, seed=args.seed, eval_env=True)
+    if args.gif:
+        result["gif_frames"] = record_gif(policy, config, args.gif, seed=args.seed)
+        result["gif"] = args.gif
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from fwmrl.plots import plot_runs
+
+    for run_dir in args.run_dirs:
+        load_run_config(run_dir)  # a clear error for a folder that is not a run
+    out = plot_runs(args.run_dirs, args.output, references=not args.no_references)
+    print(out)
+    return 0
+
+
+def _cmd_envs(args: argparse.Namespace) -> int:
+    import gymnasium as gym
+
+    from fwmrl.envs import ENV_IDS
+
+    for env_id in ENV_IDS:
+        doc = (gym.spec(env_id).entry_point or "").split(":")[-1]
+        print(f"{env_id:20s} {doc}")
+    print("Any Gymnasium id with Box/Discrete observations and Discrete actions also works,")
+    print("e.g. MiniGrid-MemoryS7-v0 (observations flattened) or CartPole-v1.")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``fwmrl`` command."""
+    parser = argparse.ArgumentParser(
+        prog="fwmrl", description="Meta-RL with fast-weight memory: train, evaluate, plot."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train an A2C agent from a config (or resume a run)")
+    train.add_argument("items", nargs="*", metavar="CONFIG|KEY=VALUE")
+    train.add_argument("--run-dir", help="run directory (default runs/<config>-<time>)")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its checkpoint")
+    train.set_defaults(func=_cmd_train)
+
+    ev = sub.add_parser("eval", help="evaluate a run's last checkpoint")
+    ev.add_argument("run_dir")
+    ev.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    ev.add_argument("--episodes", type=int, default=32)
+    ev.add_argument("--seed", type=int, default=12345)
+    ev.add_argument("--deterministic", action="store_true", help="take the argmax action")
+    ev.add_argument("--gif", metavar="OUT.gif", help="also record one episode as a GIF")
+    ev.set_defaults(func=_cmd_eval)
+
+    plot = sub.add_parser("plot", help="learning curves of runs on one figure")
+    plot.add_argument("run_dirs", nargs="+")
+    plot.add_argument("-o", "--output", default="curves.png")
+    plot.add_argument("--no-references", action="store_true")
+    plot.set_defaults(func=_cmd_plot)
+
+    envs = sub.add_parser("envs", help="list the registered fwmrl env ids")
+    envs.set_defaults(func=_cmd_envs)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``fwmrl``; returns the exit status."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # positionals after an option (``train CONFIG --run-dir D key=value``) land in ``extra``
+    unknown = [x for x in extra if x.startswith("-")]
+    if unknown or (extra and args.command not in ("train", "eval")):
+        parser.error(f"unrecognized arguments: {' '.join(unknown or extra)}")
+    if extra:
+        if args.command == "train":
+            args.items += extra
+        else:
+            args.overrides += extra
+    if args.command == "eval" and args.episodes < 1:
+        parser.error(f"--episodes must be a positive integer, got {args.episodes}")
+    try:
+        return int(args.func(args))
+    except (ConfigError, RunError) as error:
+        print(f"fwmrl: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "fwmrl: interrupted; the last checkpoint is kept (fwmrl train --resume RUN_DIR)",
+            file=sys.stderr,
+        )
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
