@@ -308,9 +308,18 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
-    """Load a YAML config (or the defaults when ``path`` is None) and apply dotted overrides."""
+    """Load a YAML config (or the defaults when ``path`` is None) and apply dotted overrides.
+
+    An override ``core.name=X`` that changes the core drops the file's other core arguments (they
+    belong to the old core); core arguments given as overrides are kept.
+    """
     data = {} if path is None else read_yaml(path)
-    return config_from_dict(apply_overrides(data, list(overrides or [])))
+    overrides = list(overrides or [])
+    names = [parse_override(o)[1] for o in overrides if parse_override(o)[0] == ["core", "name"]]
+    core = data.get("core")
+    if names and isinstance(core, dict) and core.get("name", "fwm") != names[-1]:
+        data = {**data, "core": {"name": names[-1]}}
+    return config_from_dict(apply_overrides(data, overrides))
 
 
 def save_config(config: Config, path: str | Path) -> None:
