@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from fwmrl.runs import load_run_config, read_metrics  # noqa: E402
 
 
-def run_references(run_dir: str | Path, episodes: int = 20) -> dict[str, float]:
+def run_references(run_dir: str | Path, episodes: int = 100) -> dict[str, float]:
     """The env's ``random`` (and, where it has one, ``oracle``) returns for a run; cached in
     ``<run>/references.json``."""
     from fwmrl.agents.evaluation import reference_returns
