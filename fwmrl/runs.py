@@ -22,6 +22,7 @@ import platform
 import sys
 import tempfile
 import time
+import uuid
 import warnings
 from pathlib import Path
 from typing import Any
@@ -147,7 +148,7 @@ class RunLogger:
         try:
             import wandb
 
-            run_id = id_file.read_text().strip() if id_file.is_file() else wandb.util.generate_id()
+            run_id = id_file.read_text().strip() if id_file.is_file() else uuid.uuid4().hex[:8]
             id_file.write_text(run_id)
             (self.run_dir / "wandb").mkdir(exist_ok=True)
             return wandb.init(
