@@ -22,6 +22,19 @@ TINY: dict[str, tuple[str, dict]] = {
         "fwm",
         {"hidden_size": 4, "memory_size": 3, "implementation": "checkpoint", "chunk_size": 2},
     ),
+    "fwm_chunked": (
+        "fwm",
+        {"hidden_size": 4, "memory_size": 3, "implementation": "chunked", "chunk_size": 4},
+    ),
+    "fwm_chunked_checkpoint": (
+        "fwm",
+        {
+            "hidden_size": 4,
+            "memory_size": 3,
+            "implementation": "chunked_checkpoint",
+            "chunk_size": 4,
+        },
+    ),
     "gated_fw": ("gated_fw", {"fast_size": 4, "slow_size": 3, "slow_hidden_size": 5}),
     "mnm_g": ("mnm_g", {"hidden_size": 4, "key_size": 3, "memory_size": 3, "num_heads": 2}),
     "mnm_p": ("mnm_p", {"hidden_size": 4, "key_size": 3, "memory_size": 3, "num_heads": 2}),

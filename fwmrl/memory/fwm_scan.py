@@ -120,5 +120,141 @@ def checkpointed_scan(
     return torch.cat(outputs), F
 
 
-FWM_SCANS: dict[str, ScanFn] = {"naive": naive_scan, "checkpoint": checkpointed_scan}
+def hop_many(F: Tensor, n: Tensor, e: Tensor) -> Tensor:
+    """:func:`hop` for ``C`` queries per sequence in one pass over ``F``: ``n, e [B, C, m]`` → ``[B, C, m]``."""
+    batch, chunk, m = n.shape
+    t = torch.bmm(n, F.reshape(batch, m, m * m)).view(batch, chunk, m, m)
+    return (e.unsqueeze(2) @ t).squeeze(2)
+
+
+def _scale(norm_sq: Tensor) -> Tensor:
+    """``1 / max(1, sqrt(norm_sq))`` with finite gradients everywhere (also at ``norm_sq = 0``)."""
+    above = norm_sq > 1.0
+    return torch.where(above, norm_sq.clamp(min=1.0).rsqrt(), torch.ones_like(norm_sq))
+
+
+def _chunk_scan(
+    write: Tensor, read: Tensor, F: Tensor, resets: Tensor | None, opts: FWMScanOptions
+) -> tuple[Tensor, Tensor]:
+    """FWM over one chunk of ``C`` steps with ``F`` read and written once (see :func:`chunked_scan`)."""
+    m, steps, batch = opts.memory_size, write.shape[0], write.shape[1]
+    write, read = write.transpose(0, 1), read.transpose(0, 1)  # [B, C, ...]
+    s_hat, r_hat, v_hat, b_hat = write.split([m, m, m, 1], dim=-1)
+    k1, k2, v = torch.tanh(s_hat), torch.tanh(r_hat), torch.tanh(v_hat)
+    rate = opts.write_scale * torch.sigmoid(b_hat + 1.0)  # λβ [B, C, 1]
+
+    causal = torch.ones(steps, steps, dtype=torch.bool, device=F.device).tril()
+    if resets is None:
+        same_segment = causal.expand(batch, steps, steps)
+        from_start = torch.ones(batch, steps, dtype=torch.bool, device=F.device)
+        reset_at = None
+    else:
+        reset_at = resets.transpose(0, 1)  # [B, C]
+        segment = reset_at.long().cumsum(dim=1)
+        same_segment = (segment.unsqueeze(2) == segment.unsqueeze(1)) & causal
+        from_start = segment == 0
+    same_segment = same_segment.to(F.dtype)
+    from_start = from_start.to(F.dtype)
+
+    # Old values under each key from the chunk's initial memory, and the keys' Gram matrix.
+    v_old_initial = hop_many(F, k1, k2)  # [B, C, m]
+    gram = (k1 @ k1.transpose(1, 2)) * (k2 @ k2.transpose(1, 2))  # k_tᵀ k_r, [B, C, C]
+    norm_sq = F.flatten(1).square().sum(dim=1)  # ‖F‖², [B]
+
+    # Sequential part, on vectors only: the delta rule's values u_t and the renormalisation scales.
+    # Within the chunk F_t = g_t F_0 + Σ_{r≤t} (g_t / g_{r-1}) k_r u_rᵀ with g_t = Π_{r≤t} c_r, kept
+    # as log g (``log_g``) so no ratio overflows.
+    us: list[Tensor] = []
+    log_g_prev: list[Tensor] = []  # log g_{t-1}
+    log_g = torch.zeros(batch, device=F.device, dtype=F.dtype)
+    for t in range(steps):
+        if reset_at is not None:
+            norm_sq = norm_sq * (~reset_at[:, t]).to(F.dtype)
+        v_old = (torch.exp(log_g) * from_start[:, t]).unsqueeze(1) * v_old_initial[:, t]
+        if t > 0:
+            past = torch.exp(log_g.unsqueeze(1) - torch.stack(log_g_prev, dim=1))
+            weights = past * gram[:, t, :t] * same_segment[:, t, :t]
+            v_old = v_old + (weights.unsqueeze(1) @ torch.stack(us, dim=1)).squeeze(1)
+        u = rate[:, t] * (v[:, t] - v_old)
+        grown = norm_sq + 2 * (v_old * u).sum(-1) + gram[:, t, t] * u.square().sum(-1)
+        scale = _scale(grown)
+        norm_sq = grown * scale.square()
+        log_g_prev.append(log_g)
+        log_g = log_g + torch.log(scale)
+        us.append(u)
+    U = torch.stack(us, dim=1)  # [B, C, m]
+    log_g_before = torch.stack(log_g_prev, dim=1)  # log g_{t-1}, [B, C]
+    log_g_at = torch.cat([log_g_before[:, 1:], log_g.unsqueeze(1)], dim=1)  # log g_t
+
+    # Coefficient of write r in F_t, and of F_0 in F_t.
+    decay = torch.exp(log_g_at.unsqueeze(2) - log_g_before.unsqueeze(1)) * same_segment
+    initial = torch.exp(log_g_at) * from_start  # [B, C]
+
+    n = read[..., :m]
+    if opts.tanh_query:
+        n = torch.tanh(n)
+    for i in range(1, opts.read_hops + 1):
+        e = read[..., i * m : (i + 1) * m]
+        if opts.tanh_hop_keys:
+            e = torch.tanh(e)
+        match = (n @ k1.transpose(1, 2)) * (e @ k2.transpose(1, 2))  # (n_t ⊗ e_t)ᵀ k_r
+        value = initial.unsqueeze(2) * hop_many(F, n, e) + (match * decay) @ U
+        n = functional.layer_norm(value, (m,), eps=opts.layer_norm_eps)
+
+    keys = (k1.unsqueeze(3) * k2.unsqueeze(2)).reshape(batch, steps, m * m)
+    last = decay[:, -1].unsqueeze(2)  # [B, C, 1]
+    F_end = initial[:, -1].view(batch, 1, 1) * F.reshape(batch, m * m, m) + (
+        (keys * last).transpose(1, 2) @ U
+    )
+    return n.transpose(0, 1), F_end.view(batch, m, m, m)
+
+
+def chunked_scan(
+    write: Tensor, read: Tensor, F: Tensor, resets: Tensor | None, opts: FWMScanOptions
+) -> tuple[Tensor, Tensor]:
+    """Chunk-parallel FWM: per chunk of ``chunk_size`` steps, ``F`` is read ``N_r + 1`` times and
+    written once instead of ``≈ 2N_r + 3`` passes per step.
+
+    Every write is rank one, ``F_t = c_t (F_{t-1} + k_t u_tᵀ)``, so inside a chunk ``F_t`` is ``F_0``
+    plus the chunk's writes with known scalar weights. The delta rule's values ``u_t`` and the norm
+    scales ``c_t`` (from ``‖F'‖² = ‖F‖² + 2 v_oldᵀu + ‖k‖²‖u‖²``) need only ``C × C`` key products and
+    ``m``-vectors, stepped in order; every read of a chunk is then one batched contraction with
+    ``F_0`` plus a ``C × C`` correction. Resets inside a chunk cut the sums per sequence. Autograd
+    stores ``F`` once per chunk.
+    """
+    outputs = []
+    for start in range(0, write.shape[0], opts.chunk_size):
+        end = start + opts.chunk_size
+        res = None if resets is None else resets[start:end]
+        n, F = _chunk_scan(write[start:end], read[start:end], F, res, opts)
+        outputs.append(n)
+    return torch.cat(outputs), F
+
+
+def chunked_checkpointed_scan(
+    write: Tensor, read: Tensor, F: Tensor, resets: Tensor | None, opts: FWMScanOptions
+) -> tuple[Tensor, Tensor]:
+    """:func:`chunked_scan` that recomputes each chunk during backward: autograd keeps only the
+    chunk boundaries' ``F`` (less memory, about one more forward pass)."""
+    if not torch.is_grad_enabled():
+        return chunked_scan(write, read, F, resets, opts)
+
+    def chunk(w: Tensor, r: Tensor, f: Tensor, res: Tensor | None) -> tuple[Tensor, Tensor]:
+        return _chunk_scan(w, r, f, res, opts)
+
+    outputs = []
+    for start in range(0, write.shape[0], opts.chunk_size):
+        end = start + opts.chunk_size
+        res = None if resets is None else resets[start:end]
+        n, F = checkpoint(chunk, write[start:end], read[start:end], F, res, use_reentrant=False)
+        outputs.append(n)
+    return torch.cat(outputs), F
+
+
+FWM_SCANS: dict[str, ScanFn] = {
+    "naive": naive_scan,
+    "checkpoint": checkpointed_scan,
+    "chunked": chunked_scan,
+    "chunked_checkpoint": chunked_checkpointed_scan,
+}
 """Scan implementations by name. All must give ``naive``'s outputs and gradients."""
