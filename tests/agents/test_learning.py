@@ -1,35 +1,31 @@
-"""A short real training run shows learning (slow: minutes on 2 shared cores)."""
+"""A short real training run shows learning (slow: about 20 s on 2 shared cores)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
+from fwmrl.agents import A2C
 from fwmrl.config import load_config
-from fwmrl.envs import reference_returns
-from fwmrl.runs import read_metrics, train_run
 
-ROOT = Path(__file__).resolve().parents[2]
+RANDOM_CARTPOLE_RETURN = 22.0  # mean episode length of the uniformly random policy
 
 
 @pytest.mark.slow
-def test_fwm_agent_beats_random_on_small_gridworld(tmp_path):
-    env_kwargs = {"size": 5, "max_steps": 50}
+def test_a2c_learns_cartpole():
     config = load_config(
-        ROOT / "configs/gridworld_fwm.yaml",
+        None,
         [
-            "env.kwargs={size: 5, max_steps: 50}",
-            "env.num_envs=32",
-            "train.total_steps=100000",
-            "train.progress=false",
-            "train.plot_at_end=false",
-            "train.gif_at_end=false",
+            "env.id=CartPole-v1",
+            "env.num_envs=8",
+            "core.name=none",
+            "algo.n_steps=5",
+            "algo.gamma=0.99",
+            "algo.lr=0.0007",
+            "algo.ent_coef=0.0",
             "logging.wandb=disabled",
-            "logging.tensorboard=false",
         ],
     )
-    train_run(config, tmp_path)
-    random = reference_returns(0, 200, **env_kwargs)["random"]  # about 18.5
-    final = read_metrics(tmp_path)[-1]["episode_return_mean"]
-    assert final > 1.3 * random, (final, random)
+    agent = A2C(config)
+    agent.learn(50_000)
+    # seed 0 reaches about 88 (measured); random is about 22
+    assert agent.episode_stats()["episode_return_mean"] > 2.5 * RANDOM_CARTPOLE_RETURN
