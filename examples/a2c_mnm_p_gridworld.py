@@ -2,7 +2,7 @@
 
 Run (about two minutes with the default budget)::
 
-    .venv/bin/python examples/a2c_mnm_p_gridworld.py --timesteps 20000
+    .venv/bin/python examples/a2c_mnm_p_gridworld.py --timesteps 10000
 
 Each episode hides a goal in a 9x9 maze; after reaching it the agent is put back at a random cell
 and can use its memory of where the goal was. The core's meta loss is added to the A2C loss.
@@ -21,7 +21,7 @@ from fwmrl.sb3 import RecurrentA2C
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--timesteps", type=int, default=20_000, help="environment steps to train")
+    parser.add_argument("--timesteps", type=int, default=10_000, help="environment steps to train")
     parser.add_argument("--n-envs", type=int, default=16)
     parser.add_argument("--max-steps", type=int, default=100, help="episode length")
     parser.add_argument("--seed", type=int, default=0)

@@ -2,7 +2,7 @@
 
 Run (about two minutes with the default budget)::
 
-    .venv/bin/python examples/ppo_fwm_minigrid.py --timesteps 20000
+    .venv/bin/python examples/ppo_fwm_minigrid.py --timesteps 8000
 
 The agent sees an object in a start room, walks down a corridor and must pick the matching object at
 its end: it has to remember the first object. Reward > 0 only on success (MiniGrid's
@@ -23,7 +23,7 @@ from fwmrl.sb3 import MemoryRecurrentPPO
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--timesteps", type=int, default=20_000, help="environment steps to train")
+    parser.add_argument("--timesteps", type=int, default=8_000, help="environment steps to train")
     parser.add_argument("--n-envs", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save", default=None, help="where to save the model (.zip)")
