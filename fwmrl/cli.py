@@ -6,7 +6,11 @@
     fwmrl train --resume RUN_DIR [KEY=VALUE ...]           continue from the run's last checkpoint
     fwmrl eval RUN_DIR [--episodes N] [--gif out.gif]      evaluate the run's last checkpoint
     fwmrl plot RUN_DIR... -o curves.png                    learning curves with random/oracle references
+    fwmrl plot-memory RUN_DIR [--input TEXT] [-o memory.png]  write-key / value similarity (FWM, MNM)
     fwmrl envs                                             list the registered fwmrl env ids
+
+The same commands train and evaluate the supervised and language-modelling trainers
+(``task.kind: retrieval | catbabi | lm``, e.g. ``fwmrl train configs/retrieval_gated_fw.yaml``).
 
 Overrides are dotted keys of the config: ``train.total_steps=200000 core.memory_size=16``. A bad
 config, override or run directory exits with status 2 and one message naming the key and what is
@@ -40,6 +44,7 @@ def _split_items(items: list[str]) -> tuple[str | None, list[str]]:
 def _cmd_train(args: argparse.Namespace) -> int:
     from fwmrl.agents.a2c import NonFiniteLossError
     from fwmrl.runs import train_run
+    from fwmrl.tasks.trainer import NonFiniteLossError as TaskNonFiniteLossError
 
     config_path, overrides = _split_items(args.items)
     if args.resume:
@@ -63,7 +68,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     print(f"run directory: {run_dir}", file=sys.stderr)
     try:
         summary = train_run(config, run_dir, resume=bool(args.resume))
-    except NonFiniteLossError as error:
+    except (NonFiniteLossError, TaskNonFiniteLossError) as error:
         last = run_dir / CHECKPOINT
         kept = (
             f"last good checkpoint: {last}" if last.is_file() else "no checkpoint was written yet"
@@ -79,6 +84,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from fwmrl.runs import load_policy
 
     config = load_run_config(args.run_dir, args.overrides)
+    if config.task.kind != "rl":
+        return _eval_task(args, config)
     policy = load_policy(args.run_dir, config)
     result = evaluate(
         policy, config, args.episodes, seed=args.seed, deterministic=args.deterministic
@@ -88,6 +95,31 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         result["gif_frames"] = record_gif(policy, config, args.gif, seed=args.seed)
         result["gif"] = args.gif
     print(json.dumps(result, indent=2))
+    return 0
+
+
+def _eval_task(args: argparse.Namespace, config) -> int:  # noqa: ANN001
+    from fwmrl.runs import load_checkpoint
+    from fwmrl.tasks.trainer import SupervisedTrainer
+
+    run_dir = Path(args.run_dir)
+    trainer = SupervisedTrainer(config)
+    trainer.load_state_dict(load_checkpoint(run_dir / CHECKPOINT))
+    result = {
+        "steps": trainer.update,
+        "parameters": trainer.num_parameters,
+        **{split: trainer.evaluate(split) for split in args.splits},
+    }
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def _cmd_plot_memory(args: argparse.Namespace) -> int:
+    from fwmrl.tasks.memory_plot import plot_memory
+
+    load_run_config(args.run_dir)  # a clear error for a folder that is not a run
+    out = plot_memory(args.run_dir, args.output, text=args.input, steps=args.steps)
+    print(out)
     return 0
 
 
@@ -134,6 +166,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=12345)
     ev.add_argument("--deterministic", action="store_true", help="take the argmax action")
     ev.add_argument("--gif", metavar="OUT.gif", help="also record one episode as a GIF")
+    ev.add_argument(
+        "--splits",
+        nargs="+",
+        default=["valid", "test"],
+        choices=["train", "valid", "test"],
+        help="supervised/LM runs: the splits to evaluate",
+    )
     ev.set_defaults(func=_cmd_eval)
 
     plot = sub.add_parser("plot", help="learning curves of runs on one figure")
@@ -141,6 +180,20 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("-o", "--output", default="curves.png")
     plot.add_argument("--no-references", action="store_true")
     plot.set_defaults(func=_cmd_plot)
+
+    pm = sub.add_parser(
+        "plot-memory",
+        help="similarity of write keys and written values across time steps (FWM, MNM runs)",
+    )
+    pm.add_argument("run_dir")
+    pm.add_argument(
+        "--input",
+        help="tokens to read (retrieval: symbols like 'ab=c;?ab.'; catbabi/lm: words); "
+        "default: the start of the validation stream",
+    )
+    pm.add_argument("--steps", type=int, default=40, help="steps of the default input")
+    pm.add_argument("-o", "--output", default=None, help="PNG path (default RUN_DIR/memory.png)")
+    pm.set_defaults(func=_cmd_plot_memory)
 
     envs = sub.add_parser("envs", help="list the registered fwmrl env ids")
     envs.set_defaults(func=_cmd_envs)

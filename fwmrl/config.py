@@ -1,6 +1,7 @@
 """Typed, validated experiment configs: YAML files plus dotted command-line overrides.
 
-A config has six sections (every key optional except ``core.name``)::
+A config has six sections (every key optional except ``core.name``), plus ``task`` for the
+supervised and language-modelling trainers (``task.kind: rl``, the default, is the A2C trainer)::
 
     env:     {id: FWM-Gridworld-v0, num_envs: 64, kwargs: {size: 7}, eval_kwargs: {}}
     core:    {name: fwm, hidden_size: 32, memory_size: 16}   # name + the core's own arguments
@@ -8,6 +9,7 @@ A config has six sections (every key optional except ``core.name``)::
     algo:    {n_steps: 20, gamma: 0.99, gae_lambda: 1.0, ent_coef: 0.01, ...}
     train:   {total_steps: 100000, seed: 0, checkpoint_every: 50, ...}
     logging: {tensorboard: true, wandb: disabled, log_every: 10}
+    task:    {kind: retrieval, seq_len: 32, batch_size: 256, optimizer: nadam, lr: 0.002, ...}
 
 ``load_config("configs/x.yaml", ["train.total_steps=200000", "core.memory_size=16"])`` returns a
 :class:`Config`; any unknown key or bad value raises :class:`ConfigError` whose message names the key
@@ -204,6 +206,71 @@ class LoggingConfig(_Section):
     wandb_project: str = "fwmrl"
 
 
+class TaskConfig(_Section):
+    """Which trainer runs: ``rl`` (A2C on ``env``; every other key here is ignored) or a supervised /
+    language-modelling trainer of :mod:`fwmrl.tasks` on the same cores. For those, ``train``,
+    ``logging`` and ``core`` keep their meaning, ``train.total_steps`` counts optimizer steps,
+    ``train.eval_every`` evaluates on the validation stream every this many steps, and ``env``,
+    ``policy``, ``algo`` are ignored.
+
+    Attributes:
+        kind: ``rl``, ``retrieval`` (associative retrieval), ``catbabi`` or ``lm``.
+        data: folder of the bAbI task files (``catbabi``) or of ``train/valid/test.txt`` (``lm``).
+        generate: when ``data`` holds no data, generate it there first (bAbI-style stories or the
+            grammar corpus of :mod:`fwmrl.tasks.corpus`).
+        seq_len: truncated-BPTT window (tokens per optimizer step and sequence).
+        batch_size: parallel streams per optimizer step; ``eval_batch_size`` for evaluation.
+        embedding_size: symbol/word embedding width (the core's input size).
+        optimizer, lr, weight_decay, max_grad_norm: the optimizer (``nadam`` is the paper's for
+            retrieval) and gradient-norm clipping (``null``: none).
+        train_queries, valid_queries, test_queries: retrieval: queries per split (one stream each).
+        vocab_size: retrieval: symbols of the embedding and output layer (``null``: the 13 of
+            :data:`fwmrl.envs.keyvalue.VOCAB`; 15 reproduces the paper's 15-symbol alphabet size).
+        tasks: catbabi: bAbI task numbers to read (``qa{N}_*``).
+        mode: catbabi: ``qa`` (loss at answers only) or ``lm`` (loss on every token).
+        valid_fraction: catbabi: share of each task's training stories held out for validation
+            when there is no ``_valid.txt`` file.
+        generate_stories: catbabi: training stories per task when generating (test: a tenth).
+        dropout_embedding, dropout_input, dropout_output: LM regularisers (AWD-LSTM style): drop
+            whole words, drop embedding features (one mask per window), drop core outputs.
+        data_seed: seeds data generation and the story shuffle (``train.seed`` seeds the model).
+        num_threads: ``torch.set_num_threads`` for the run (``null``: leave torch's default; 1 is
+            much faster for these small models on a shared machine).
+    """
+
+    kind: Literal["rl", "retrieval", "catbabi", "lm"] = "rl"
+    data: str | None = None
+    generate: bool = True
+    seq_len: int = Field(32, ge=1)
+    batch_size: int = Field(32, ge=1)
+    eval_batch_size: int = Field(32, ge=1)
+    embedding_size: int = Field(32, ge=1)
+    optimizer: Literal["adam", "nadam", "sgd"] = "adam"
+    lr: float = Field(1e-3, gt=0.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    max_grad_norm: float | None = Field(1.0, gt=0.0)
+    train_queries: int = Field(100_000, ge=1)
+    valid_queries: int = Field(5_000, ge=1)
+    test_queries: int = Field(5_000, ge=1)
+    vocab_size: int | None = Field(None, ge=13)
+    tasks: list[int] = Field(default_factory=lambda: [1, 2, 3, 6, 7])
+    mode: Literal["qa", "lm"] = "qa"
+    valid_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    generate_stories: int = Field(1000, ge=1)
+    dropout_embedding: float = Field(0.0, ge=0.0, lt=1.0)
+    dropout_input: float = Field(0.0, ge=0.0, lt=1.0)
+    dropout_output: float = Field(0.0, ge=0.0, lt=1.0)
+    data_seed: int = 0
+    num_threads: int | None = Field(None, ge=1)
+
+    @field_validator("tasks")
+    @classmethod
+    def _babi_tasks(cls, tasks: list[int]) -> list[int]:
+        if not tasks or any(not 1 <= t <= 20 for t in tasks):
+            raise ValueError(f"bAbI task numbers are 1..20 (at least one), got {tasks}")
+        return tasks
+
+
 class Config(_Section):
     """A complete experiment; see the module docstring for the layout."""
 
@@ -213,6 +280,7 @@ class Config(_Section):
     algo: AlgoConfig = Field(default_factory=AlgoConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    task: TaskConfig = Field(default_factory=TaskConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (YAML/JSON friendly) that :func:`config_from_dict` turns back into this config."""

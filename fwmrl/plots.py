@@ -46,9 +46,14 @@ def plot_runs(
     """Plot the training return (solid) and eval return (dashed, when logged) of each run against
     env steps, with horizontal random/oracle references of the first run's env.
 
+    Runs of the supervised/LM trainers (``task.kind`` other than ``rl``) are drawn by
+    :func:`plot_task_runs` instead.
+
     Returns:
         The path of the written figure.
     """
+    if run_dirs and load_run_config(run_dirs[0]).task.kind != "rl":
+        return plot_task_runs(run_dirs, out, title=title)
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
     env_ids = set()
     for i, run_dir in enumerate(run_dirs):
@@ -75,6 +80,48 @@ def plot_runs(
     ax.set_title(title or ", ".join(sorted(env_ids)))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+TASK_CURVES = {
+    "retrieval": ("valid_partial_accuracy", "validation partial accuracy"),
+    "catbabi": ("valid_accuracy", "validation accuracy (answers)"),
+    "lm": ("valid_perplexity", "validation perplexity"),
+}
+
+
+def plot_task_runs(run_dirs: list[str | Path], out: str | Path, title: str | None = None) -> Path:
+    """Training loss (left) and the task's validation metric (right) against optimizer steps, one
+    colour per run (supervised/LM runs; ``env_steps`` holds their optimizer step count)."""
+    fig, (ax_loss, ax_valid) = plt.subplots(1, 2, figsize=(10, 4.0), dpi=110)
+    kinds = set()
+    for i, run_dir in enumerate(run_dirs):
+        config = load_run_config(run_dir)
+        kinds.add(config.task.kind)
+        records = read_metrics(run_dir)
+        color, label = f"C{i % 10}", Path(run_dir).name
+        xs, ys = _series(records, "loss")
+        if xs:
+            ax_loss.plot(xs, ys, color=color, label=label)
+        key, _ = TASK_CURVES.get(config.task.kind, ("valid_loss", ""))
+        xs, ys = _series(records, key)
+        if xs:
+            ax_valid.plot(xs, ys, color=color, marker="o", ms=3, label=label)
+    kind = sorted(kinds)[0] if kinds else "lm"
+    ax_loss.set_ylabel("training loss (cross-entropy, nats)")
+    ax_valid.set_ylabel(TASK_CURVES.get(kind, ("", "validation loss"))[1])
+    if kind == "lm":
+        ax_valid.set_yscale("log")
+    for ax in (ax_loss, ax_valid):
+        ax.set_xlabel("optimizer steps")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+    fig.suptitle(title or ", ".join(sorted(kinds)))
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -218,6 +218,9 @@ def train_run(
 ) -> dict[str, Any]:
     """Train (or continue training) the run in ``run_dir`` until ``train.total_steps``.
 
+    A config with ``task.kind`` other than ``rl`` runs :func:`fwmrl.tasks.trainer.train_task_run`
+    instead (same run directory layout; ``total_steps`` counts optimizer steps).
+
     Writes the config, metrics, checkpoints every ``train.checkpoint_every`` updates and at the end,
     a final evaluation (``eval.json``) and, if asked, ``curves.png`` and ``eval.gif``.
 
@@ -227,6 +230,11 @@ def train_run(
     Returns:
         A summary: ``run_dir``, ``update``, ``env_steps``, training episode stats and ``eval``.
     """
+    if config.task.kind != "rl":  # supervised / language-modelling trainers (fwmrl.tasks)
+        from fwmrl.tasks.trainer import train_task_run
+
+        return train_task_run(config, run_dir, resume=resume)
+
     from tqdm import tqdm
 
     from fwmrl.agents.a2c import A2C

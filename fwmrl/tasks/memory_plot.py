@@ -1,0 +1,132 @@
+"""What a trained FWM or MNM writes: cosine similarity of write keys and of written values across
+time steps for one input (the MNM blog's Figure 3), as a PNG.
+
+The keys and values are captured with forward hooks on the core's own projections, so nothing in
+:mod:`fwmrl.memory` changes:
+
+* FWM: ``write_proj(z)`` splits into ``ŝ, r̂, v̂, b̂``; the write key is the outer product
+  ``tanh(ŝ) ⊗ tanh(r̂)`` (flattened, the address of the write in ``F``) and the value ``tanh(v̂)``.
+* MNM: ``u = tanh(interaction(h))`` splits into ``β', (k^w_i, v^w_i, k^r_i)_i``; the write keys
+  ``k^w`` and values ``v^w`` of all heads are concatenated.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from torch import Tensor  # noqa: E402
+
+from fwmrl.config import ConfigError  # noqa: E402
+from fwmrl.memory.fwm import FWMCore  # noqa: E402
+from fwmrl.memory.mnm import MNMCore  # noqa: E402
+from fwmrl.tasks.model import SequenceModel  # noqa: E402
+
+
+def capture_writes(model: SequenceModel, tokens: Tensor) -> tuple[Tensor, Tensor]:
+    """Run ``tokens [T]`` through ``model`` (batch of one) and return the write keys ``[T, K]``
+    and written values ``[T, V]`` of its FWM or MNM core."""
+    core = model.core
+    captured: list[Tensor] = []
+    if isinstance(core, FWMCore):
+        module = core.write_proj
+    elif isinstance(core, MNMCore):
+        module = core.interaction
+    else:
+        raise ConfigError(
+            f"plot-memory needs an FWM or MNM core, this run has {type(core).__name__}"
+        )
+    handle = module.register_forward_hook(lambda _m, _i, out: captured.append(out.detach()))
+    try:
+        with torch.no_grad():
+            model.eval()
+            model(tokens.view(-1, 1))
+    finally:
+        handle.remove()
+    if isinstance(core, FWMCore):
+        w = captured[0][:, 0]  # [T, 3m + 1]
+        m = core.memory_size
+        s_hat, r_hat, v_hat, _ = w.split([m, m, m, 1], dim=-1)
+        keys = (torch.tanh(s_hat)[:, :, None] * torch.tanh(r_hat)[:, None, :]).flatten(1)
+        return keys, torch.tanh(v_hat)
+    u = torch.tanh(torch.cat(captured, dim=0))  # [T, d_k + 3 H d_k]
+    d_k, heads = core.key_size, core.num_heads
+    kvr = u[:, d_k:].reshape(-1, heads, 3, d_k)
+    return kvr[:, :, 0].flatten(1), kvr[:, :, 1].flatten(1)
+
+
+def cosine_matrix(x: Tensor) -> Tensor:
+    """``[T, T]`` cosine similarities of the rows of ``x``."""
+    x = torch.nn.functional.normalize(x, dim=-1)
+    return x @ x.T
+
+
+def _default_tokens(config, steps: int) -> Tensor:  # noqa: ANN001
+    from fwmrl.tasks.trainer import load_task_data
+
+    if config.task.kind == "retrieval":  # a few queries are enough: skip the 100k training ones
+        config = config.model_copy(
+            update={
+                "task": config.task.model_copy(
+                    update={"train_queries": 1, "valid_queries": 50, "test_queries": 1}
+                )
+            }
+        )
+    stream = load_task_data(config).valid
+    return torch.from_numpy(stream.inputs[:steps])
+
+
+def _tokens_from_text(text: str, vocab: list[str], kind: str) -> Tensor:
+    if kind == "retrieval":
+        items = list(text.replace(" ", ""))
+    elif kind == "catbabi":
+        from fwmrl.tasks.babi import tokenize
+
+        items = tokenize(text)
+    else:
+        items = text.split()
+    index = {w: i for i, w in enumerate(vocab)}
+    unknown = [w for w in items if w not in index]
+    if unknown and "<unk>" not in index:
+        raise ConfigError(f"--input has tokens outside the vocabulary: {sorted(set(unknown))}")
+    return torch.tensor([index.get(w, index.get("<unk>", 0)) for w in items], dtype=torch.long)
+
+
+def plot_memory(
+    run_dir: str | Path, out: str | Path | None = None, text: str | None = None, steps: int = 40
+) -> Path:
+    """Draw the key and value similarity matrices of a run's model on ``text`` (default: the first
+    ``steps`` tokens of the validation stream). Returns the PNG path (default
+    ``RUN_DIR/memory.png``)."""
+    from fwmrl.tasks.trainer import load_task_model
+
+    model, vocab, config = load_task_model(run_dir)
+    tokens = (
+        _tokens_from_text(text, vocab, config.task.kind) if text else _default_tokens(config, steps)
+    )
+    if tokens.numel() == 0:
+        raise ConfigError("plot-memory: the input has no tokens")
+    keys, values = capture_writes(model, tokens)
+    labels = [vocab[int(t)] for t in tokens]
+    n = len(labels)
+    size = min(6.0 + n * 0.08, 14.0)
+    fig, axes = plt.subplots(1, 2, figsize=(2 * size, size), dpi=100)
+    for ax, mat, name in ((axes[0], keys, "write keys"), (axes[1], values, "written values")):
+        im = ax.imshow(cosine_matrix(mat).numpy(), vmin=-1, vmax=1, cmap="RdBu_r")
+        ax.set_title(f"cosine similarity of {name}")
+        if n <= 80:
+            ax.set_xticks(range(n), labels, rotation=90, fontsize=7)
+            ax.set_yticks(range(n), labels, fontsize=7)
+        ax.set_xlabel("time step")
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    fig.suptitle(f"{Path(run_dir).name}: {config.core.name} on {config.task.kind}")
+    fig.tight_layout()
+    out = Path(out) if out else Path(run_dir) / "memory.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return out

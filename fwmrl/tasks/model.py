@@ -1,0 +1,76 @@
+"""Embedding → memory core → linear read-out, with optional AWD-LSTM-style dropouts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from fwmrl.memory import CoreState, make_core
+
+
+class SequenceModel(nn.Module):
+    """Token model around any registered core: ``logits = W · core(embed(x))``.
+
+    Args:
+        vocab_size: tokens embedded and predicted.
+        embedding_size: embedding width (the core's ``input_size``).
+        core: registered core name; ``core_kwargs`` its constructor arguments.
+        dropout_embedding: probability of dropping a whole word type from the embedding matrix
+            (AWD-LSTM's embedding dropout), training only.
+        dropout_input: dropout on the embedded inputs with one mask per sequence and window
+            (variational/"locked" dropout).
+        dropout_output: locked dropout on the core outputs before the read-out.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        embedding_size: int,
+        core: str,
+        core_kwargs: dict[str, Any] | None = None,
+        dropout_embedding: float = 0.0,
+        dropout_input: float = 0.0,
+        dropout_output: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, embedding_size)
+        self.core = make_core(core, input_size=embedding_size, **(core_kwargs or {}))
+        self.out = nn.Linear(self.core.output_size, vocab_size)
+        self.dropout_embedding = dropout_embedding
+        self.dropout_input = dropout_input
+        self.dropout_output = dropout_output
+
+    @staticmethod
+    def _locked(x: Tensor, p: float) -> Tensor:
+        mask = torch.empty_like(x[:1]).bernoulli_(1 - p) / (1 - p)
+        return x * mask
+
+    def _embed(self, tokens: Tensor) -> Tensor:
+        weight = self.embed.weight
+        p = self.dropout_embedding
+        if self.training and p > 0:
+            keep = torch.empty(weight.shape[0], 1, device=weight.device).bernoulli_(1 - p)
+            weight = weight * keep / (1 - p)
+        return nn.functional.embedding(tokens, weight)
+
+    def initial_state(self, batch_size: int, device: torch.device | str | None = None) -> CoreState:
+        return self.core.initial_state(batch_size, device)
+
+    def forward(
+        self, tokens: Tensor, state: CoreState | None = None, resets: Tensor | None = None
+    ) -> tuple[Tensor, CoreState]:
+        """``tokens [T, B]`` → ``logits [T, B, V]`` and the core state after the last step."""
+        x = self._embed(tokens)
+        if self.training and self.dropout_input > 0:
+            x = self._locked(x, self.dropout_input)
+        y, state = self.core(x, state, resets)
+        if self.training and self.dropout_output > 0:
+            y = self._locked(y, self.dropout_output)
+        return self.out(y), state
+
+    @property
+    def aux_loss_per_step(self) -> Tensor | None:
+        """The core's auxiliary loss of the last forward (MNM's meta loss), ``[T, B]``."""
+        return self.core.aux_loss_per_step
