@@ -121,8 +121,6 @@ class FWMCore(MemoryCore):
         self, x: Tensor, state: FWMState | None = None, resets: Tensor | None = None
     ) -> tuple[Tensor, FWMState]:
         x, state, resets = self._check_inputs(x, state, resets)
-        if resets is not None:
-            state = self.reset_state(state, resets[0])
         z, h, c = run_lstm_with_resets(self.controller, x, state.h, state.c, resets)
         scan = FWM_SCANS[self.implementation]
         n, F = scan(self.write_proj(z), self.read_proj(z), state.F, resets, self.scan_options)

@@ -92,8 +92,9 @@ def naive_scan(
 ) -> tuple[Tensor, Tensor]:
     """Step by step in eager PyTorch; autograd keeps every ``F_t`` (m³ floats per step and sequence)."""
     outputs = []
+    any_reset = [False] * write.shape[0] if resets is None else resets.any(dim=1).tolist()
     for t in range(write.shape[0]):
-        if resets is not None:
+        if any_reset[t]:
             F = F * (~resets[t]).to(F.dtype).view(-1, 1, 1, 1)
         n, F = fwm_step(F, write[t], read[t], opts)
         outputs.append(n)

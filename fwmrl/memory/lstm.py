@@ -28,14 +28,15 @@ def run_lstm_with_resets(
     """
     h = h.transpose(0, 1).contiguous()
     c = c.transpose(0, 1).contiguous()
+    steps = x.shape[0]
     if resets is None:
-        cuts = [0, x.shape[0]]
+        cuts = [0, steps]
     else:
-        any_reset = resets.any(dim=1)
-        cuts = [0, *[t for t in range(1, x.shape[0]) if bool(any_reset[t])], x.shape[0]]
+        any_reset = resets.any(dim=1).tolist()
+        cuts = [0, *[t for t in range(1, steps) if any_reset[t]], steps]
     outputs = []
     for start, end in zip(cuts[:-1], cuts[1:], strict=True):
-        if resets is not None:
+        if resets is not None and any_reset[start]:
             keep = (~resets[start]).to(h.dtype).view(1, -1, 1)
             h, c = h * keep, c * keep
         y, (h, c) = lstm(x[start:end], (h, c))
@@ -78,8 +79,6 @@ class LSTMCore(MemoryCore):
         self, x: Tensor, state: LSTMState | None = None, resets: Tensor | None = None
     ) -> tuple[Tensor, LSTMState]:
         x, state, resets = self._check_inputs(x, state, resets)
-        if resets is not None:
-            state = self.reset_state(state, resets[0])
         y, h, c = run_lstm_with_resets(self.lstm, x, state.h, state.c, resets)
         self.aux_loss = self.aux_loss_per_step = None
         return y, LSTMState(h=h, c=c)
