@@ -17,6 +17,10 @@ TINY: dict[str, tuple[str, dict]] = {
     "lstm": ("lstm", {"hidden_size": 4}),
     "lstm2": ("lstm", {"hidden_size": 3, "num_layers": 2}),
     "fwm": ("fwm", {"hidden_size": 4, "memory_size": 3, "read_hops": 2}),
+    "fwm_naive": (
+        "fwm",
+        {"hidden_size": 4, "memory_size": 3, "read_hops": 2, "implementation": "naive"},
+    ),
     "fwm_write1": ("fwm", {"hidden_size": 4, "memory_size": 3, "write_scale": 1.0}),
     "fwm_checkpoint": (
         "fwm",

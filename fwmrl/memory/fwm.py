@@ -55,8 +55,11 @@ class FWMCore(MemoryCore):
     tanh_hop_keys:
         ``tanh`` on the hop keys ``e_i``; on by default (the authors' RL code had it off).
     implementation:
-        Name of the scan in :data:`fwmrl.memory.fwm_scan.FWM_SCANS` (``"naive"`` is the reference;
-        ``"checkpoint"`` keeps ``F`` only every ``chunk_size`` steps for backward).
+        Name of the scan in :data:`fwmrl.memory.fwm_scan.FWM_SCANS`: ``"chunked"`` (default;
+        chunk-parallel, ``F`` read ``N_r + 1`` times and written once per chunk), ``"naive"`` (the
+        step-by-step reference), ``"checkpoint"`` (naive with recomputation) or
+        ``"chunked_checkpoint"`` (chunked with recomputation: least memory). All give the same
+        values and gradients (tested).
     chunk_size:
         Steps per recomputed chunk for implementations that use one.
     """
@@ -71,7 +74,7 @@ class FWMCore(MemoryCore):
         residual: bool = True,
         tanh_query: bool = False,
         tanh_hop_keys: bool = True,
-        implementation: str = "naive",
+        implementation: str = "chunked",
         chunk_size: int = 16,
     ) -> None:
         super().__init__()

@@ -221,8 +221,11 @@ def chunked_scan(
     scales ``c_t`` (from ``‖F'‖² = ‖F‖² + 2 v_oldᵀu + ‖k‖²‖u‖²``) need only ``C × C`` key products and
     ``m``-vectors, stepped in order; every read of a chunk is then one batched contraction with
     ``F_0`` plus a ``C × C`` correction. Resets inside a chunk cut the sums per sequence. Autograd
-    stores ``F`` once per chunk.
+    stores ``F`` once per chunk. A single step (the acting path) runs :func:`naive_scan`, which needs
+    fewer operations there.
     """
+    if write.shape[0] == 1:
+        return naive_scan(write, read, F, resets, opts)
     outputs = []
     for start in range(0, write.shape[0], opts.chunk_size):
         end = start + opts.chunk_size
