@@ -169,6 +169,9 @@ class TrainConfig(_Section):
         total_steps: environment steps (summed over envs, reset transitions included) to train for.
         seed: seeds the parameters, the action sampling and the envs.
         device: torch device (``cpu`` or ``cuda``).
+        num_threads: ``torch.set_num_threads`` for the run (``null``: torch's default). 1 by
+            default: the small recurrent policies of meta-RL run fastest on one thread, and several
+            threads slow down sharply when the machine is shared.
         checkpoint_every: write a checkpoint every this many updates (and always at the end).
         eval_every: evaluate on the eval env every this many updates (0: only at the end).
         eval_episodes: episodes per evaluation.
@@ -181,6 +184,7 @@ class TrainConfig(_Section):
     total_steps: int = Field(100_000, ge=1)
     seed: int = 0
     device: str = "cpu"
+    num_threads: int | None = Field(1, ge=1)
     checkpoint_every: int = Field(50, ge=1)
     eval_every: int = Field(0, ge=0)
     eval_episodes: int = Field(32, ge=1)

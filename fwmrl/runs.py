@@ -242,6 +242,8 @@ def train_run(
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if config.train.num_threads is not None:
+        torch.set_num_threads(config.train.num_threads)
     agent = A2C(config)
     resume_update = None
     if resume:
