@@ -3,7 +3,7 @@
 A config has six sections (every key optional except ``core.name``), plus ``task`` for the
 supervised and language-modelling trainers (``task.kind: rl``, the default, is the A2C trainer)::
 
-    env:     {id: FWM-Gridworld-v0, num_envs: 64, kwargs: {size: 7}, eval_kwargs: {}}
+    env:     {id: FWM-Gridworld-v0, num_envs: 64, kwargs: {size: 7}, vectorization: auto}
     core:    {name: fwm, hidden_size: 32, memory_size: 16}   # name + the core's own arguments
     policy:  {encoder_sizes: [64], activation: tanh}
     algo:    {n_steps: 20, gamma: 0.99, gae_lambda: 1.0, ent_coef: 0.01, ...}
@@ -47,12 +47,18 @@ class EnvConfig(_Section):
         num_envs: environments stepped in parallel per update.
         kwargs: keyword arguments of the env constructor (``gym.make`` arguments).
         eval_kwargs: arguments merged over ``kwargs`` for evaluation (e.g. ``{graphs: test}``).
+        vectorization: how the ``num_envs`` copies are stepped: ``auto`` (fwmrl ids: their batched
+            NumPy implementation in this process; other ids: a ``SyncVectorEnv``), ``sync`` (a
+            ``SyncVectorEnv`` of single envs) or ``async`` (a ``gymnasium.vector.AsyncVectorEnv``:
+            one worker process per env; pays off for envs whose step is slow, e.g. MiniGrid with
+            many envs on many cores).
     """
 
     id: str = "FWM-Gridworld-v0"
     num_envs: int = Field(16, ge=1)
     kwargs: dict[str, Any] = Field(default_factory=dict)
     eval_kwargs: dict[str, Any] = Field(default_factory=dict)
+    vectorization: Literal["auto", "sync", "async"] = "auto"
 
 
 class CoreConfig(BaseModel):

@@ -361,7 +361,8 @@ def load_policy(run_dir: str | Path, config: Config | None = None) -> Any:
 
     config = config or load_run_config(run_dir)
     data = load_checkpoint(Path(run_dir) / CHECKPOINT)
-    env = make_eval_env(config, 1)
+    in_process = config.env.model_copy(update={"vectorization": "auto"})  # no worker for spaces
+    env = make_eval_env(config.model_copy(update={"env": in_process}), 1)
     try:
         policy = MemoryActorCritic(
             env.single_observation_space,

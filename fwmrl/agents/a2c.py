@@ -402,9 +402,12 @@ class A2C:
 def make_env_or_explain(
     config: Config, num_envs: int, kwargs: dict[str, Any]
 ) -> gym.vector.VectorEnv:
-    """:func:`fwmrl.envs.make_vec_env`, turning a bad id or argument into a :class:`ConfigError`."""
+    """:func:`fwmrl.envs.make_vec_env` (stepped as ``env.vectorization`` says), turning a bad id or
+    argument into a :class:`ConfigError`."""
     try:
-        return make_vec_env(config.env.id, num_envs, **kwargs)
+        return make_vec_env(
+            config.env.id, num_envs, vectorization=config.env.vectorization, **kwargs
+        )
     except Exception as error:
         message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
         raise ConfigError(

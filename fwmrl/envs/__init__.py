@@ -17,7 +17,7 @@ from fwmrl.envs.keyvalue import (
     generate_batch,
     generate_sequence,
 )
-from fwmrl.envs.make import make_env, make_vec_env
+from fwmrl.envs.make import make_env, make_sb3_vec_env, make_vec_env
 from fwmrl.envs.minigrid_wrappers import FlatMiniGridObs
 from fwmrl.envs.registration import ENV_IDS, register_envs
 from fwmrl.envs.trial import Trial
@@ -39,6 +39,7 @@ __all__ = [
     "generate_sequence",
     "graph_banks",
     "make_env",
+    "make_sb3_vec_env",
     "make_vec_env",
     "normalized_score",
     "reference_returns",

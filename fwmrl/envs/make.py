@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import gymnasium as gym
@@ -35,15 +36,69 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env:
     return gym.make(env_id, **kwargs)
 
 
-def make_vec_env(env_id: str, num_envs: int, **kwargs: Any) -> gym.vector.VectorEnv:
+VECTORIZATIONS = ("auto", "sync", "async")
+"""Values of ``env.vectorization`` (see :func:`make_vec_env`)."""
+
+
+def make_vec_env(
+    env_id: str,
+    num_envs: int,
+    vectorization: str = "auto",
+    async_context: str | None = None,
+    **kwargs: Any,
+) -> gym.vector.VectorEnv:
     """A vector env of ``num_envs`` copies, in ``AutoresetMode.NEXT_STEP``.
 
-    fwmrl ids use their natively batched NumPy implementation (``vector_entry_point``); other ids a
-    ``SyncVectorEnv`` of :func:`make_env` envs (so MiniGrid observations are flattened).
+    Args:
+        env_id: a Gymnasium id.
+        num_envs: copies stepped together.
+        vectorization: ``auto``: fwmrl ids use their natively batched NumPy implementation
+            (``vector_entry_point``), other ids a ``SyncVectorEnv`` of :func:`make_env` envs (so
+            MiniGrid observations are flattened); ``sync``: always a ``SyncVectorEnv`` of
+            :func:`make_env` envs; ``async``: a ``gymnasium.vector.AsyncVectorEnv`` of
+            :func:`make_env` envs, each stepped in its own worker process.
+        async_context: multiprocessing start method of the ``async`` workers (``fork``,
+            ``forkserver``, ``spawn``; ``None``: the platform default).
+        kwargs: arguments of the env constructor.
+
+    All three give the same transitions for the same seeds and actions (sub-env ``i`` of
+    ``reset(seed=s)`` is seeded with ``s + i``).
     """
+    if vectorization not in VECTORIZATIONS:
+        raise ValueError(
+            f"unknown vectorization {vectorization!r}; allowed: {', '.join(VECTORIZATIONS)}"
+        )
     _ensure_registered(env_id)
-    if env_id.split(":")[-1] in ENV_IDS:
+    if vectorization == "auto" and env_id.split(":")[-1] in ENV_IDS:
         return gym.make_vec(
             env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", **kwargs
         )
-    return gym.vector.SyncVectorEnv([lambda: make_env(env_id, **kwargs) for _ in range(num_envs)])
+    fns = [functools.partial(make_env, env_id, **kwargs) for _ in range(num_envs)]
+    if vectorization == "async":
+        return gym.vector.AsyncVectorEnv(fns, context=async_context)
+    return gym.vector.SyncVectorEnv(fns)
+
+
+def make_sb3_vec_env(
+    env_id: str,
+    n_envs: int,
+    seed: int | None = None,
+    subproc: bool = False,
+    env_kwargs: dict[str, Any] | None = None,
+    start_method: str | None = None,
+) -> Any:
+    """An SB3 ``VecEnv`` of :func:`make_env` envs for the SB3 path (:mod:`fwmrl.sb3`).
+
+    ``subproc=True`` steps each env in its own worker process (SB3's ``SubprocVecEnv``); otherwise
+    a ``DummyVecEnv`` steps them in this process. Sub-env ``i`` is seeded with ``seed + i`` either way.
+    """
+    from stable_baselines3.common.env_util import make_vec_env as sb3_make_vec_env
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+    return sb3_make_vec_env(
+        functools.partial(make_env, env_id, **(env_kwargs or {})),
+        n_envs=n_envs,
+        seed=seed,
+        vec_env_cls=SubprocVecEnv if subproc else DummyVecEnv,
+        vec_env_kwargs={"start_method": start_method} if subproc and start_method else None,
+    )
