@@ -56,9 +56,7 @@ def env_steps_per_second(
     env = _make_vec(env_id, num_envs, mode, step_cost_ms)
     try:
         env.reset(seed=0)
-        actions = np.random.default_rng(0).integers(
-            env.single_action_space.n, size=(256, num_envs)
-        )
+        actions = np.random.default_rng(0).integers(env.single_action_space.n, size=(256, num_envs))
         for a in actions[:8]:  # warm-up
             env.step(a)
         steps, start = 0, time.perf_counter()
@@ -116,7 +114,9 @@ def main() -> None:
         f"{args.env_id}; {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} logical CPUs, load average {os.getloadavg()[0]:.1f}\n"
     )
-    print("| measurement | envs | extra step cost | sync (steps/s) | async (steps/s) | async/sync |")
+    print(
+        "| measurement | envs | extra step cost | sync (steps/s) | async (steps/s) | async/sync |"
+    )
     print("|---|---|---|---|---|---|")
     for num_envs in args.num_envs:
         for cost in args.step_cost_ms:

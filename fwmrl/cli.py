@@ -8,6 +8,7 @@
     fwmrl plot RUN_DIR... -o curves.png                    learning curves with random/oracle references
     fwmrl plot-memory RUN_DIR [--input TEXT] [-o memory.png]  write-key / value similarity (FWM, MNM)
     fwmrl envs                                             list the registered fwmrl env ids
+    fwmrl sweep SWEEP.yaml [--address ADDR] [KEY=VALUE ...]   Ray Tune sweep (pip install fwmrl[sweep])
 
 The same commands train and evaluate the supervised and language-modelling trainers
 (``task.kind: retrieval | catbabi | lm``, e.g. ``fwmrl train configs/retrieval_gated_fw.yaml``).
@@ -26,6 +27,7 @@ from pathlib import Path
 
 from fwmrl.config import ConfigError, load_config
 from fwmrl.runs import CHECKPOINT, RunError, load_run_config, new_run_dir
+from fwmrl.sweep import SweepError
 
 
 def _split_items(items: list[str]) -> tuple[str | None, list[str]]:
@@ -133,6 +135,29 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from fwmrl.sweep import load_sweep, new_sweep_dir, run_sweep
+
+    spec, base = load_sweep(args.sweep)
+    spec.overrides = [*spec.overrides, *args.overrides]
+    if args.samples is not None:
+        spec.samples = args.samples
+    if args.seeds is not None:
+        spec.seeds = args.seeds
+    if args.overrides:
+        from fwmrl.sweep import check_space
+
+        check_space(spec, base)
+    out = Path(args.output) if args.output else new_sweep_dir(spec.name or "sweep")
+    print(f"sweep directory: {out}", file=sys.stderr)
+    summary = run_sweep(
+        spec, base, out, address=args.address, num_cpus=args.num_cpus, verbose=args.verbose
+    )
+    print(Path(summary["results"]).read_text())
+    print(json.dumps({k: v for k, v in summary.items() if k != "best"}, indent=2))
+    return 0
+
+
 def _cmd_envs(args: argparse.Namespace) -> int:
     import gymnasium as gym
 
@@ -195,6 +220,22 @@ def build_parser() -> argparse.ArgumentParser:
     pm.add_argument("-o", "--output", default=None, help="PNG path (default RUN_DIR/memory.png)")
     pm.set_defaults(func=_cmd_plot_memory)
 
+    sw = sub.add_parser(
+        "sweep", help="hyper-parameter sweep / several seeds on Ray Tune (pip install fwmrl[sweep])"
+    )
+    sw.add_argument("sweep", metavar="SWEEP.yaml", help="e.g. configs/sweeps/gridworld.yaml")
+    sw.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="fixed for every trial")
+    sw.add_argument("--output", help="sweep directory (default runs/sweeps/<name>-<time>)")
+    sw.add_argument(
+        "--address",
+        help="an existing Ray cluster (auto, HOST:6379 or ray://HOST:10001); default: local Ray",
+    )
+    sw.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance (default: all)")
+    sw.add_argument("--samples", type=int, help="override the sweep file's samples")
+    sw.add_argument("--seeds", type=int, help="override the sweep file's seeds per point")
+    sw.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2], help="Ray Tune output")
+    sw.set_defaults(func=_cmd_sweep)
+
     envs = sub.add_parser("envs", help="list the registered fwmrl env ids")
     envs.set_defaults(func=_cmd_envs)
     return parser
@@ -206,18 +247,22 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     # positionals after an option (``train CONFIG --run-dir D key=value``) land in ``extra``
     unknown = [x for x in extra if x.startswith("-")]
-    if unknown or (extra and args.command not in ("train", "eval")):
+    if unknown or (extra and args.command not in ("train", "eval", "sweep")):
         parser.error(f"unrecognized arguments: {' '.join(unknown or extra)}")
     if extra:
         if args.command == "train":
             args.items += extra
         else:
             args.overrides += extra
+    if args.command == "sweep" and any(
+        n is not None and n < 1 for n in (args.samples, args.seeds, args.num_cpus)
+    ):
+        parser.error("--samples, --seeds and --num-cpus must be positive integers")
     if args.command == "eval" and args.episodes < 1:
         parser.error(f"--episodes must be a positive integer, got {args.episodes}")
     try:
         return int(args.func(args))
-    except (ConfigError, RunError) as error:
+    except (ConfigError, RunError, SweepError) as error:
         print(f"fwmrl: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -391,7 +391,11 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     An override ``core.name=X`` that changes the core drops the file's other core arguments (they
     belong to the old core); core arguments given as overrides are kept.
     """
-    data = {} if path is None else read_yaml(path)
+    return resolve_config({} if path is None else read_yaml(path), overrides)
+
+
+def resolve_config(data: dict[str, Any], overrides: list[str] | None = None) -> Config:
+    """:func:`load_config` on an already-read config dict (e.g. one shipped to a sweep worker)."""
     overrides = list(overrides or [])
     names = [parse_override(o)[1] for o in overrides if parse_override(o)[0] == ["core", "name"]]
     core = data.get("core")

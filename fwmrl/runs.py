@@ -24,6 +24,7 @@ import tempfile
 import time
 import uuid
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -215,6 +216,7 @@ def train_run(
     config: Config,
     run_dir: str | Path,
     resume: bool = False,
+    on_log: Callable[[dict[str, Any]], Any] | None = None,
 ) -> dict[str, Any]:
     """Train (or continue training) the run in ``run_dir`` until ``train.total_steps``.
 
@@ -223,6 +225,9 @@ def train_run(
 
     Writes the config, metrics, checkpoints every ``train.checkpoint_every`` updates and at the end,
     a final evaluation (``eval.json``) and, if asked, ``curves.png`` and ``eval.gif``.
+
+    ``on_log(record)`` is called with every record written to ``metrics.jsonl`` (e.g. to report it
+    to Ray Tune; the supervised/LM trainers call it too).
 
     Raises:
         NonFiniteLossError: when the loss becomes NaN/inf (the last good checkpoint is kept).
@@ -304,6 +309,8 @@ def train_run(
                 if (train.eval_every and agent.update % train.eval_every == 0) or done:
                     record.update({f"eval_{k}": v for k, v in run_eval().items()})
                 logger.log(record)
+                if on_log is not None:
+                    on_log(record)
                 sums, count = {}, 0
                 last_time, last_steps = now, agent.env_steps
                 postfix = {"upd": agent.update}
@@ -312,7 +319,10 @@ def train_run(
                 progress.set_postfix(postfix)
             elif train.eval_every and agent.update % train.eval_every == 0:
                 stats = {f"eval_{k}": v for k, v in run_eval().items()}
-                logger.log({"update": agent.update, "env_steps": agent.env_steps, **stats})
+                record = {"update": agent.update, "env_steps": agent.env_steps, **stats}
+                logger.log(record)
+                if on_log is not None:
+                    on_log(record)
             if agent.update % train.checkpoint_every == 0 or done:
                 checkpoint()
     finally:
