@@ -7,7 +7,7 @@ thousands of invented syllable combinations, so the validation and test files co
 training file lacks (``<unk>`` after vocabulary building, as in PTB). Files are lower-case, one
 sentence per line, words separated by spaces, each line starting with a space like PTB's.
 
-Command line: ``python -m fwmrl.tasks.corpus OUT_DIR [--train-lines 4000] [--seed 0]``.
+Command line: ``python -m fwmrl.tasks.corpus OUT_DIR [--train-lines 20000] [--seed 0]``.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def corpus_lines(n_lines: int, rng: np.random.Generator) -> list[str]:
     return lines
 
 
-def write_corpus(folder: str | Path, train_lines: int = 4000, seed: int = 0) -> dict[str, Path]:
+def write_corpus(folder: str | Path, train_lines: int = 20000, seed: int = 0) -> dict[str, Path]:
     """Write ``train.txt``, ``valid.txt`` and ``test.txt`` (the latter two a tenth of the size)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -106,7 +106,7 @@ def write_corpus(folder: str | Path, train_lines: int = 4000, seed: int = 0) -> 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folder")
-    parser.add_argument("--train-lines", type=int, default=4000)
+    parser.add_argument("--train-lines", type=int, default=20000)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     for path in write_corpus(args.folder, args.train_lines, args.seed).values():

@@ -9,10 +9,15 @@ loss positions plus the core's auxiliary loss (MNM's meta loss) over its valid p
 Run directories, metrics (``metrics.jsonl``, TensorBoard, wandb), atomic checkpoints and resume are
 those of :mod:`fwmrl.runs`; ``env_steps`` in the records is the optimizer step count here, so plots
 and tools that read it work unchanged.
+
+Under ``torchrun`` the trainer is data-parallel (:mod:`fwmrl.distributed`): each rank trains on its
+share of the ``task.batch_size`` columns in ``DistributedDataParallel`` with the loss normalised over
+the global batch, and rank 0 alone writes the run directory.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -21,6 +26,7 @@ from typing import Any
 
 import torch
 
+from fwmrl import distributed
 from fwmrl.config import Config, ConfigError
 from fwmrl.memory import CoreState
 from fwmrl.tasks.model import SequenceModel
@@ -109,6 +115,21 @@ def _optimizer(config: Config, params: Any) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)
 
 
+def _state_only_parameters(model: SequenceModel, device: torch.device) -> bool:
+    """Whether some parameters get no gradient in a window that starts from a carried state (a
+    learned initial state): DDP must then look for unused parameters every step."""
+    was_training = model.training
+    model.eval()  # no dropout: no random numbers drawn
+    try:
+        state = model.initial_state(1, device).detach()
+        logits, _ = model(torch.zeros(1, 1, dtype=torch.long, device=device), state)
+        logits.sum().backward()
+        return any(p.grad is None for p in model.parameters() if p.requires_grad)
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+
+
 class SupervisedTrainer:
     """Truncated-BPTT training of a :class:`SequenceModel` on a task's streams.
 
@@ -118,20 +139,40 @@ class SupervisedTrainer:
 
     Attributes:
         update: optimizer steps so far; ``position`` the next window's first row; ``epoch`` how
-            often the training stream wrapped around; ``tokens`` positions read in training.
+            often the training stream wrapped around; ``tokens`` positions read in training (over
+            all ranks).
+        model: the model; ``ddp`` the module trained (``DistributedDataParallel(model)`` under
+            ``torchrun``, else ``model``).
+        rank, world: this process's rank and the number of data-parallel processes.
     """
 
     def __init__(self, config: Config, data: TaskData | None = None) -> None:
         self.config = config
         if config.task.num_threads is not None:
             torch.set_num_threads(config.task.num_threads)
-        self.device = torch.device(config.train.device)
+        self.rank, self.world = distributed.rank(), distributed.world_size()
+        self.device = distributed.local_device(config.train.device)
         self.data = data if data is not None else load_task_data(config)
         torch.manual_seed(config.train.seed)
         self.model = build_model(config, len(self.data.vocab)).to(self.device)
+        self.ddp = self.model
+        if self.world > 1:
+            unused = _state_only_parameters(self.model, self.device)
+            self.ddp = distributed.wrap_ddp(self.model, self.device, unused)
+        if self.rank > 0:  # other dropout masks than rank 0's (the parameters are rank 0's)
+            torch.manual_seed(config.train.seed + 1_000_003 * self.rank)
         self.optimizer = _optimizer(config, self.model.parameters())
         task = config.task
         self.batches = self._batchify("train", task.batch_size)
+        self.global_columns = self.batches.inputs.shape[1]
+        if self.world > 1:  # this rank's columns of the global batch
+            try:
+                self.shard = distributed.shard_columns(self.global_columns, self.world, self.rank)
+            except ValueError as error:
+                raise ConfigError(f"task.batch_size: {error}") from None
+            self.batches = Batched(
+                *(getattr(self.batches, f.name)[:, self.shard] for f in dataclasses.fields(Batched))
+            )
         self._eval_cache: dict[str, Batched] = {}
         self.update = self.position = self.epoch = self.tokens = 0
         self.state: CoreState | None = None
@@ -158,21 +199,44 @@ class SupervisedTrainer:
             self.position, self.state = 0, None
             self.epoch += 1
         window = self.batches.window(self.position, seq_len)
-        self.model.train()
-        logits, state = self.model(window.inputs, self.state)
+        self.ddp.train()
+        logits, state = self.ddp(window.inputs, self.state)
         nll = torch.nn.functional.cross_entropy(
             logits.flatten(0, 1), window.targets.flatten(), reduction="none"
         ).view(window.targets.shape)
         mask = window.loss_mask.float()
-        task_loss = (nll * mask).sum() / mask.sum().clamp_min(1.0)
-        aux = self.model.aux_loss_per_step
         valid = window.valid.float()
-        aux_loss = (aux * valid).sum() / valid.sum().clamp_min(1.0) if aux is not None else None
+        n_loss, n_valid = mask.sum(), valid.sum()
+        if self.world > 1:  # normalise by the global counts: DDP's mean of the ranks' gradients
+            n_loss, n_valid = distributed.all_reduce_sum(torch.stack([n_loss, n_valid]))
+        task_loss = (nll * mask).sum() / n_loss.clamp_min(1.0)
+        aux = self.model.aux_loss_per_step
+        aux_loss = (aux * valid).sum() / n_valid.clamp_min(1.0) if aux is not None else None
+        if self.world > 1:  # then is the gradient of the global-batch loss
+            task_loss = task_loss * self.world
+            aux_loss = aux_loss * self.world if aux_loss is not None else None
         loss = task_loss if aux_loss is None else task_loss + aux_loss
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(f"the loss became {loss.item()} at step {self.update + 1}")
+        with torch.no_grad():
+            hits = logits.argmax(-1) == window.targets
+            scored = window.score_mask
+            stats = torch.stack(
+                [
+                    task_loss.detach() / self.world,
+                    aux_loss.detach() / self.world if aux_loss is not None else 0 * task_loss,
+                    hits[window.valid].float().sum(),
+                    valid.sum(),
+                    hits[scored].float().sum(),
+                    scored.float().sum(),
+                ]
+            ).double()
+            if self.world > 1:  # every rank sees the same global values (and NaN check)
+                stats = distributed.all_reduce_sum(stats)
+        if not torch.isfinite(stats[:2]).all():
+            raise NonFiniteLossError(
+                f"the loss became {stats[0].item() + stats[1].item()} at step {self.update + 1}"
+            )
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # DDP: gradients averaged over the ranks here
         max_norm = self.config.task.max_grad_norm
         grad_norm = torch.nn.utils.clip_grad_norm_(
             self.model.parameters(), max_norm if max_norm is not None else float("inf")
@@ -185,19 +249,17 @@ class SupervisedTrainer:
         self.state = state.detach()
         self.position += window.length
         self.update += 1
-        self.tokens += int(window.valid.sum())
-        with torch.no_grad():
-            hits = logits.argmax(-1) == window.targets
-            scored = window.score_mask
-            out = {
-                "loss": task_loss.item(),
-                "grad_norm": grad_norm.item(),
-                "train_accuracy": hits[window.valid].float().mean().item(),
-            }
-            if bool(scored.any()):
-                out["train_answer_accuracy"] = hits[scored].float().mean().item()
-            if aux_loss is not None:
-                out["aux_loss"] = aux_loss.item()
+        task_value, aux_value, hit_sum, valid_sum, scored_hits, scored_sum = stats.tolist()
+        self.tokens += int(valid_sum)
+        out = {
+            "loss": task_value,
+            "grad_norm": grad_norm.item(),
+            "train_accuracy": hit_sum / valid_sum if valid_sum else math.nan,
+        }
+        if scored_sum:
+            out["train_answer_accuracy"] = scored_hits / scored_sum
+        if aux_loss is not None:
+            out["aux_loss"] = aux_value
         return out
 
     # ------------------------------------------------------------------ evaluation
@@ -233,7 +295,15 @@ class SupervisedTrainer:
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue exactly (loads with ``weights_only=True``)."""
+        """Everything needed to continue exactly (loads with ``weights_only=True``).
+
+        Under ``torchrun`` every rank must call it (the core states and random-number states of
+        all ranks are gathered); the result holds the full-batch core state and rank 0's values.
+        """
+        state = self.state
+        if self.world > 1 and state is not None:
+            state = distributed.gather_state(state)
+        rng_states = distributed.all_gather_objects(torch.get_rng_state())
         return {
             "format": 1,
             "kind": self.data.kind,
@@ -246,7 +316,8 @@ class SupervisedTrainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "torch_rng": torch.get_rng_state(),
-            "core_state": None if self.state is None else self.state.state_dict(),
+            "torch_rng_ranks": rng_states,
+            "core_state": None if state is None else state.state_dict(),
             "vocab": list(self.data.vocab),
             "config": self.config.to_dict(),
         }
@@ -256,7 +327,9 @@ class SupervisedTrainer:
             raise ConfigError("the task data changed since the checkpoint: the vocabulary differs")
         self.model.load_state_dict(data["model"])
         self.optimizer.load_state_dict(data["optimizer"])
-        torch.set_rng_state(data["torch_rng"])
+        rng_ranks = data.get("torch_rng_ranks") or []
+        same_world = len(rng_ranks) == self.world
+        torch.set_rng_state(rng_ranks[self.rank] if same_world else data["torch_rng"])
         self.update, self.position = int(data["update"]), int(data["position"])
         self.epoch, self.tokens = int(data["epoch"]), int(data["tokens"])
         self.best = data["best"]
@@ -264,15 +337,28 @@ class SupervisedTrainer:
             self.state = None
         else:
             state_type = type(self.model.initial_state(1))
-            self.state = state_type.from_state_dict(data["core_state"]).to(self.device)
+            state = state_type.from_state_dict(data["core_state"])
+            if self.world > 1 and state.batch_size == self.global_columns:
+                state = state[self.shard]  # this rank's columns of the full-batch state
+            self.state = state.to(self.device)
 
 
-def train_task_run(config: Config, run_dir: str | Path, resume: bool = False) -> dict[str, Any]:
+def train_task_run(
+    config: Config,
+    run_dir: str | Path,
+    resume: bool = False,
+    on_log: Any = None,
+) -> dict[str, Any]:
     """Train (or continue) a supervised/LM run until ``train.total_steps`` optimizer steps.
 
     Writes what :func:`fwmrl.runs.train_run` writes for RL: ``config.yaml``, ``meta.json``,
     ``metrics.jsonl`` (+ TensorBoard/wandb), ``checkpoint.pt`` every ``train.checkpoint_every`` steps
-    and at the end, ``eval.json`` (final validation and test metrics) and ``curves.png``.
+    and at the end, ``eval.json`` (final validation and test metrics) and ``curves.png``;
+    ``on_log(record)`` is called with every record.
+
+    Under ``torchrun`` (:mod:`fwmrl.distributed`) every rank trains its share of the batch and only
+    rank 0 writes, evaluates and calls ``on_log``; the other ranks return ``{"rank": r, ...}``
+    without evaluation once training is done.
     """
     from tqdm import tqdm
 
@@ -289,23 +375,31 @@ def train_task_run(config: Config, run_dir: str | Path, resume: bool = False) ->
     )
 
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    trainer = SupervisedTrainer(config)
+    main = distributed.is_main()
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    data = load_task_data(config) if main else None  # rank 0 generates missing data first
+    distributed.barrier()
+    trainer = SupervisedTrainer(config, data if main else load_task_data(config))
     resume_update = None
-    if resume:
-        trainer.load_state_dict(load_checkpoint(run_dir / CHECKPOINT, map_location=trainer.device))
+    if resume:  # rank 0 reads the checkpoint and sends it to the other ranks
+        data = load_checkpoint(run_dir / CHECKPOINT, map_location="cpu") if main else None
+        trainer.load_state_dict(distributed.broadcast_object(data))
         resume_update = trainer.update
-        _truncate_metrics(run_dir, trainer.update)
-    save_config(config, run_dir / CONFIG_NAME)
-    _write_meta(run_dir, resumed=resume)
-    logger = RunLogger(run_dir, config, resume_update)
+        if main:
+            _truncate_metrics(run_dir, trainer.update)
+    logger = None
+    if main:
+        save_config(config, run_dir / CONFIG_NAME)
+        _write_meta(run_dir, resumed=resume)
+        logger = RunLogger(run_dir, config, resume_update)
     train, log_every = config.train, config.logging.log_every
     progress = tqdm(
         total=train.total_steps,
         initial=min(trainer.update, train.total_steps),
         unit="step",
         dynamic_ncols=True,
-        disable=not train.progress,
+        disable=not train.progress or not main,
         desc=run_dir.name,
     )
     sums: dict[str, float] = {}
@@ -322,7 +416,7 @@ def train_task_run(config: Config, run_dir: str | Path, resume: bool = False) ->
                 counts[key] = counts.get(key, 0) + 1
             done = trainer.update >= train.total_steps
             evaluate = done or (train.eval_every and trainer.update % train.eval_every == 0)
-            if trainer.update % log_every == 0 or done or evaluate:
+            if main and (trainer.update % log_every == 0 or done or evaluate):
                 now = time.perf_counter()
                 record: dict[str, Any] = {
                     "update": trainer.update,
@@ -341,13 +435,21 @@ def train_task_run(config: Config, run_dir: str | Path, resume: bool = False) ->
                         record[f"best_valid_{headline}"] = best
                     progress.set_postfix({headline: f"{valid.get(headline, math.nan):.4g}"})
                 logger.log(record)
+                if on_log is not None:
+                    on_log(record)
                 sums, counts = {}, {}
                 last_time, last_tokens = now, trainer.tokens
             if trainer.update % train.checkpoint_every == 0 or done:
-                atomic_torch_save(trainer.state_dict(), run_dir / CHECKPOINT)
+                data = trainer.state_dict()  # every rank: gathers the ranks' core states
+                if main:
+                    atomic_torch_save(data, run_dir / CHECKPOINT)
     finally:
         progress.close()
-        logger.close()
+        if logger is not None:
+            logger.close()
+    distributed.barrier()  # the final checkpoint is written before any rank moves on
+    if not main:
+        return {"rank": trainer.rank, "update": trainer.update}
     evaluation = {
         "steps": trainer.update,
         "parameters": trainer.num_parameters,

@@ -12,6 +12,7 @@ import torch
 from fwmrl.cli import main
 from fwmrl.config import load_config
 from fwmrl.runs import load_checkpoint, read_metrics, train_run
+from fwmrl.tasks.corpus import write_corpus
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMON = [
@@ -51,6 +52,7 @@ def _tiny(kind: str, tmp_path: Path) -> tuple[str, list[str]]:
             "core.hidden_size=16",
             "core.memory_size=6",
         ]
+    write_corpus(tmp_path / "corpus", train_lines=400, seed=0)
     return "configs/lm_lstm.yaml", [
         f"task.data={tmp_path / 'corpus'}",
         "task.batch_size=4",

@@ -1,0 +1,153 @@
+"""Evidence for the supervised/LM trainers: the same CPU budget per model, one thread each.
+
+    python benchmarks/tasks.py retrieval [--budget 120] [--out runs/bench_tasks]
+    python benchmarks/tasks.py catbabi   [--budget 120]
+    python benchmarks/tasks.py lm        [--budget 90]
+
+* retrieval: gated FW, FWM, MNM-p and LSTM with the configs' sizes and the paper protocol (100k
+  training queries as one stream, batch 256, sequence length 32, Nadam 0.002): partial accuracy on
+  validation (every ``budget/6`` s on the first 20 windows, at the end on all of it) and on test.
+* catbabi: FWM vs LSTM on generated tasks 1, 2, 3, 6, 7 (QA mode), at CPU sizes (embedding 32,
+  LSTM 64, m = 16) instead of the paper's 256 / 32: per-task test accuracy.
+* lm: FWM vs LSTM on the generated grammar corpus: validation perplexity curves.
+
+``--budget`` is training wall-clock seconds per model (evaluation is not counted). Results go to
+``OUT/<task>.json`` and ``OUT/<task>.png`` (metric against training seconds) and a Markdown table on
+stdout. Absolute numbers depend on the machine and its load; the comparison is within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from fwmrl.config import load_config  # noqa: E402
+from fwmrl.tasks.streams import HEADLINE  # noqa: E402
+from fwmrl.tasks.trainer import SupervisedTrainer, load_task_data  # noqa: E402
+
+CATBABI_CPU = [
+    "task.embedding_size=32",
+    "core.hidden_size=64",
+    "task.generate_stories=500",
+    "task.data=runs/data/babi_bench",
+]
+SETUPS = {
+    "retrieval": {
+        "gated_fw": ("configs/retrieval_gated_fw.yaml", []),
+        "fwm": ("configs/retrieval_fwm.yaml", []),
+        "mnm_p": ("configs/retrieval_mnm_p.yaml", []),
+        "lstm": ("configs/retrieval_lstm.yaml", []),
+    },
+    "catbabi": {
+        "fwm": ("configs/catbabi_fwm.yaml", [*CATBABI_CPU, "core.memory_size=16"]),
+        "lstm": ("configs/catbabi_lstm.yaml", CATBABI_CPU),
+    },
+    "lm": {
+        "fwm": ("configs/lm_fwm.yaml", []),
+        "lstm": ("configs/lm_lstm.yaml", []),
+    },
+}
+
+
+def run_model(config, data, budget: float, probe_windows: int | None) -> dict:  # noqa: ANN001
+    """Train for ``budget`` seconds of training time; probe validation 6 times on the way."""
+    trainer = SupervisedTrainer(config, data)
+    key = HEADLINE[data.kind][0]
+    curve = []
+    trained = 0.0
+    next_probe = budget / 6
+    while trained < budget:
+        start = time.perf_counter()
+        trainer.learn_update()
+        trained += time.perf_counter() - start
+        if trained >= next_probe or trained >= budget:
+            valid = trainer.evaluate("valid", max_windows=probe_windows)
+            curve.append({"seconds": round(trained, 1), "steps": trainer.update, key: valid[key]})
+            print(f"  {trained:6.0f}s step {trainer.update:5d} {key} {valid[key]:.4f}", flush=True)
+            next_probe += budget / 6
+    return {
+        "parameters": trainer.num_parameters,
+        "steps": trainer.update,
+        "train_seconds": round(trained, 1),
+        "steps_per_s": trainer.update / trained,
+        "curve": curve,
+        "valid": trainer.evaluate("valid"),
+        "test": trainer.evaluate("test"),
+    }
+
+
+def plot(results: dict, task: str, key: str, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
+    for name, r in results.items():
+        xs = [p["seconds"] for p in r["curve"]]
+        ax.plot(xs, [p[key] for p in r["curve"]], marker="o", label=f"{name} ({r['parameters']:,})")
+    ax.set_xlabel("training seconds (1 CPU thread)")
+    ax.set_ylabel(f"validation {key}")
+    if key == "perplexity":
+        ax.set_yscale("log")
+    ax.set_title(task)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("task", choices=sorted(SETUPS))
+    parser.add_argument("--budget", type=float, default=120.0, help="training seconds per model")
+    parser.add_argument("--models", nargs="+", help="subset of the task's models")
+    parser.add_argument("--out", default="runs/bench_tasks")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    setups = {k: v for k, v in SETUPS[args.task].items() if not args.models or k in args.models}
+    key = HEADLINE[args.task][0]
+    results = {}
+    data = None
+    for name, (path, overrides) in setups.items():
+        config = load_config(ROOT / path, [*overrides, f"train.seed={args.seed}"])
+        if data is None:
+            data = load_task_data(config)
+        print(f"{args.task} / {name}: {args.budget:.0f} s", flush=True)
+        probe = 20 if args.task == "retrieval" else None
+        results[name] = run_model(config, data, args.budget, probe)
+    record = {"task": args.task, "budget_s": args.budget, "threads": 1, "results": results}
+    (out / f"{args.task}.json").write_text(json.dumps(record, indent=2) + "\n")
+    plot(results, args.task, key, out / f"{args.task}.png")
+    extra = sorted({k for r in results.values() for k in r["test"] if k.startswith("acc_qa")})
+    better = max if HEADLINE[args.task][1] == "max" else min
+    cols = ["model", "parameters", "steps", f"best probe {key}", f"valid {key}", f"test {key}"]
+    cols += extra
+    print("| " + " | ".join(cols) + " |")
+    print("|" + "---|" * len(cols))
+    for name, r in results.items():
+        best = better(p[key] for p in r["curve"])
+        row = [name, f"{r['parameters']:,}", str(r["steps"]), f"{best:.4f}"]
+        row += [
+            f"{r[s][key]:.4f}" if math.isfinite(r[s][key]) else "nan" for s in ("valid", "test")
+        ]
+        row += [f"{r['test'][k]:.3f}" for k in extra]
+        print("| " + " | ".join(row) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
