@@ -21,6 +21,7 @@ allowed; a NaN/inf loss stops training with status 1, keeping the last good chec
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -44,9 +45,7 @@ def _split_items(items: list[str]) -> tuple[str | None, list[str]]:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from fwmrl.agents.a2c import NonFiniteLossError
-    from fwmrl.runs import train_run
-    from fwmrl.tasks.trainer import NonFiniteLossError as TaskNonFiniteLossError
+    from fwmrl import distributed
 
     config_path, overrides = _split_items(args.items)
     if args.resume:
@@ -65,11 +64,46 @@ def _cmd_train(args: argparse.Namespace) -> int:
             )
         config = load_config(config_path, overrides)
         run_dir = Path(args.run_dir) if args.run_dir else new_run_dir(config_path)
-        if (run_dir / CHECKPOINT).exists():
-            raise RunError(f"{run_dir} already holds a run; use --resume {run_dir} to continue it")
-    print(f"run directory: {run_dir}", file=sys.stderr)
+    if distributed.world_size() > 1 and config.task.kind == "rl":
+        raise ConfigError(
+            "task.kind: torchrun data-parallel training is for the supervised/LM trainers "
+            "(retrieval, catbabi, lm); scale A2C with env.num_envs, env.vectorization=async "
+            "or fwmrl sweep"
+        )
+    with _process_group(config.train.device):
+        if not args.resume:
+            run_dir = distributed.broadcast_object(run_dir)  # rank 0's name (time stamp)
+            taken = distributed.broadcast_object((run_dir / CHECKPOINT).exists())
+            if taken:
+                raise RunError(
+                    f"{run_dir} already holds a run; use --resume {run_dir} to continue it"
+                )
+        return _train(config, run_dir, bool(args.resume))
+
+
+@contextlib.contextmanager
+def _process_group(device: str):  # noqa: ANN202
+    """Join the ``torchrun`` process group for the command (nothing outside ``torchrun``)."""
+    from fwmrl import distributed
+
+    distributed.init_distributed(device)
     try:
-        summary = train_run(config, run_dir, resume=bool(args.resume))
+        yield
+    finally:
+        distributed.shutdown()
+
+
+def _train(config, run_dir: Path, resume: bool) -> int:  # noqa: ANN001
+    from fwmrl import distributed
+    from fwmrl.agents.a2c import NonFiniteLossError
+    from fwmrl.runs import train_run
+    from fwmrl.tasks.trainer import NonFiniteLossError as TaskNonFiniteLossError
+
+    main = distributed.is_main()
+    if main:
+        print(f"run directory: {run_dir}", file=sys.stderr)
+    try:
+        summary = train_run(config, run_dir, resume=resume)
     except (NonFiniteLossError, TaskNonFiniteLossError) as error:
         last = run_dir / CHECKPOINT
         kept = (
@@ -77,7 +111,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         )
         print(f"fwmrl: training stopped: {error}; {kept}", file=sys.stderr)
         return 1
-    print(json.dumps(summary, indent=2))
+    if main:
+        print(json.dumps(summary, indent=2))
     return 0
 
 

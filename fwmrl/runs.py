@@ -238,7 +238,7 @@ def train_run(
     if config.task.kind != "rl":  # supervised / language-modelling trainers (fwmrl.tasks)
         from fwmrl.tasks.trainer import train_task_run
 
-        return train_task_run(config, run_dir, resume=resume)
+        return train_task_run(config, run_dir, resume=resume, on_log=on_log)
 
     from tqdm import tqdm
 

@@ -1,0 +1,158 @@
+"""Data-parallel training of the supervised/LM trainers with ``torch.distributed``.
+
+Launch any ``fwmrl train`` of a supervised or language-modelling config with ``torchrun``::
+
+    torchrun --nproc_per_node=4 -m fwmrl train configs/lm_fwm.yaml --run-dir runs/lm4
+    torchrun --nproc_per_node=4 -m fwmrl train --resume runs/lm4       # continue, any world size
+
+``torchrun`` sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``;
+:func:`init_distributed` reads them and joins the process group (``nccl`` on CUDA, ``gloo`` on CPU).
+``task.batch_size`` stays the *global* batch: each of the ``N`` ranks trains on its own
+``batch_size / N`` columns of the training stream inside ``DistributedDataParallel``, and the loss
+is normalised by the global number of loss positions, so the gradient (and hence the parameters) is
+that of a one-process run with the same global batch, up to floating-point summation order. Rank 0
+alone writes the run directory (config, metrics, TensorBoard/wandb, checkpoints, evaluation);
+checkpoints hold the full-batch core state, so a run resumes on any number of ranks that divides the
+batch, and a one-process run resumes a data-parallel checkpoint and vice versa.
+
+Without ``WORLD_SIZE`` (or with ``WORLD_SIZE=1``) every function here is a no-op for one process.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from fwmrl.memory import CoreState
+
+
+def world_size() -> int:
+    """Processes of the job (1 outside ``torchrun``)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size()
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def rank() -> int:
+    """This process's rank (0 outside ``torchrun``)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank()
+    return int(os.environ.get("RANK", "0"))
+
+
+def is_main() -> bool:
+    """Whether this process writes the run directory (rank 0)."""
+    return rank() == 0
+
+
+def is_distributed() -> bool:
+    """Whether a process group of more than one process is up."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def local_device(device: str) -> torch.device:
+    """``cuda`` becomes ``cuda:LOCAL_RANK`` under ``torchrun`` (one GPU per process)."""
+    if device == "cuda" and world_size() > 1:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return torch.device("cuda", local)
+    return torch.device(device)
+
+
+def init_distributed(device: str = "cpu") -> bool:
+    """Join the process group ``torchrun`` describes; returns whether this is a multi-process run.
+
+    The backend is ``nccl`` for CUDA devices and ``gloo`` otherwise (``FWMRL_DIST_BACKEND``
+    overrides it).
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    if not dist.is_initialized():
+        default = "nccl" if device.startswith("cuda") else "gloo"
+        backend = os.environ.get("FWMRL_DIST_BACKEND", default)
+        if backend == "nccl":
+            local_device(device)
+        dist.init_process_group(backend=backend)
+    return dist.get_world_size() > 1
+
+
+def shutdown() -> None:
+    """Leave the process group (when one was joined)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    if is_distributed():
+        dist.barrier()
+
+
+def broadcast_object(obj: Any, src: int = 0) -> Any:
+    """``obj`` of rank ``src`` on every rank (pickled; for small objects and checkpoints)."""
+    if not is_distributed():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def all_gather_objects(obj: Any) -> list[Any]:
+    """Every rank's ``obj``, in rank order."""
+    if not is_distributed():
+        return [obj]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """The elementwise sum over ranks (a new tensor; the input when there is one process)."""
+    if not is_distributed():
+        return tensor
+    out = tensor.detach().clone()
+    dist.all_reduce(out, op=dist.ReduceOp.SUM)
+    return out
+
+
+def shard_columns(total: int, world: int, rank_: int) -> slice:
+    """The columns of a ``total``-column batch that rank ``rank_`` of ``world`` trains on."""
+    if total % world:
+        raise ValueError(
+            f"a batch of {total} columns cannot be split evenly over {world} processes"
+        )
+    per = total // world
+    return slice(rank_ * per, (rank_ + 1) * per)
+
+
+def gather_state(state: CoreState) -> CoreState:
+    """The full-batch core state: every rank's shard concatenated in rank order (all ranks)."""
+    if not is_distributed():
+        return state
+    parts = []
+    for _, tensor in state.tensors():
+        gathered = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+        dist.all_gather(gathered, tensor.contiguous())
+        parts.append(torch.cat(gathered))
+    return type(state)(*parts)
+
+
+def wrap_ddp(
+    model: torch.nn.Module, device: torch.device, find_unused_parameters: bool = False
+) -> torch.nn.Module:
+    """``DistributedDataParallel(model)`` in a multi-process run, else ``model``.
+
+    ``find_unused_parameters`` must be on for models with parameters that some steps do not use
+    (a learned initial state, e.g. MNM's ``phi0``, gets gradients only in windows that start
+    from it).
+    """
+    if not is_distributed():
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    device_ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(
+        model, device_ids=device_ids, find_unused_parameters=find_unused_parameters
+    )
