@@ -176,8 +176,9 @@ class TrainConfig(_Section):
         seed: seeds the parameters, the action sampling and the envs.
         device: torch device (``cpu`` or ``cuda``).
         num_threads: ``torch.set_num_threads`` for the run (``null``: torch's default). 1 by
-            default: the small recurrent policies of meta-RL run fastest on one thread, and several
-            threads slow down sharply when the machine is shared.
+            default: fwmrl's small recurrent models (RL policies, and the supervised/LM trainers at
+            CPU sizes) run fastest on one thread, and several threads slow down sharply when the
+            machine is shared.
         checkpoint_every: write a checkpoint every this many updates (and always at the end).
         eval_every: evaluate on the eval env every this many updates (0: only at the end).
         eval_episodes: episodes per evaluation.
@@ -244,8 +245,6 @@ class TaskConfig(_Section):
         dropout_embedding, dropout_input, dropout_output: LM regularisers (AWD-LSTM style): drop
             whole words, drop embedding features (one mask per window), drop core outputs.
         data_seed: seeds data generation and the story shuffle (``train.seed`` seeds the model).
-        num_threads: ``torch.set_num_threads`` for the run (``null``: leave torch's default; 1 is
-            much faster for these small models on a shared machine).
     """
 
     kind: Literal["rl", "retrieval", "catbabi", "lm"] = "rl"
@@ -271,7 +270,6 @@ class TaskConfig(_Section):
     dropout_input: float = Field(0.0, ge=0.0, lt=1.0)
     dropout_output: float = Field(0.0, ge=0.0, lt=1.0)
     data_seed: int = 0
-    num_threads: int | None = Field(None, ge=1)
 
     @field_validator("tasks")
     @classmethod

@@ -148,8 +148,8 @@ class SupervisedTrainer:
 
     def __init__(self, config: Config, data: TaskData | None = None) -> None:
         self.config = config
-        if config.task.num_threads is not None:
-            torch.set_num_threads(config.task.num_threads)
+        if config.train.num_threads is not None:
+            torch.set_num_threads(config.train.num_threads)
         self.rank, self.world = distributed.rank(), distributed.world_size()
         self.device = distributed.local_device(config.train.device)
         self.data = data if data is not None else load_task_data(config)

@@ -52,7 +52,15 @@ def test_fwm_solves_recall_that_mlp_cannot() -> None:
     th.manual_seed(0)
     env = make_vec_env(CueRecall, n_envs=8, seed=0)
     eval_env = make_vec_env(CueRecall, n_envs=4, seed=123)
-    settings = dict(n_steps=32, batch_size=64, n_epochs=4, learning_rate=3e-3, seed=0, device="cpu")
+    settings = dict(
+        n_steps=32,
+        batch_size=64,
+        n_epochs=4,
+        learning_rate=3e-3,
+        ent_coef=0.01,
+        seed=0,
+        device="cpu",
+    )
     memory = MemoryRecurrentPPO(
         "MemoryPolicy",
         env,
