@@ -66,7 +66,11 @@ def sb3_model(kind: str, envs: int) -> Callable[[int], int]:
 ROWS: list[tuple[str, Callable[[int], Callable[[int], int]]]] = [
     ("fwmrl A2C + FWM (LSTM 32, m = 16)", lambda n: fwmrl_a2c("fwm", n)),
     ("fwmrl A2C + LSTM (64)", lambda n: fwmrl_a2c("lstm", n)),
-    ("sb3-contrib RecurrentPPO + MlpLstmPolicy", lambda n: sb3_model("recurrent_ppo", n)),
+    # 16 envs: with SB3's n_steps = 128 one rollout is 2,048 steps (at 64 envs it takes minutes)
+    (
+        "sb3-contrib RecurrentPPO + MlpLstmPolicy (16 envs)",
+        lambda n: sb3_model("recurrent_ppo", 16),
+    ),
     ("SB3 A2C + MlpPolicy (no memory)", lambda n: sb3_model("a2c", n)),
 ]
 
