@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Idempotent set-up: a virtual environment in .venv, the CPU build of torch when no torch is present,
-# then fwmrl in editable mode with its dev extras. Fast when everything is already installed.
+# then fwmrl in editable mode with its dev and sweep (Ray Tune) extras. Fast when already installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
@@ -19,6 +19,6 @@ fi
 
 stamp="$VENV/.fwmrl-installed"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-    "$PY" -m pip install --quiet -e ".[dev]"
+    "$PY" -m pip install --quiet -e ".[dev,sweep]"
     touch "$stamp"
 fi
