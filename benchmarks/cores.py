@@ -3,7 +3,8 @@
     python benchmarks/cores.py                       # all cores, B = 32, T = 64, CPU
     python benchmarks/cores.py --fwm-impl naive checkpoint --device cuda
 
-Each row runs in a fresh subprocess so that its peak memory is its own. Columns: forward time per
+Each row runs in fresh subprocesses (one for times, one for memory) so that its peak memory is its
+own. Columns: forward time per
 step (no grad, whole window), training time per step (forward + backward of a sum over outputs),
 rollout time per step (``step`` called T times with T = 1, no grad: the RL acting path, against
 ``torch.nn.LSTMCell(256)``), peak training
@@ -162,8 +163,13 @@ def measure(row: Row, batch: int, steps: int, repeats: int, device: str) -> dict
     }
 
 
-def run_in_subprocess(index: int, args: argparse.Namespace) -> dict:
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+def run_in_subprocess(index: int, args: argparse.Namespace, for_memory: bool) -> dict:
+    """One row in a fresh process. Memory is read in a process whose allocator returns freed memory
+    to the system at once (so the resident peak is the live peak); times in one with the allocator's
+    defaults (which reuse freed memory, as any training run does)."""
+    env = dict(os.environ)
+    if for_memory:
+        env["MALLOC_MMAP_THRESHOLD_"] = "65536"
     command = [
         sys.executable,
         __file__,
@@ -243,7 +249,9 @@ def main() -> None:
     ]
     results = []
     for i in selected:
-        results.append(run_in_subprocess(i, args))
+        row = run_in_subprocess(i, args, for_memory=False)
+        row["peak_mb"] = run_in_subprocess(i, args, for_memory=True)["peak_mb"]
+        results.append(row)
         print(f"measured {results[-1]['label']}", file=sys.stderr, flush=True)
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
     print(
