@@ -101,6 +101,29 @@ def naive_scan(
     return torch.stack(outputs), F
 
 
+def _scan_in_chunks(
+    chunk_scan: ScanFn,
+    write: Tensor,
+    read: Tensor,
+    F: Tensor,
+    resets: Tensor | None,
+    opts: FWMScanOptions,
+    recompute: bool,
+) -> tuple[Tensor, Tensor]:
+    """Run ``chunk_scan`` over consecutive chunks of ``chunk_size`` steps, carrying ``F``; with
+    ``recompute``, autograd keeps only each chunk's inputs and recomputes the chunk in backward."""
+    outputs = []
+    for start in range(0, write.shape[0], opts.chunk_size):
+        end = start + opts.chunk_size
+        args = (write[start:end], read[start:end], F, None if resets is None else resets[start:end])
+        if recompute:
+            n, F = checkpoint(chunk_scan, *args, opts, use_reentrant=False)
+        else:
+            n, F = chunk_scan(*args, opts)
+        outputs.append(n)
+    return torch.cat(outputs), F
+
+
 def checkpointed_scan(
     write: Tensor, read: Tensor, F: Tensor, resets: Tensor | None, opts: FWMScanOptions
 ) -> tuple[Tensor, Tensor]:
@@ -108,17 +131,7 @@ def checkpointed_scan(
     and each chunk is recomputed during backward. Same values and gradients as :func:`naive_scan`."""
     if not torch.is_grad_enabled() or not (write.requires_grad or read.requires_grad):
         return naive_scan(write, read, F, resets, opts)
-
-    def chunk(w: Tensor, r: Tensor, f: Tensor, res: Tensor | None) -> tuple[Tensor, Tensor]:
-        return naive_scan(w, r, f, res, opts)
-
-    outputs = []
-    for start in range(0, write.shape[0], opts.chunk_size):
-        end = start + opts.chunk_size
-        res = None if resets is None else resets[start:end]
-        n, F = checkpoint(chunk, write[start:end], read[start:end], F, res, use_reentrant=False)
-        outputs.append(n)
-    return torch.cat(outputs), F
+    return _scan_in_chunks(naive_scan, write, read, F, resets, opts, recompute=True)
 
 
 def hop_many(F: Tensor, n: Tensor, e: Tensor) -> Tensor:
@@ -226,13 +239,7 @@ def chunked_scan(
     """
     if write.shape[0] == 1:
         return naive_scan(write, read, F, resets, opts)
-    outputs = []
-    for start in range(0, write.shape[0], opts.chunk_size):
-        end = start + opts.chunk_size
-        res = None if resets is None else resets[start:end]
-        n, F = _chunk_scan(write[start:end], read[start:end], F, res, opts)
-        outputs.append(n)
-    return torch.cat(outputs), F
+    return _scan_in_chunks(_chunk_scan, write, read, F, resets, opts, recompute=False)
 
 
 def chunked_checkpointed_scan(
@@ -242,17 +249,7 @@ def chunked_checkpointed_scan(
     chunk boundaries' ``F`` (less memory, about one more forward pass)."""
     if not torch.is_grad_enabled():
         return chunked_scan(write, read, F, resets, opts)
-
-    def chunk(w: Tensor, r: Tensor, f: Tensor, res: Tensor | None) -> tuple[Tensor, Tensor]:
-        return _chunk_scan(w, r, f, res, opts)
-
-    outputs = []
-    for start in range(0, write.shape[0], opts.chunk_size):
-        end = start + opts.chunk_size
-        res = None if resets is None else resets[start:end]
-        n, F = checkpoint(chunk, write[start:end], read[start:end], F, res, use_reentrant=False)
-        outputs.append(n)
-    return torch.cat(outputs), F
+    return _scan_in_chunks(_chunk_scan, write, read, F, resets, opts, recompute=True)
 
 
 FWM_SCANS: dict[str, ScanFn] = {
