@@ -51,7 +51,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     print(
-        f"A2C on FWM-Gridworld-v0 (7x7), {args.envs} envs, n_steps 20, {args.updates} updates, "
+        f"A2C on FWM-Gridworld-v0 (configs/gridworld_<core>.yaml), {args.envs} envs, n_steps 20, {args.updates} updates, "
         f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)\n"
     )
     print("| core | parameters | env steps/s |")
