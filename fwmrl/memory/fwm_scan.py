@@ -223,57 +223,6 @@ def _chunk_scan(
     return n.transpose(0, 1), F_end.view(batch, m, m, m)
 
 
-def fused_scan(
-    write: Tensor, read: Tensor, F: Tensor, resets: Tensor | None, opts: FWMScanOptions
-) -> tuple[Tensor, Tensor]:
-    """Step by step like :func:`naive_scan`, with fewer passes over ``F`` per step
-    (:func:`fused_step`); the chunked scan uses it for single steps (the acting path)."""
-    outputs = []
-    any_reset = [False] * write.shape[0] if resets is None else resets.any(dim=1).tolist()
-    for t in range(write.shape[0]):
-        if any_reset[t]:
-            F = F * (~resets[t]).to(F.dtype).view(-1, 1, 1, 1)
-        n, F = fused_step(F, write[t], read[t], opts)
-        outputs.append(n)
-    return torch.stack(outputs), F
-
-
-def fused_step(
-    F: Tensor, write: Tensor, read: Tensor, opts: FWMScanOptions
-) -> tuple[Tensor, Tensor]:
-    """:func:`fwm_step` with fewer passes over ``F``: the old value and the first hop's query share
-    one contraction (a read from the updated memory is a read from the old one plus a rank-1 term),
-    ``‖F'‖²`` comes from ``‖F‖²`` without forming ``F'``, and the write is one fused ``F + k uᵀ``."""
-    m, batch = opts.memory_size, write.shape[0]
-    s_hat, r_hat, v_hat, b_hat = write.split([m, m, m, 1], dim=-1)
-    k1, k2, v = torch.tanh(s_hat), torch.tanh(r_hat), torch.tanh(v_hat)
-    n = read[:, :m]
-    if opts.tanh_query:
-        n = torch.tanh(n)
-    e = read[:, m : 2 * m]
-    if opts.tanh_hop_keys:
-        e = torch.tanh(e)
-
-    old = hop_many(F, torch.stack([k1, n], dim=1), torch.stack([k2, e], dim=1))  # [B, 2, m]
-    v_old, first_read = old[:, 0], old[:, 1]
-    u = opts.write_scale * torch.sigmoid(b_hat + 1.0) * (v - v_old)
-    key_sq = k1.square().sum(-1) * k2.square().sum(-1)
-    grown = F.flatten(1).square().sum(1) + 2 * (v_old * u).sum(-1) + key_sq * u.square().sum(-1)
-    scale = _scale(grown).view(batch, 1)
-    key = (k1.unsqueeze(2) * k2.unsqueeze(1)).reshape(batch, m * m, 1)
-    F = torch.baddbmm(F.reshape(batch, m * m, m), key, u.unsqueeze(1)).view(batch, m, m, m)
-    F = F * scale.view(batch, 1, 1, 1)
-
-    match = (n * k1).sum(-1, keepdim=True) * (e * k2).sum(-1, keepdim=True)
-    n = functional.layer_norm(scale * (first_read + match * u), (m,), eps=opts.layer_norm_eps)
-    for i in range(2, opts.read_hops + 1):
-        e = read[:, i * m : (i + 1) * m]
-        if opts.tanh_hop_keys:
-            e = torch.tanh(e)
-        n = functional.layer_norm(hop(F, n, e), (m,), eps=opts.layer_norm_eps)
-    return n, F
-
-
 def chunked_scan(
     write: Tensor, read: Tensor, F: Tensor, resets: Tensor | None, opts: FWMScanOptions
 ) -> tuple[Tensor, Tensor]:
@@ -285,10 +234,11 @@ def chunked_scan(
     scales ``c_t`` (from ``‖F'‖² = ‖F‖² + 2 v_oldᵀu + ‖k‖²‖u‖²``) need only ``C × C`` key products and
     ``m``-vectors, stepped in order; every read of a chunk is then one batched contraction with
     ``F_0`` plus a ``C × C`` correction. Resets inside a chunk cut the sums per sequence. Autograd
-    stores ``F`` once per chunk. A single step (the acting path) runs :func:`fused_scan`.
+    stores ``F`` once per chunk. A single step (the acting path) runs :func:`naive_scan`, which needs
+    fewer operations there.
     """
     if write.shape[0] == 1:
-        return fused_scan(write, read, F, resets, opts)
+        return naive_scan(write, read, F, resets, opts)
     return _scan_in_chunks(_chunk_scan, write, read, F, resets, opts, recompute=False)
 
 
@@ -304,7 +254,6 @@ def chunked_checkpointed_scan(
 
 FWM_SCANS: dict[str, ScanFn] = {
     "naive": naive_scan,
-    "fused": fused_scan,
     "checkpoint": checkpointed_scan,
     "chunked": chunked_scan,
     "chunked_checkpoint": chunked_checkpointed_scan,
