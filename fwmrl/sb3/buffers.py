@@ -85,6 +85,10 @@ class _SequenceStorage:
         self.sequence_length = sequence_length
         self.sequence_states: list[MemoryStates] = []
 
+    def reset(self) -> None:
+        super().reset()  # type: ignore[misc]  (the SB3 buffer this mixin is combined with)
+        self.sequence_states = []
+
     @property
     def n_sequences(self) -> int:
         """Sequences per rollout: ``n_envs * n_steps / sequence_length``."""
@@ -197,10 +201,6 @@ class MemoryRolloutBuffer(_SequenceStorage, RolloutBuffer):
             buffer_size, observation_space, action_space, device, gae_lambda, gamma, n_envs
         )
 
-    def reset(self) -> None:
-        super().reset()
-        self.sequence_states = []
-
     def add(  # type: ignore[override]
         self,
         obs: np.ndarray,
@@ -235,10 +235,6 @@ class MemoryDictRolloutBuffer(_SequenceStorage, DictRolloutBuffer):
         super().__init__(
             buffer_size, observation_space, action_space, device, gae_lambda, gamma, n_envs
         )
-
-    def reset(self) -> None:
-        super().reset()
-        self.sequence_states = []
 
     def add(  # type: ignore[override]
         self,
