@@ -147,6 +147,106 @@ def _scale(norm_sq: Tensor) -> Tensor:
     return torch.where(above, norm_sq.clamp(min=1.0).rsqrt(), torch.ones_like(norm_sq))
 
 
+class _DeltaRecurrence(torch.autograd.Function):
+    """The sequential core of a chunk: delta-rule values and norm scales, with a hand-written backward.
+
+    Within a chunk ``F_t = g_t F_0 + Σ_{r≤t} (g_t / g_{r-1}) k_r u_rᵀ`` with ``g_t = Π_{r≤t} c_r``,
+    kept as ``log g`` so no ratio overflows. For ``t = 0 … C-1`` (batched over ``B``)::
+
+        ν     = ν · keep_t                                   (‖F‖², zeroed at a reset)
+        a_r   = exp(log g_{t-1} − log g_{r-1}) W_{t,r},  r < t
+        v_old = g_{t-1} A_t + Σ_{r<t} a_r u_r
+        u_t   = ρ_t (v_t − v_old)
+        ν'    = ν + 2 v_oldᵀ u_t + D_t ‖u_t‖²                 (‖F_{t-1} + k_t u_tᵀ‖²)
+        c_t   = 1 / max(1, √ν'),  ν = ν' c_t²,  log g_t = log g_{t-1} + log c_t
+
+    Inputs: ``A [B, C, m]`` old values read from ``F_0`` (zero after a reset), ``W [B, C, C]`` key
+    products ``k_tᵀ k_r`` (zero across resets), ``D [B, C]`` their diagonal, ``ρ [B, C]`` the write
+    rates ``λβ``, ``v [B, C, m]`` the new values, ``keep [B, C]`` (or ``None``) and ``ν₀ [B]``.
+    Outputs: ``U [B, C, m]``, ``log g_{t-1} [B, C]`` and ``log g_{C-1} [B]``.
+
+    Autograd through the step-by-step loop records about 60 small operations per step; this
+    forward runs a dozen without recording and the backward replays the steps in reverse with the
+    saved per-step quantities.
+    """
+
+    @staticmethod
+    def forward(ctx, A, W, D, rate, v, keep, norm_sq):  # noqa: ANN001, ANN205
+        batch, steps, m = v.shape
+        U = v.new_zeros(batch, steps, m)
+        v_old = v.new_empty(batch, steps, m)
+        weights = v.new_zeros(batch, steps, steps)  # a_r of every step
+        grown = v.new_empty(batch, steps)
+        log_g_before = v.new_empty(batch, steps)
+        log_g = v.new_zeros(batch)
+        for t in range(steps):
+            if keep is not None:
+                norm_sq = norm_sq * keep[:, t]
+            log_g_before[:, t] = log_g
+            vo = torch.exp(log_g).unsqueeze(1) * A[:, t]
+            if t > 0:
+                a = torch.exp(log_g.unsqueeze(1) - log_g_before[:, :t]) * W[:, t, :t]
+                weights[:, t, :t] = a
+                vo = vo + torch.bmm(a.unsqueeze(1), U[:, :t]).squeeze(1)
+            v_old[:, t] = vo
+            u = rate[:, t, None] * (v[:, t] - vo)
+            U[:, t] = u
+            g = norm_sq + 2 * (vo * u).sum(-1) + D[:, t] * u.square().sum(-1)
+            grown[:, t] = g
+            scale = _scale(g)
+            norm_sq = g * scale.square()
+            log_g = log_g + torch.log(scale)
+        ctx.save_for_backward(A, W, D, rate, v, keep, U, v_old, weights, grown, log_g_before)
+        return U, log_g_before, log_g
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_U, grad_log_g_before, grad_log_g):  # noqa: ANN001, ANN205
+        A, W, D, rate, v, keep, U, v_old, weights, grown, log_g_before = ctx.saved_tensors
+        batch, steps, m = v.shape
+        grad_U = grad_U.clone()  # accumulates the later steps' use of each u_r
+        grad_lgb = grad_log_g_before.clone()
+        grad_A = torch.empty_like(A)
+        grad_W = torch.zeros_like(W)
+        grad_D = torch.empty_like(D)
+        grad_rate = torch.empty_like(rate)
+        grad_v = torch.empty_like(v)
+        bar_log_g = grad_log_g.clone()  # adjoint of log g_t (after step t)
+        bar_norm = torch.zeros_like(grad_log_g)  # adjoint of ν after step t
+        for t in range(steps - 1, -1, -1):
+            g = grown[:, t]
+            above = g > 1.0
+            scale = torch.where(above, g.clamp(min=1.0).rsqrt(), torch.ones_like(g))
+            # log g_t = log g_{t-1} + log c, ν = g c²; c = g^{-1/2} above 1, else 1.
+            bar_scale = bar_log_g / scale + bar_norm * 2 * g * scale
+            bar_g = bar_norm * scale.square() + torch.where(
+                above, -0.5 * scale.pow(3) * bar_scale, torch.zeros_like(g)
+            )
+            vo, u = v_old[:, t], U[:, t]
+            bar_u = grad_U[:, t] + bar_g.unsqueeze(1) * (2 * vo + 2 * D[:, t, None] * u)
+            bar_vo = 2 * bar_g.unsqueeze(1) * u
+            grad_D[:, t] = bar_g * u.square().sum(-1)
+            diff = v[:, t] - vo
+            grad_rate[:, t] = (bar_u * diff).sum(-1)
+            grad_v[:, t] = rate[:, t, None] * bar_u
+            bar_vo = bar_vo - grad_v[:, t]
+            g_prev = torch.exp(log_g_before[:, t])
+            grad_A[:, t] = g_prev.unsqueeze(1) * bar_vo
+            bar_lgb = bar_log_g + grad_lgb[:, t] + (bar_vo * A[:, t]).sum(-1) * g_prev
+            if t > 0:
+                a = weights[:, t, :t]
+                bar_a = torch.bmm(U[:, :t], bar_vo.unsqueeze(2)).squeeze(2)  # [B, t]
+                grad_U[:, :t] += a.unsqueeze(2) * bar_vo.unsqueeze(1)
+                exponent = torch.exp(log_g_before[:, t, None] - log_g_before[:, :t])
+                grad_W[:, t, :t] = bar_a * exponent
+                bar_x = bar_a * a  # adjoint of log g_{t-1} − log g_{r-1}
+                bar_lgb = bar_lgb + bar_x.sum(-1)
+                grad_lgb[:, :t] -= bar_x
+            bar_log_g = bar_lgb  # log g_{t-1} is the previous step's log g
+            bar_norm = bar_g if keep is None else bar_g * keep[:, t]
+        return grad_A, grad_W, grad_D, grad_rate, grad_v, None, bar_norm
+
+
 def _chunk_scan(
     write: Tensor, read: Tensor, F: Tensor, resets: Tensor | None, opts: FWMScanOptions
 ) -> tuple[Tensor, Tensor]:
@@ -175,29 +275,20 @@ def _chunk_scan(
     gram = (k1 @ k1.transpose(1, 2)) * (k2 @ k2.transpose(1, 2))  # k_tᵀ k_r, [B, C, C]
     norm_sq = F.flatten(1).square().sum(dim=1)  # ‖F‖², [B]
 
-    # Sequential part, on vectors only: the delta rule's values u_t and the renormalisation scales.
-    # Within the chunk F_t = g_t F_0 + Σ_{r≤t} (g_t / g_{r-1}) k_r u_rᵀ with g_t = Π_{r≤t} c_r, kept
-    # as log g (``log_g``) so no ratio overflows.
-    us: list[Tensor] = []
-    log_g_prev: list[Tensor] = []  # log g_{t-1}
-    log_g = torch.zeros(batch, device=F.device, dtype=F.dtype)
-    for t in range(steps):
-        if reset_at is not None:
-            norm_sq = norm_sq * (~reset_at[:, t]).to(F.dtype)
-        v_old = (torch.exp(log_g) * from_start[:, t]).unsqueeze(1) * v_old_initial[:, t]
-        if t > 0:
-            past = torch.exp(log_g.unsqueeze(1) - torch.stack(log_g_prev, dim=1))
-            weights = past * gram[:, t, :t] * same_segment[:, t, :t]
-            v_old = v_old + (weights.unsqueeze(1) @ torch.stack(us, dim=1)).squeeze(1)
-        u = rate[:, t] * (v[:, t] - v_old)
-        grown = norm_sq + 2 * (v_old * u).sum(-1) + gram[:, t, t] * u.square().sum(-1)
-        scale = _scale(grown)
-        norm_sq = grown * scale.square()
-        log_g_prev.append(log_g)
-        log_g = log_g + torch.log(scale)
-        us.append(u)
-    U = torch.stack(us, dim=1)  # [B, C, m]
-    log_g_before = torch.stack(log_g_prev, dim=1)  # log g_{t-1}, [B, C]
+    # Sequential part, on vectors only: the delta rule's values u_t and the renormalisation scales
+    # (see :class:`_DeltaRecurrence`).
+    initial_values = v_old_initial * from_start.unsqueeze(2)
+    weights = gram * same_segment
+    keep = None if reset_at is None else (~reset_at).to(F.dtype)
+    U, log_g_before, log_g = _DeltaRecurrence.apply(
+        initial_values,
+        weights,
+        torch.diagonal(gram, dim1=1, dim2=2),
+        rate.squeeze(2),
+        v,
+        keep,
+        norm_sq,
+    )
     log_g_at = torch.cat([log_g_before[:, 1:], log_g.unsqueeze(1)], dim=1)  # log g_t
 
     # Coefficient of write r in F_t, and of F_0 in F_t.
