@@ -242,8 +242,9 @@ class TaskConfig(_Section):
         valid_fraction: catbabi: share of each task's training stories held out for validation
             when there is no ``_valid.txt`` file.
         generate_stories: catbabi: training stories per task when generating (test: a tenth).
-        dropout_embedding, dropout_input, dropout_output: LM regularisers (AWD-LSTM style): drop
-            whole words, drop embedding features (one mask per window), drop core outputs.
+        dropout_embedding, dropout_input, dropout_output, dropout_weight: LM regularisers (AWD-LSTM
+            style): drop whole words, drop embedding features (one mask per window), drop core
+            outputs, drop the core's LSTM hidden-to-hidden weights (one mask per window).
         data_seed: seeds data generation and the story shuffle (``train.seed`` seeds the model).
     """
 
@@ -269,6 +270,7 @@ class TaskConfig(_Section):
     dropout_embedding: float = Field(0.0, ge=0.0, lt=1.0)
     dropout_input: float = Field(0.0, ge=0.0, lt=1.0)
     dropout_output: float = Field(0.0, ge=0.0, lt=1.0)
+    dropout_weight: float = Field(0.0, ge=0.0, lt=1.0)
     data_seed: int = 0
 
     @field_validator("tasks")

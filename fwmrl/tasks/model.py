@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
 from fwmrl.memory import CoreState, make_core
 
@@ -22,6 +23,9 @@ class SequenceModel(nn.Module):
         dropout_input: dropout on the embedded inputs with one mask per sequence and window
             (variational/"locked" dropout).
         dropout_output: locked dropout on the core outputs before the read-out.
+        dropout_weight: DropConnect on the hidden-to-hidden weights of every LSTM inside the core
+            (AWD-LSTM's weight drop): one mask per forward call, training only. The core must
+            contain an LSTM (``lstm``, ``fwm``, ``mnm_g``/``mnm_p`` controllers).
     """
 
     def __init__(
@@ -33,6 +37,7 @@ class SequenceModel(nn.Module):
         dropout_embedding: float = 0.0,
         dropout_input: float = 0.0,
         dropout_output: float = 0.0,
+        dropout_weight: float = 0.0,
     ) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab_size, embedding_size)
@@ -41,6 +46,14 @@ class SequenceModel(nn.Module):
         self.dropout_embedding = dropout_embedding
         self.dropout_input = dropout_input
         self.dropout_output = dropout_output
+        self.dropout_weight = dropout_weight
+        if dropout_weight > 0:
+            dropped = add_weight_drop(self.core, dropout_weight)
+            if not dropped:
+                raise ValueError(
+                    f"dropout_weight: core {core!r} has no LSTM whose recurrent weights could be "
+                    "dropped; use 0 or one of the cores with an LSTM (lstm, fwm, mnm_g, mnm_p)"
+                )
 
     @staticmethod
     def _locked(x: Tensor, p: float) -> Tensor:
@@ -65,7 +78,8 @@ class SequenceModel(nn.Module):
         x = self._embed(tokens)
         if self.training and self.dropout_input > 0:
             x = self._locked(x, self.dropout_input)
-        y, state = self.core(x, state, resets)
+        with parametrize.cached():  # one weight-drop mask for the whole window
+            y, state = self.core(x, state, resets)
         if self.training and self.dropout_output > 0:
             y = self._locked(y, self.dropout_output)
         return self.out(y), state
@@ -74,3 +88,31 @@ class SequenceModel(nn.Module):
     def aux_loss_per_step(self) -> Tensor | None:
         """The core's auxiliary loss of the last forward (MNM's meta loss), ``[T, B]``."""
         return self.core.aux_loss_per_step
+
+
+class WeightDrop(nn.Module):
+    """Parametrization that applies dropout to a whole weight matrix while training."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, weight: Tensor) -> Tensor:
+        return nn.functional.dropout(weight, self.p, training=self.training)
+
+
+def add_weight_drop(module: nn.Module, p: float) -> list[str]:
+    """Register :class:`WeightDrop` on the hidden-to-hidden weights of every ``nn.LSTM`` and
+    ``nn.LSTMCell`` in ``module``; returns the names of the weights it wraps."""
+    wrapped = []
+    for name, sub in list(module.named_modules()):
+        if isinstance(sub, nn.LSTM):
+            weights = [w for w in sub._flat_weights_names if w.startswith("weight_hh")]
+        elif isinstance(sub, nn.LSTMCell):
+            weights = ["weight_hh"]
+        else:
+            continue
+        for weight in weights:
+            parametrize.register_parametrization(sub, weight, WeightDrop(p))
+            wrapped.append(f"{name}.{weight}" if name else weight)
+    return wrapped

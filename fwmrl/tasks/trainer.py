@@ -95,6 +95,21 @@ def build_model(config: Config, vocab_size: int) -> SequenceModel:
     task = config.task
     if config.core.name == "none":
         raise ConfigError("core.name: the supervised trainers need a memory core, not 'none'")
+    if task.dropout_weight > 0 and config.core.kwargs.get("recompute_chunk"):
+        raise ConfigError(
+            "task.dropout_weight: weight drop cannot be combined with core.recompute_chunk "
+            "(the recomputed steps would draw other masks); set one of them to 0/null"
+        )
+    try:
+        return _sequence_model(config, vocab_size)
+    except ValueError as error:
+        if str(error).startswith("dropout_weight"):
+            raise ConfigError(f"task.{error}") from None
+        raise
+
+
+def _sequence_model(config: Config, vocab_size: int) -> SequenceModel:
+    task = config.task
     return SequenceModel(
         vocab_size,
         task.embedding_size,
@@ -103,6 +118,7 @@ def build_model(config: Config, vocab_size: int) -> SequenceModel:
         task.dropout_embedding,
         task.dropout_input,
         task.dropout_output,
+        task.dropout_weight,
     )
 
 

@@ -106,6 +106,7 @@ def test_train_resume_eval(kind, tmp_path, capsys):
 def test_resume_is_exact_with_dropout(tmp_path):
     _, tiny = _tiny("lm", tmp_path)
     overrides = [*tiny, *COMMON, "task.dropout_input=0.2", "task.dropout_embedding=0.1"]
+    overrides.append("task.dropout_weight=0.3")
     config = load_config(ROOT / "configs/lm_fwm.yaml", [*overrides, "core.hidden_size=16"])
     full, split = tmp_path / "full", tmp_path / "split"
     train_run(
