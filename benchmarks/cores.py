@@ -65,11 +65,18 @@ def rows(fwm_impls: list[str]) -> list[Row]:
         )
     table += [
         Row("gated_fw paper (15/40/40/100)", "gated_fw", 15, {}),
-        Row("mnm_g d=128 H=1", "mnm_g", 256, {}),
-        Row("mnm_g d=128 H=1 [recompute 8]", "mnm_g", 256, {"recompute_chunk": 8}),
-        Row("mnm_p d=128 H=1", "mnm_p", 256, {}),
-        Row("mnm_p d=128 H=1 [recompute 8]", "mnm_p", 256, {"recompute_chunk": 8}),
     ]
+    for rule in ("mnm_g", "mnm_p"):
+        table += [
+            Row(f"{rule} d=128 H=1 [naive]", rule, 256, {"implementation": "naive"}),
+            Row(
+                f"{rule} d=128 H=1 [naive, recompute 8]",
+                rule,
+                256,
+                {"implementation": "naive", "recompute_chunk": 8},
+            ),
+            Row(f"{rule} d=128 H=1 [lowrank]", rule, 256, {"implementation": "lowrank"}),
+        ]
     return table
 
 

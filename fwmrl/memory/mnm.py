@@ -32,8 +32,10 @@ Cost per sequence and step (P = 2 d_k d_m + d_m² fast weights): about 3·H·P m
 three memory passes (write keys before the update; write and read keys after it) plus ≈ H·P for the
 update; MNM-g's closed-form backward adds ≈ 2·H·P more (roughly 2–3× MNM-p's write). State
 floats per sequence: 2 d_h + d_k + 2 d_k d_m + d_m² (49,536 at d = 128). Naive autograd keeps every
-φ_t, i.e. T·B·P floats over a window; ``recompute_chunk=k`` keeps them only every k steps and
-recomputes the steps in between during backward.
+φ_t, i.e. T·B·P floats over a window; the default ``implementation="lowrank"``
+(:mod:`fwmrl.memory.mnm_lowrank`) keeps φ only once per chunk plus the writes' rank-H factors, and
+``recompute_chunk=k`` keeps the state only every k steps and recomputes the steps in between during
+backward.
 """
 
 from __future__ import annotations
@@ -52,8 +54,10 @@ from fwmrl.memory.base import (
     check_positive_int,
     check_recompute_chunk,
 )
+from fwmrl.memory.mnm_lowrank import lowrank_scan
 
 RULES = ("gradient", "perceptron")
+IMPLEMENTATIONS = ("lowrank", "naive")
 
 Weights = tuple[Tensor, Tensor, Tensor]
 
@@ -157,8 +161,14 @@ class MNMCore(MemoryCore):
     meta_loss_weight:
         Weight of the meta loss in :attr:`aux_loss` and :attr:`meta_loss_per_step` (≥ 0).
     recompute_chunk:
-        ``None``: autograd keeps every φ_t. ``k``: keep the state every ``k`` steps and recompute
-        in between during backward (same gradients; memory of about T/k + k states instead of T).
+        ``None``: no recomputation. ``k``: keep the state every ``k`` steps and recompute in
+        between during backward (same gradients, less memory, more time).
+    implementation:
+        ``"lowrank"`` (default): φ is formed once per ``chunk_size`` steps and the writes in between
+        are kept as their rank-H factors (:mod:`fwmrl.memory.mnm_lowrank`). ``"naive"``: every
+        step forms and autograd keeps the full φ_t (the reference). Same values and gradients.
+    chunk_size:
+        Steps per chunk of the ``"lowrank"`` implementation.
 
     Attributes
     ----------
@@ -182,6 +192,8 @@ class MNMCore(MemoryCore):
         learn_initial_memory: bool = True,
         meta_loss_weight: float = 1.0,
         recompute_chunk: int | None = None,
+        implementation: str = "lowrank",
+        chunk_size: int = 16,
     ) -> None:
         super().__init__()
         owner = type(self).__name__
@@ -225,6 +237,8 @@ class MNMCore(MemoryCore):
                 self.register_buffer(f"phi0_{name}", value)
 
         self.recompute_chunk = check_recompute_chunk(owner, recompute_chunk)
+        self.implementation = check_choice(owner, "implementation", implementation, IMPLEMENTATIONS)
+        self.chunk_size = check_positive_int(owner, "chunk_size", chunk_size)
 
     # ------------------------------------------------------------------ state
     def initial_state(self, batch_size: int, device: torch.device | str | None = None) -> MNMState:
@@ -265,6 +279,13 @@ class MNMCore(MemoryCore):
         targets = (self.bfpf[0](values), self.bfpf[1](values), self.bfpf[2](values))
         return perceptron_write_grads(keys, acts, targets)
 
+    def _scan(
+        self, x: Tensor, state: CoreState, resets: Tensor | None
+    ) -> tuple[Tensor, CoreState, Tensor | None]:
+        if self.implementation == "naive":
+            return super()._scan(x, state, resets)
+        return lowrank_scan(self, x, state, resets)  # type: ignore[arg-type]
+
     def _step(self, x: Tensor, state: MNMState) -> tuple[Tensor, MNMState, Tensor]:  # type: ignore[override]
         batch, d_k, heads = x.shape[0], self.key_size, self.num_heads
         h, c = self.controller(torch.cat([x, state.read], dim=-1), (state.h, state.c))
@@ -294,7 +315,7 @@ class MNMCore(MemoryCore):
             f"hidden_size={self.hidden_size}, key_size={self.key_size}, "
             f"memory_size={self.memory_size}, num_heads={self.num_heads}, rule={self.rule!r}, "
             f"learn_initial_memory={self.learn_initial_memory}, "
-            f"meta_loss_weight={self.meta_loss_weight}"
+            f"meta_loss_weight={self.meta_loss_weight}, implementation={self.implementation!r}"
         )
 
 
@@ -312,6 +333,8 @@ class MNMGCore(MNMCore):
         learn_initial_memory: bool = True,
         meta_loss_weight: float = 1.0,
         recompute_chunk: int | None = None,
+        implementation: str = "lowrank",
+        chunk_size: int = 16,
     ) -> None:
         super().__init__(
             input_size,
@@ -324,6 +347,8 @@ class MNMGCore(MNMCore):
             learn_initial_memory=learn_initial_memory,
             meta_loss_weight=meta_loss_weight,
             recompute_chunk=recompute_chunk,
+            implementation=implementation,
+            chunk_size=chunk_size,
         )
 
 
@@ -341,6 +366,8 @@ class MNMPCore(MNMCore):
         learn_initial_memory: bool = True,
         meta_loss_weight: float = 1.0,
         recompute_chunk: int | None = None,
+        implementation: str = "lowrank",
+        chunk_size: int = 16,
     ) -> None:
         super().__init__(
             input_size,
@@ -353,6 +380,8 @@ class MNMPCore(MNMCore):
             learn_initial_memory=learn_initial_memory,
             meta_loss_weight=meta_loss_weight,
             recompute_chunk=recompute_chunk,
+            implementation=implementation,
+            chunk_size=chunk_size,
         )
 
 

@@ -1,0 +1,178 @@
+"""MNM over a window without materialising the memory weights at every step.
+
+Each MNM write changes every layer of the memory MLP by a rank-``H`` outer product,
+``W_t = W_{t-1} − P_tᵀ Q_t`` with ``P_t = β_t · error_t [B, H, d_out]`` and ``Q_t`` the layer's
+inputs ``[B, H, d_in]``. Inside a chunk of steps the weights are therefore ``W_0`` minus the
+chunk's factors, and every product with ``W_t`` is a product with ``W_0`` plus a small correction:
+``X W_tᵀ = X W_0ᵀ − (X Q_{≤t}ᵀ) P_{≤t}`` and ``G W_t = G W_0 − (G P_{≤t}ᵀ) Q_{≤t}``. The full weights
+are formed once per chunk (and where a sequence resets). The naive step instead allocates and
+autograd keeps three ``[B, d, d]`` tensors per step.
+
+Autograd would still form a full ``[B, d_out, d_in]`` gradient of ``W_0`` for every product with it.
+:class:`_DeferredWeight` and :class:`_DeferredProduct` collect those products' vectors instead and
+add them up in one matrix product per chunk when the backward pass reaches ``W_0``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from fwmrl.memory.mnm import MNMCore, MNMState
+
+
+class _DeferredWeight(torch.autograd.Function):
+    """Identity on ``W``; its backward adds ``Σ aᵀ b`` over the pairs that
+    :class:`_DeferredProduct` left in ``store`` (autograd runs it after all of them)."""
+
+    @staticmethod
+    def forward(ctx, weight: Tensor, store: list) -> Tensor:  # noqa: ANN001
+        ctx.store = store
+        return weight.view_as(weight)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # noqa: ANN001
+        store = ctx.store
+        if store:
+            left = torch.cat([a for a, _ in store], dim=1)  # [B, n, d_out]
+            right = torch.cat([b for _, b in store], dim=1)  # [B, n, d_in]
+            grad = torch.baddbmm(grad, left.transpose(1, 2), right)
+            store.clear()
+        return grad, None
+
+
+class _DeferredProduct(torch.autograd.Function):
+    """``X Wᵀ`` (``transpose=True``) or ``X W`` whose weight gradient is left to
+    :class:`_DeferredWeight` (``W`` must be that Function's output)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, store: list, transpose: bool) -> Tensor:  # noqa: ANN001
+        ctx.save_for_backward(x, weight)
+        ctx.store, ctx.transpose = store, transpose
+        return x @ (weight.transpose(1, 2) if transpose else weight)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None, None]:  # noqa: ANN001
+        x, weight = ctx.saved_tensors
+        if ctx.transpose:  # y = x Wᵀ: dW = gradᵀ x
+            ctx.store.append((grad, x))
+            return grad @ weight, None, None, None
+        ctx.store.append((x, grad))  # y = x W: dW = xᵀ grad
+        return grad @ weight.transpose(1, 2), None, None, None
+
+
+class _Layer:
+    """One memory layer inside a chunk: ``W_0`` and the factors written so far."""
+
+    def __init__(self, weight: Tensor, deferred: bool) -> None:
+        self.store: list = []
+        self.deferred = deferred
+        self.weight = _DeferredWeight.apply(weight, self.store) if deferred else weight
+        self.P: Tensor | None = None  # [B, n, d_out]
+        self.Q: Tensor | None = None  # [B, n, d_in]
+
+    def _product(self, x: Tensor, transpose: bool) -> Tensor:
+        if self.deferred:
+            return _DeferredProduct.apply(x, self.weight, self.store, transpose)
+        return x @ (self.weight.transpose(1, 2) if transpose else self.weight)
+
+    def apply(self, x: Tensor) -> Tensor:
+        """``x W_tᵀ`` for ``x [B, N, d_in]``."""
+        y = self._product(x, transpose=True)
+        if self.P is not None:
+            y = y - (x @ self.Q.transpose(1, 2)) @ self.P
+        return y
+
+    def apply_left(self, g: Tensor) -> Tensor:
+        """``g W_t`` for ``g [B, N, d_out]``."""
+        y = self._product(g, transpose=False)
+        if self.P is not None:
+            y = y - (g @ self.P.transpose(1, 2)) @ self.Q
+        return y
+
+    def write(self, p: Tensor, q: Tensor) -> None:
+        """``W ← W − pᵀ q`` for ``p [B, H, d_out]``, ``q [B, H, d_in]``."""
+        self.P = p if self.P is None else torch.cat([self.P, p], dim=1)
+        self.Q = q if self.Q is None else torch.cat([self.Q, q], dim=1)
+
+    def materialise(self) -> Tensor:
+        if self.P is None:
+            return self.weight
+        return torch.baddbmm(self.weight, self.P.transpose(1, 2), self.Q, alpha=-1.0)
+
+
+def lowrank_scan(
+    core: MNMCore, x: Tensor, state: MNMState, resets: Tensor | None
+) -> tuple[Tensor, MNMState, Tensor]:
+    """The same values and gradients as stepping ``core._step`` (tested), chunk by chunk."""
+    steps = x.shape[0]
+    any_reset = [False] * steps if resets is None else resets.any(dim=1).tolist()
+    outputs, metas = [], []
+    start = 0
+    while start < steps:
+        if any_reset[start]:
+            state = core.reset_state(state, resets[start])
+        end = min(start + core.chunk_size, steps)
+        for t in range(start + 1, end):
+            if any_reset[t]:
+                end = t
+                break
+        y, state, meta = _chunk(core, x[start:end], state)
+        outputs.append(y)
+        metas.append(meta)
+        start = end
+    return torch.cat(outputs), state, torch.cat(metas)
+
+
+def _chunk(core: MNMCore, x: Tensor, state: MNMState) -> tuple[Tensor, MNMState, Tensor]:
+    from fwmrl.memory.mnm import MNMState
+
+    batch, d_k, heads = x.shape[1], core.key_size, core.num_heads
+    deferred = torch.is_grad_enabled() and x.shape[0] > 1
+    layers = [_Layer(w, deferred) for w in (state.w1, state.w2, state.w3)]
+    h, c, read = state.h, state.c, state.read
+    outputs, metas = [], []
+    for x_t in x:
+        h, c = core.controller(torch.cat([x_t, read], dim=-1), (h, c))
+        u = torch.tanh(core.interaction(h))
+        beta_in, kvr = u.split([d_k, 3 * heads * d_k], dim=-1)
+        k_w, v_w, k_r = kvr.reshape(batch, heads, 3, d_k).unbind(dim=2)  # [B, H, d_k] each
+        beta = torch.sigmoid(core.beta(beta_in)).view(batch, 1, 1)
+
+        # First layer at W_{t-1} and at W_t share W_0's product with the keys.
+        keys = torch.cat([k_w, k_r], dim=1)
+        first = layers[0].apply(keys)
+        z1 = torch.tanh(first[:, :heads])
+        z2 = torch.tanh(layers[1].apply(z1))
+        z3 = layers[2].apply(z2)
+        inputs = (k_w, z1, z2)
+        if core.rule == "gradient":
+            g3 = (z3 - v_w) * (2.0 / (heads * d_k))
+            g2 = layers[2].apply_left(g3) * (1.0 - z2 * z2)
+            g1 = layers[1].apply_left(g2) * (1.0 - z1 * z1)
+            errors = (g1, g2, g3)
+        else:
+            targets = (core.bfpf[0](v_w), core.bfpf[1](v_w), core.bfpf[2](v_w))
+            errors = tuple(
+                (z - z_hat) * (2.0 / (heads * z.shape[-1]))
+                for z, z_hat in zip((z1, z2, z3), targets, strict=True)
+            )
+        for layer, error, layer_input in zip(layers, errors, inputs, strict=True):
+            layer.write(beta * error, layer_input)
+
+        # Correct the shared first-layer product for this step's write: x (W − pᵀq)ᵀ.
+        p1, q1 = layers[0].P[:, -heads:], layers[0].Q[:, -heads:]
+        a1 = torch.tanh(first - (keys @ q1.transpose(1, 2)) @ p1)
+        out = layers[2].apply(torch.tanh(layers[1].apply(a1)))
+        recon, read_all = out.split([heads, heads], dim=1)
+        metas.append((recon - v_w).pow(2).mean(dim=(1, 2)) * core.meta_loss_weight)
+        read = read_all.mean(dim=1)
+        outputs.append(core.output(torch.cat([h, read], dim=-1)))
+    w1, w2, w3 = (layer.materialise() for layer in layers)
+    new_state = MNMState(h=h, c=c, read=read, w1=w1, w2=w2, w3=w3)
+    return torch.stack(outputs), new_state, torch.stack(metas)
