@@ -112,11 +112,15 @@ def plot(results: dict, task: str, key: str, out: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("task", choices=sorted(SETUPS))
-    parser.add_argument("--budget", type=float, default=120.0, help="training CPU seconds per model")
+    parser.add_argument(
+        "--budget", type=float, default=120.0, help="training CPU seconds per model"
+    )
     parser.add_argument("--models", nargs="+", help="subset of the task's models")
     parser.add_argument("--out", default="runs/bench_tasks")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
+    parser.add_argument(
+        "--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides"
+    )
     parser.add_argument("--tag", default="", help="suffix of the result files")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
