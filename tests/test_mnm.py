@@ -262,6 +262,36 @@ def test_lowrank_step_and_no_grad_match_naive(rule):
     torch.testing.assert_close(state.w2, s_naive.w2, rtol=1e-5, atol=1e-6)
 
 
+def test_lowrank_backward_frees_its_graph(monkeypatch):
+    """The deferred weight gradients must not keep the graph alive (a reference cycle through
+    autograd's nodes leaked all of a run's memory), also when ``W_0`` needs no gradient."""
+    import gc
+    import weakref
+
+    from fwmrl.memory import mnm_lowrank
+
+    stores = []
+
+    class Tracked(mnm_lowrank._GradStore):
+        def __init__(self) -> None:
+            super().__init__()
+            stores.append(weakref.ref(self))
+
+    monkeypatch.setattr(mnm_lowrank, "_GradStore", Tracked)
+    core = make("perceptron")
+    x = inputs(t=6).requires_grad_(True)
+    with torch.no_grad():
+        _, state = core(x)
+    y, state = core(x, state)  # W_0 without gradient
+    y2, state2 = core(x)  # W_0 with gradient (φ0)
+    (y.sum() + y2.sum() + core.aux_loss).backward()
+    del y, y2, state, state2
+    core.aux_loss = core.aux_loss_per_step = None
+    gc.collect()
+    assert len(stores) >= 3
+    assert all(ref() is None for ref in stores)
+
+
 def _autograd_write_grads(weights, keys, values, acts):
     """Reference: the partial ∇_φ L^up (keys and values held) by autograd with create_graph=True.
 

@@ -24,6 +24,10 @@ if TYPE_CHECKING:
     from fwmrl.memory.mnm import MNMCore, MNMState
 
 
+class _GradStore(list):
+    """Vectors of the products with one ``W_0``, waiting for its backward."""
+
+
 class _DeferredWeight(torch.autograd.Function):
     """Identity on ``W``; its backward adds ``Σ aᵀ b`` over the pairs that
     :class:`_DeferredProduct` left in ``store`` (autograd runs it after all of them)."""
@@ -59,6 +63,9 @@ class _DeferredProduct(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None, None]:  # noqa: ANN001
         x, weight = ctx.saved_tensors
+        # Detached: a stored tensor that kept its graph would form a reference cycle through
+        # autograd's C++ nodes, which Python's garbage collector cannot free.
+        x, grad = x.detach(), grad.detach()
         if ctx.transpose:  # y = x Wᵀ: dW = gradᵀ x
             ctx.store.append((grad, x))
             return grad @ weight, None, None, None
@@ -70,7 +77,7 @@ class _Layer:
     """One memory layer inside a chunk: ``W_0`` and the factors written so far."""
 
     def __init__(self, weight: Tensor, deferred: bool) -> None:
-        self.store: list = []
+        self.store = _GradStore()
         self.deferred = deferred
         self.weight = _DeferredWeight.apply(weight, self.store) if deferred else weight
         self.P: Tensor | None = None  # [B, n, d_out]
@@ -134,7 +141,7 @@ def _chunk(core: MNMCore, x: Tensor, state: MNMState) -> tuple[Tensor, MNMState,
 
     batch, d_k, heads = x.shape[1], core.key_size, core.num_heads
     deferred = torch.is_grad_enabled() and x.shape[0] > 1
-    layers = [_Layer(w, deferred) for w in (state.w1, state.w2, state.w3)]
+    layers = [_Layer(w, deferred and w.requires_grad) for w in (state.w1, state.w2, state.w3)]
     h, c, read = state.h, state.c, state.read
     outputs, metas = [], []
     for x_t in x:
