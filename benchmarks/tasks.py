@@ -15,7 +15,9 @@
 runs sharing the machine still get the same compute each; ``--set key=value`` overrides config fields
 for every model. Results go to
 ``OUT/<task>.json`` and ``OUT/<task>.png`` (metric against training seconds) and a Markdown table on
-stdout. Absolute numbers depend on the machine and its load; the comparison is within one run.
+stdout; ``--merge A.json B.json`` combines the files of runs made in parallel (``--models``,
+``--tag``) into one table and plot. Absolute numbers depend on the machine and its load; the
+comparison is within one run.
 """
 
 from __future__ import annotations
@@ -109,6 +111,39 @@ def plot(results: dict, task: str, key: str, out: Path) -> None:
     plt.close(fig)
 
 
+def report(results: dict, task: str, png: Path) -> None:
+    """Plot the curves to ``png`` and print the Markdown table."""
+    key = HEADLINE[task][0]
+    plot(results, task, key, png)
+    extra = sorted({k for r in results.values() for k in r["test"] if k.startswith("acc_qa")})
+    better = max if HEADLINE[task][1] == "max" else min
+    cols = ["model", "parameters", "steps", f"best probe {key}", f"valid {key}", f"test {key}"]
+    cols += extra
+    print("| " + " | ".join(cols) + " |")
+    print("|" + "---|" * len(cols))
+    for name, r in results.items():
+        best = better(p[key] for p in r["curve"])
+        row = [name, f"{r['parameters']:,}", f"{r['steps']:,}", f"{best:.4f}"]
+        row += [
+            f"{r[s][key]:.4f}" if math.isfinite(r[s][key]) else "nan" for s in ("valid", "test")
+        ]
+        row += [f"{r['test'][k]:.3f}" for k in extra]
+        print("| " + " | ".join(row) + " |")
+
+
+def merge(task: str, paths: list[str], out: Path, tag: str) -> int:
+    """One table, curve plot and JSON from result files of runs made in parallel."""
+    records = [json.loads(Path(p).read_text()) for p in paths]
+    if any(r["task"] != task for r in records):
+        raise SystemExit(f"--merge: every file must hold {task!r} results")
+    results = {name: r for record in records for name, r in record["results"].items()}
+    merged = {**records[0], "results": results, "merged_from": paths}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{task}{tag}.json").write_text(json.dumps(merged, indent=2) + "\n")
+    report(results, task, out / f"{task}{tag}.png")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("task", choices=sorted(SETUPS))
@@ -122,12 +157,16 @@ def main(argv: list[str] | None = None) -> int:
         "--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides"
     )
     parser.add_argument("--tag", default="", help="suffix of the result files")
+    parser.add_argument(
+        "--merge", nargs="+", metavar="JSON", help="only combine result files of parallel runs"
+    )
     args = parser.parse_args(argv)
+    if args.merge:
+        return merge(args.task, args.merge, Path(args.out), args.tag)
     torch.set_num_threads(1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     setups = {k: v for k, v in SETUPS[args.task].items() if not args.models or k in args.models}
-    key = HEADLINE[args.task][0]
     results = {}
     data = None
     for name, (path, overrides) in setups.items():
@@ -145,21 +184,7 @@ def main(argv: list[str] | None = None) -> int:
             "results": results,
         }
         (out / f"{args.task}{args.tag}.json").write_text(json.dumps(record, indent=2) + "\n")
-    plot(results, args.task, key, out / f"{args.task}{args.tag}.png")
-    extra = sorted({k for r in results.values() for k in r["test"] if k.startswith("acc_qa")})
-    better = max if HEADLINE[args.task][1] == "max" else min
-    cols = ["model", "parameters", "steps", f"best probe {key}", f"valid {key}", f"test {key}"]
-    cols += extra
-    print("| " + " | ".join(cols) + " |")
-    print("|" + "---|" * len(cols))
-    for name, r in results.items():
-        best = better(p[key] for p in r["curve"])
-        row = [name, f"{r['parameters']:,}", str(r["steps"]), f"{best:.4f}"]
-        row += [
-            f"{r[s][key]:.4f}" if math.isfinite(r[s][key]) else "nan" for s in ("valid", "test")
-        ]
-        row += [f"{r['test'][k]:.3f}" for k in extra]
-        print("| " + " | ".join(row) + " |")
+    report(results, args.task, out / f"{args.task}{args.tag}.png")
     return 0
 
 
