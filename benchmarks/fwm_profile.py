@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hops", type=int, default=3)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=64)
-    parser.add_argument("--chunk", type=int, default=16)
+    parser.add_argument("--chunk", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args(argv)

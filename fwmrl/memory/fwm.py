@@ -61,7 +61,9 @@ class FWMCore(MemoryCore):
         ``"chunked_checkpoint"`` (chunked with recomputation: least memory). All give the same
         values and gradients (tested).
     chunk_size:
-        Steps per recomputed chunk for implementations that use one.
+        Steps per chunk for the implementations that use one; ``None``: 64 for ``"chunked"``
+        (longer chunks make the contractions with ``F`` larger matrix products; its memory does not
+        grow with the chunk) and 16 for the recomputing ones (whose memory does).
     """
 
     def __init__(
@@ -75,7 +77,7 @@ class FWMCore(MemoryCore):
         tanh_query: bool = False,
         tanh_hop_keys: bool = True,
         implementation: str = "chunked",
-        chunk_size: int = 16,
+        chunk_size: int | None = None,
     ) -> None:
         super().__init__()
         owner = "FWMCore"
@@ -84,6 +86,8 @@ class FWMCore(MemoryCore):
         self.memory_size = check_positive_int(owner, "memory_size", memory_size)
         self.read_hops = check_positive_int(owner, "read_hops", read_hops)
         self.implementation = check_choice(owner, "implementation", implementation, list(FWM_SCANS))
+        if chunk_size is None:
+            chunk_size = 64 if self.implementation == "chunked" else 16
         check_positive_int(owner, "chunk_size", chunk_size)
         if write_scale is None:
             write_scale = 1.0 / memory_size
