@@ -69,16 +69,20 @@ def main(argv: list[str] | None = None) -> int:
         w, r = core.write_proj(z), core.read_proj(z)
         (core.out_proj(r[..., :m]) + z).sum().add(w.sum()).backward()
 
-    F = (0.1 * torch.randn(B, m, m, m)).requires_grad_(True)
+    # A window's first chunk starts from a state without gradient (fresh or carried and detached),
+    # so only the later chunks' F need one, as in the scan.
+    F_first = 0.1 * torch.randn(B, m, m, m)
+    F = F_first.clone().requires_grad_(True)
     queries = [torch.randn(B, C, m, requires_grad=True) for _ in range(2 * (hops + 1))]
     U = torch.randn(B, C, m, requires_grad=True)
     keys = torch.randn(B, C, m * m, requires_grad=True)
 
     def contractions() -> None:
         total = 0
-        for _ in range(chunks):
+        for chunk in range(chunks):
+            F_c = F_first if chunk == 0 else F
             for i in range(hops + 1):
-                total = total + hop_many(F, queries[2 * i], queries[2 * i + 1]).sum()
+                total = total + hop_many(F_c, queries[2 * i], queries[2 * i + 1]).sum()
             total = total + (keys.transpose(1, 2) @ U).sum()
         total.backward()
 
