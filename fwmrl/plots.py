@@ -14,6 +14,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 from fwmrl.runs import load_run_config, read_metrics  # noqa: E402
 
 
+def save_figure(fig: Any, out: str | Path) -> Path:
+    """Lay out ``fig``, write it to ``out`` (creating the folder) and close it."""
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
 def run_references(run_dir: str | Path, episodes: int = 100) -> dict[str, float]:
     """The env's ``random`` (and, where it has one, ``oracle``) returns for a run; cached in
     ``<run>/references.json``."""
@@ -80,12 +90,7 @@ def plot_runs(
     ax.set_title(title or ", ".join(sorted(env_ids)))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 TASK_CURVES = {
@@ -122,9 +127,4 @@ def plot_task_runs(run_dirs: list[str | Path], out: str | Path, title: str | Non
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best")
     fig.suptitle(title or ", ".join(sorted(kinds)))
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)

@@ -44,7 +44,11 @@ class RunError(RuntimeError):
 
 def new_run_dir(config_path: str | Path | None, base: str | Path = "runs") -> Path:
     """``runs/<config name>-<YYYYmmdd-HHMMSS>`` (a suffix is added if it exists)."""
-    name = Path(config_path).stem if config_path else "default"
+    return stamped_dir(Path(config_path).stem if config_path else "default", base)
+
+
+def stamped_dir(name: str, base: str | Path) -> Path:
+    """``base/<name>-<YYYYmmdd-HHMMSS>``, with ``-2``, ``-3`` … added while it exists."""
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     path = Path(base) / f"{name}-{stamp}"
     suffix = 1

@@ -34,7 +34,6 @@ Ray starts locally (``num_cpus`` CPUs) unless an ``address`` of a running cluste
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import hashlib
 import json
 import math
@@ -46,6 +45,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from fwmrl.config import ConfigError, read_yaml, resolve_config
+from fwmrl.runs import stamped_dir
 
 DOMAINS = ("grid", "choice", "uniform", "loguniform", "randint")
 """Domains of a search-space entry: ``{grid: [values]}`` (every value, crossed with the other grid
@@ -334,6 +334,8 @@ def plot_best(
     import matplotlib.pyplot as plt
     import numpy as np
 
+    from fwmrl.plots import save_figure
+
     fig, ax = plt.subplots(figsize=(7.5, 4.4), dpi=110)
     for i, row in enumerate(rows[:top_k]):
         by_x: dict[float, list[float]] = {}
@@ -359,12 +361,7 @@ def plot_best(
         ax.legend(fontsize=7, loc="best")
     else:
         ax.text(0.5, 0.5, "no curves logged", ha="center", va="center", transform=ax.transAxes)
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 # ---------------------------------------------------------------------------------- Ray Tune
@@ -390,13 +387,7 @@ def _domain(tune: Any, domain: dict[str, Any]) -> Any:
 
 
 def new_sweep_dir(name: str, base: str | Path = "runs/sweeps") -> Path:
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = Path(base) / f"{name}-{stamp}"
-    suffix = 1
-    while path.exists():
-        suffix += 1
-        path = Path(base) / f"{name}-{stamp}-{suffix}"
-    return path
+    return stamped_dir(name, base)
 
 
 def run_sweep(

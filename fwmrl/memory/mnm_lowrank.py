@@ -137,8 +137,6 @@ def lowrank_scan(
 
 
 def _chunk(core: MNMCore, x: Tensor, state: MNMState) -> tuple[Tensor, MNMState, Tensor]:
-    from fwmrl.memory.mnm import MNMState
-
     batch, d_k, heads = x.shape[1], core.key_size, core.num_heads
     deferred = torch.is_grad_enabled() and x.shape[0] > 1
     layers = [_Layer(w, deferred and w.requires_grad) for w in (state.w1, state.w2, state.w3)]
@@ -181,5 +179,5 @@ def _chunk(core: MNMCore, x: Tensor, state: MNMState) -> tuple[Tensor, MNMState,
         read = read_all.mean(dim=1)
         outputs.append(core.output(torch.cat([h, read], dim=-1)))
     w1, w2, w3 = (layer.materialise() for layer in layers)
-    new_state = MNMState(h=h, c=c, read=read, w1=w1, w2=w2, w3=w3)
+    new_state = type(state)(h=h, c=c, read=read, w1=w1, w2=w2, w3=w3)
     return torch.stack(outputs), new_state, torch.stack(metas)

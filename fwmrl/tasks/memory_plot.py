@@ -24,6 +24,7 @@ from torch import Tensor  # noqa: E402
 from fwmrl.config import ConfigError  # noqa: E402
 from fwmrl.memory.fwm import FWMCore  # noqa: E402
 from fwmrl.memory.mnm import MNMCore  # noqa: E402
+from fwmrl.plots import save_figure  # noqa: E402
 from fwmrl.tasks.model import SequenceModel  # noqa: E402
 
 
@@ -124,9 +125,4 @@ def plot_memory(
         ax.set_xlabel("time step")
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     fig.suptitle(f"{Path(run_dir).name}: {config.core.name} on {config.task.kind}")
-    fig.tight_layout()
-    out = Path(out) if out else Path(run_dir) / "memory.png"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out if out else Path(run_dir) / "memory.png")
