@@ -26,9 +26,10 @@ import json
 import sys
 from pathlib import Path
 
-from fwmrl.config import ConfigError, load_config
-from fwmrl.runs import CHECKPOINT, RunError, load_run_config, new_run_dir
-from fwmrl.sweep import SweepError
+import fwmrl
+from fwmrl.errors import ConfigError, RunError, SweepError
+
+# Everything that imports torch is imported inside the commands: ``fwmrl --help`` stays fast.
 
 
 def _split_items(items: list[str]) -> tuple[str | None, list[str]]:
@@ -46,6 +47,8 @@ def _split_items(items: list[str]) -> tuple[str | None, list[str]]:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from fwmrl import distributed
+    from fwmrl.config import load_config
+    from fwmrl.runs import CHECKPOINT, load_run_config, new_run_dir
 
     config_path, overrides = _split_items(args.items)
     if args.resume:
@@ -96,7 +99,7 @@ def _process_group(device: str):  # noqa: ANN202
 def _train(config, run_dir: Path, resume: bool) -> int:  # noqa: ANN001
     from fwmrl import distributed
     from fwmrl.agents.a2c import NonFiniteLossError
-    from fwmrl.runs import train_run
+    from fwmrl.runs import CHECKPOINT, train_run
     from fwmrl.tasks.trainer import NonFiniteLossError as TaskNonFiniteLossError
 
     main = distributed.is_main()
@@ -118,7 +121,7 @@ def _train(config, run_dir: Path, resume: bool) -> int:  # noqa: ANN001
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from fwmrl.agents.evaluation import evaluate, record_gif, reference_returns
-    from fwmrl.runs import load_policy
+    from fwmrl.runs import load_policy, load_run_config
 
     config = load_run_config(args.run_dir, args.overrides)
     if config.task.kind != "rl":
@@ -136,7 +139,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _eval_task(args: argparse.Namespace, config) -> int:  # noqa: ANN001
-    from fwmrl.runs import load_checkpoint
+    from fwmrl.runs import CHECKPOINT, load_checkpoint
     from fwmrl.tasks.trainer import SupervisedTrainer
 
     run_dir = Path(args.run_dir)
@@ -152,6 +155,7 @@ def _eval_task(args: argparse.Namespace, config) -> int:  # noqa: ANN001
 
 
 def _cmd_plot_memory(args: argparse.Namespace) -> int:
+    from fwmrl.runs import load_run_config
     from fwmrl.tasks.memory_plot import plot_memory
 
     load_run_config(args.run_dir)  # a clear error for a folder that is not a run
@@ -162,6 +166,7 @@ def _cmd_plot_memory(args: argparse.Namespace) -> int:
 
 def _cmd_plot(args: argparse.Namespace) -> int:
     from fwmrl.plots import plot_runs
+    from fwmrl.runs import load_run_config
 
     for run_dir in args.run_dirs:
         load_run_config(run_dir)  # a clear error for a folder that is not a run
@@ -206,15 +211,44 @@ def _cmd_envs(args: argparse.Namespace) -> int:
     return 0
 
 
+_TRAIN_EPILOG = """\
+overrides (KEY=VALUE, after the config file; values are read as YAML):
+  train.total_steps=200000          a number
+  core.memory_size=8 core.read_hops=1
+  env.kwargs='{size: 7, max_steps: 100}'   a mapping (quote it for the shell)
+  policy.encoder_sizes='[64, 64]'   a list
+  logging.wandb=offline             disabled (default) | offline | online
+  a key that does not exist, or a bad value, exits with status 2 and names the key.
+
+examples:
+  fwmrl train configs/gridworld_fwm.yaml --run-dir runs/a train.total_steps=200000
+  fwmrl train --resume runs/a train.total_steps=400000
+threads: torch uses train.num_threads (default 1, fastest for fwmrl's small models);
+  FWMRL_NUM_THREADS overrides it for the Python API, the examples and the SB3 policies.
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``fwmrl`` command."""
     parser = argparse.ArgumentParser(
         prog="fwmrl", description="Meta-RL with fast-weight memory: train, evaluate, plot."
     )
+    parser.add_argument("--version", action="version", version=f"fwmrl {fwmrl.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    train = sub.add_parser("train", help="train an A2C agent from a config (or resume a run)")
-    train.add_argument("items", nargs="*", metavar="CONFIG|KEY=VALUE")
+    train = sub.add_parser(
+        "train",
+        help="train an A2C agent from a config (or resume a run)",
+        description="Train from a config file, or continue a run from its last checkpoint.",
+        epilog=_TRAIN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    train.add_argument(
+        "items",
+        nargs="*",
+        metavar="CONFIG|KEY=VALUE",
+        help="a config file (configs/*.yaml), then any number of dotted overrides",
+    )
     train.add_argument("--run-dir", help="run directory (default runs/<config>-<time>)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its checkpoint")
     train.set_defaults(func=_cmd_train)

@@ -25,14 +25,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from fwmrl.errors import ConfigError
 from fwmrl.memory import CoreConfigError, available_cores, core_arguments, make_core
 
 NO_CORE = "none"
 """Core name of the memoryless baseline (the encoder MLP feeds the heads directly)."""
-
-
-class ConfigError(ValueError):
-    """A config that cannot be used; the message names the key and what is allowed."""
 
 
 class _Section(BaseModel):
@@ -206,14 +203,14 @@ class LoggingConfig(_Section):
     Attributes:
         log_every: write metrics every this many updates.
         tensorboard: write TensorBoard event files under ``<run>/tb``.
-        wandb: ``disabled``, ``offline`` (local files under ``<run>/wandb``, no account or network)
-            or ``online``.
+        wandb: ``disabled`` (default), ``offline`` (local files under ``<run>/wandb``, no account or
+            network; its service process adds about 5 s to every run) or ``online``.
         wandb_project: the wandb project name.
     """
 
     log_every: int = Field(10, ge=1)
     tensorboard: bool = True
-    wandb: Literal["disabled", "offline", "online"] = "offline"
+    wandb: Literal["disabled", "offline", "online"] = "disabled"
     wandb_project: str = "fwmrl"
 
 

@@ -32,14 +32,11 @@ import torch
 
 import fwmrl
 from fwmrl.config import Config, config_from_dict, read_yaml, save_config
+from fwmrl.errors import RunError
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
 CONFIG = "config.yaml"
-
-
-class RunError(RuntimeError):
-    """A run directory that cannot be used (missing files, nothing to resume)."""
 
 
 def new_run_dir(config_path: str | Path | None, base: str | Path = "runs") -> Path:

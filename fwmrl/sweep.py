@@ -45,6 +45,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from fwmrl.config import ConfigError, read_yaml, resolve_config
+from fwmrl.errors import SweepError
 from fwmrl.runs import stamped_dir
 
 DOMAINS = ("grid", "choice", "uniform", "loguniform", "randint")
@@ -53,10 +54,6 @@ keys), ``{choice: [values]}`` (one drawn per sample), ``{uniform: [low, high]}``
 ``{loguniform: [low, high]}``, ``{randint: [low, high]}`` (high exclusive)."""
 
 SEED_KEY = "train.seed"
-
-
-class SweepError(RuntimeError):
-    """A sweep that cannot run (Ray missing, every trial failed)."""
 
 
 class SweepSpec(BaseModel):

@@ -73,8 +73,10 @@ def test_sequences_recompute_the_rollout(core: str) -> None:
                 values, log_prob, _ = model.policy.evaluate_sequences(
                     batch.observations, batch.actions, batch.states, batch.episode_starts
                 )
-                np.testing.assert_allclose(values, batch.old_values, atol=1e-5)
-                np.testing.assert_allclose(log_prob, batch.old_log_prob, atol=1e-5)
+                # float32: the sequence pass and the step-by-step rollout sum in different
+                # orders (gated FW differs by ~1e-5); a wrong stored state is off by ~1e-1.
+                np.testing.assert_allclose(values, batch.old_values, rtol=1e-4, atol=1e-4)
+                np.testing.assert_allclose(log_prob, batch.old_log_prob, rtol=1e-4, atol=1e-4)
                 checked.append(batch.episode_starts.shape)
 
     model.train = check_instead_of_training  # type: ignore[method-assign]

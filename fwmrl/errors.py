@@ -1,0 +1,20 @@
+"""The errors that the ``fwmrl`` command reports as one line (exit status 2).
+
+They live in this dependency-free module so that the command line can name them without importing
+torch (``fwmrl --help`` stays fast); :mod:`fwmrl.config`, :mod:`fwmrl.runs` and :mod:`fwmrl.sweep`
+re-export them.
+"""
+
+from __future__ import annotations
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the key and what is allowed."""
+
+
+class RunError(RuntimeError):
+    """A run directory that cannot be used (missing files, nothing to resume)."""
+
+
+class SweepError(RuntimeError):
+    """A sweep that cannot run (Ray missing, every trial failed)."""
