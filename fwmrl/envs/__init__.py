@@ -3,6 +3,7 @@
 Importing this package (or ``fwmrl``) registers the ids with Gymnasium.
 """
 
+from fwmrl.envs._validation import EnvStateError
 from fwmrl.envs.graphnav import GraphNavEnv, GraphNavVectorEnv, graph_banks, sample_graphs
 from fwmrl.envs.gridworld import (
     GridworldEnv,
@@ -20,12 +21,14 @@ from fwmrl.envs.keyvalue import (
 from fwmrl.envs.make import make_env, make_sb3_vec_env, make_vec_env
 from fwmrl.envs.minigrid_wrappers import FlatMiniGridObs
 from fwmrl.envs.registration import ENV_IDS, register_envs
+from fwmrl.envs.state import load_vector_env_state, vector_env_state
 from fwmrl.envs.trial import Trial
 
 register_envs()
 
 __all__ = [
     "ENV_IDS",
+    "EnvStateError",
     "FlatMiniGridObs",
     "GraphNavEnv",
     "GraphNavVectorEnv",
@@ -38,6 +41,7 @@ __all__ = [
     "generate_batch",
     "generate_sequence",
     "graph_banks",
+    "load_vector_env_state",
     "make_env",
     "make_sb3_vec_env",
     "make_vec_env",
@@ -45,4 +49,5 @@ __all__ = [
     "reference_returns",
     "register_envs",
     "sample_graphs",
+    "vector_env_state",
 ]

@@ -1,9 +1,10 @@
-"""Argument checks that raise a ``ValueError`` naming the argument and the allowed range."""
+"""Argument checks that raise a ``ValueError`` naming the argument and the allowed range, the action
+check of the single envs, and the checks of saved env states."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import numpy as np
@@ -60,6 +61,75 @@ def check_render_mode(value: Any, modes: Collection[str]) -> str | None:
     if value is not None and value not in modes:
         raise ValueError(f"render_mode must be None or one of {sorted(modes)}, got {value!r}")
     return value
+
+
+class EnvStateError(ValueError):
+    """A saved env state that does not fit the env (missing entry, wrong shape, dtype or range)."""
+
+
+_KINDS = {"f": "f", "i": "iu", "u": "iu", "b": "b"}
+
+
+def state_array(
+    name: str,
+    value: Any,
+    dtype: Any,
+    shape: tuple[int | None, ...],
+    low: float | None = None,
+    high: float | None = None,
+) -> np.ndarray:
+    """``value`` as a fresh array of ``dtype`` and ``shape`` (``None``: any length), its entries in
+    ``[low, high]``; raises :class:`EnvStateError` naming the entry otherwise."""
+    dtype = np.dtype(dtype)
+    try:
+        array = np.asarray(value)
+    except Exception:  # noqa: BLE001 (anything that is not array-like)
+        raise EnvStateError(f"{name}: expected an array, got {type(value).__name__}") from None
+    fits = array.ndim == len(shape) and all(
+        want is None or got == want for got, want in zip(array.shape, shape, strict=True)
+    )
+    if not fits:
+        want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+        raise EnvStateError(f"{name}: expected shape {want}, got {tuple(array.shape)}")
+    if array.dtype.kind not in _KINDS[dtype.kind]:
+        raise EnvStateError(f"{name}: expected {dtype.name} values, got {array.dtype.name}")
+    array = array.astype(dtype, copy=True)
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise EnvStateError(f"{name}: holds NaN or infinite values")
+    if array.size and (
+        (low is not None and array.min() < low) or (high is not None and array.max() > high)
+    ):
+        raise EnvStateError(
+            f"{name}: values must lie in [{low}, {high}], got [{array.min()}, {array.max()}]"
+        )
+    return array
+
+
+def state_entry(state: Any, key: str, prefix: str = "") -> Any:
+    """``state[key]`` of a saved env state, or an :class:`EnvStateError` naming the missing entry."""
+    if not isinstance(state, Mapping):
+        raise EnvStateError(f"the saved env state must be a mapping, got {type(state).__name__}")
+    if key not in state:
+        raise EnvStateError(f"{prefix}{key}: missing from the saved env state")
+    return state[key]
+
+
+def state_group(state: Any, prefix: str) -> dict[str, Any]:
+    """The entries ``<prefix>.*`` of a flat saved env state, without the prefix."""
+    state_entry(state, f"{prefix}.rng")
+    return {k[len(prefix) + 1 :]: v for k, v in state.items() if k.startswith(f"{prefix}.")}
+
+
+def check_action(value: Any, n: int) -> int:
+    """Return a ``Discrete(n)`` action as an int: a Python or NumPy integer (or a 0-d integer array)
+    in ``[0, n)``; floats, strings and bools raise a ``ValueError``."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    if isinstance(value, (bool, np.bool_)) or not (isinstance(value, int) or _is_np_int(value)):
+        raise ValueError(f"action must be an integer in [0, {n - 1}], got {value!r}")
+    if not 0 <= value < n:
+        raise ValueError(f"action must be an integer in [0, {n - 1}], got {value!r}")
+    return int(value)
 
 
 def _is_np_int(value: Any) -> bool:

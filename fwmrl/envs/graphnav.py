@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import gymnasium as gym
@@ -12,7 +12,17 @@ from gymnasium import spaces
 
 from fwmrl.envs import _render as draw
 from fwmrl.envs._rng import UniformStream
-from fwmrl.envs._validation import check_choice, check_float, check_int, check_render_mode
+from fwmrl.envs._validation import (
+    EnvStateError,
+    check_action,
+    check_choice,
+    check_float,
+    check_int,
+    check_render_mode,
+    state_array,
+    state_entry,
+    state_group,
+)
 from fwmrl.envs.vector import BatchedEnv
 
 N_NODES = 5
@@ -160,7 +170,9 @@ class GraphNavEnv(gym.Env[np.ndarray, np.int64]):
     - ``render_mode`` (``None`` | ``"rgb_array"`` | ``"ansi"``).
 
     ``reset(options={"keep_task": True})`` keeps the graph of the previous episode (goal and start are
-    drawn again); the :class:`~fwmrl.envs.trial.Trial` wrapper uses it.
+    drawn again); the :class:`~fwmrl.envs.trial.Trial` wrapper uses it. Actions must be integers in
+    ``[0, 2]``; stepping after the episode was truncated raises until ``reset``.
+    :meth:`state_dict` / :meth:`load_state_dict` save and restore the whole state as arrays.
 
     ## Registered ids
     - ``FWM-GraphNav-v0``; batched: ``gym.make_vec("FWM-GraphNav-v0", num_envs=N,
@@ -194,6 +206,7 @@ class GraphNavEnv(gym.Env[np.ndarray, np.int64]):
         self._t = self._timer = self._hits = 0
         self._prev_action = -1
         self._prev_reward = 0.0
+        self._ended = False
 
     def _uniform(self) -> float:
         return self._stream.next()
@@ -227,15 +240,16 @@ class GraphNavEnv(gym.Env[np.ndarray, np.int64]):
         self._t = self._timer = self._hits = 0
         self._prev_action = -1
         self._prev_reward = 0.0
+        self._ended = False
         return self._observation(), {"goal_hits": 0}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Follow the edge labelled ``action`` if there is one."""
-        a = int(action)
-        if not 0 <= a < N_ACTIONS:
-            raise ValueError(f"action must be in [0, {N_ACTIONS - 1}], got {action!r}")
+        a = check_action(action, N_ACTIONS)
         if self.graph is None:
             raise RuntimeError("Cannot call step() before reset()")
+        if self._ended:
+            raise RuntimeError("Cannot call step() after the episode ended; call reset() first")
         nxt = self._edges[self._node][a]
         if nxt < 0:
             reward = self.invalid_penalty
@@ -255,13 +269,50 @@ class GraphNavEnv(gym.Env[np.ndarray, np.int64]):
         self._t += 1
         self._prev_action = a
         self._prev_reward = reward
+        self._ended = self._t >= self.max_steps
         return (
             self._observation(),
             reward,
             False,
-            self._t >= self.max_steps,
+            self._ended,
             {"goal_hits": self._hits},
         )
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """The env's state as arrays: the generator and its buffered uniforms, the graph (and its
+        bank index), the goal and agent nodes, the counters, the previous action and reward."""
+        if self._stream is None or self.graph is None:
+            raise RuntimeError("Cannot call state_dict() before reset()")
+        ints = [self.graph_index, self._goal, self._node, self._t, self._timer, self._hits]
+        return {
+            **{f"stream.{k}": v for k, v in self._stream.state_dict().items()},
+            "graph": np.array(self.graph, dtype=np.int64),
+            "ints": np.array([*ints, self._prev_action], dtype=np.int64),
+            "prev_reward": np.array(self._prev_reward, dtype=np.float64),
+            "ended": np.array(self._ended),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` of an env with the same arguments (raises
+        :class:`~fwmrl.envs._validation.EnvStateError` naming a bad entry)."""
+        stream = UniformStream.from_state_dict(state_group(state, "stream"))
+        graph = state_array(
+            "graph", state_entry(state, "graph"), np.int64, (N_NODES, N_ACTIONS), -1, N_NODES - 1
+        )
+        ints = state_array("ints", state_entry(state, "ints"), np.int64, (7,)).tolist()
+        index, goal, node, t, timer, hits, prev_action = ints
+        if not (-1 <= index < BANK_SIZE and 0 <= goal < N_NODES and 0 <= node < N_NODES):
+            raise EnvStateError("ints: graph index, goal or node out of range")
+        if not (0 <= t <= self.max_steps and timer >= 0 and hits >= 0 and -1 <= prev_action < 3):
+            raise EnvStateError("ints: counters or previous action out of range")
+        prev_reward = state_array("prev_reward", state_entry(state, "prev_reward"), np.float64, ())
+        ended = state_array("ended", state_entry(state, "ended"), np.bool_, ())
+        self.np_random = stream.rng
+        self._stream = stream
+        self.graph, self.graph_index, self._edges = graph, index, graph.tolist()
+        self._goal, self._node, self._t, self._timer, self._hits = goal, node, t, timer, hits
+        self._prev_action, self._prev_reward = prev_action, float(prev_reward)
+        self._ended = bool(ended)
 
     def _observation(self) -> np.ndarray:
         obs = np.zeros(OBS_SIZE, dtype=np.float32)
@@ -325,6 +376,20 @@ class GraphNavVectorEnv(BatchedEnv):
         self._prev_reward = np.zeros(n)
         self._has_graph = np.zeros(n, dtype=bool)
         self._true = np.ones(n, dtype=bool)
+
+    def _state_fields(self) -> dict[str, tuple[float | None, float | None]]:
+        return {
+            "graph": (-1, N_NODES - 1),
+            "graph_index": (-1, BANK_SIZE - 1),
+            "_goal": (0, N_NODES - 1),
+            "_node": (0, N_NODES - 1),
+            "_t": (0, self.max_steps),
+            "_timer": (0, None),
+            "_hits": (0, None),
+            "_prev_action": (-1, N_ACTIONS - 1),
+            "_prev_reward": (None, None),
+            "_has_graph": (None, None),
+        }
 
     def _draw_other(self, idx: np.ndarray, exclude: np.ndarray) -> np.ndarray:
         k = (self.streams.next(idx) * (N_NODES - 1)).astype(np.int64)

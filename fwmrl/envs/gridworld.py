@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections import deque
+from collections.abc import Mapping
 from typing import Any
 
 import gymnasium as gym
@@ -13,11 +14,16 @@ from gymnasium import spaces
 from fwmrl.envs import _render as draw
 from fwmrl.envs._rng import UniformStream
 from fwmrl.envs._validation import (
+    EnvStateError,
+    check_action,
     check_bool,
     check_choice,
     check_float,
     check_int,
     check_render_mode,
+    state_array,
+    state_entry,
+    state_group,
 )
 from fwmrl.envs.vector import BatchedEnv
 
@@ -165,7 +171,9 @@ class GridworldEnv(gym.Env[np.ndarray, np.int64]):
     - ``render_goal`` (bool, default False): draw the goal in renderings.
 
     ``reset(options={"keep_task": True})`` keeps the goal of the previous episode (a new start cell is
-    drawn); the :class:`~fwmrl.envs.trial.Trial` wrapper uses it.
+    drawn); the :class:`~fwmrl.envs.trial.Trial` wrapper uses it. Actions must be integers in
+    ``[0, 3]``; stepping after the episode was truncated raises until ``reset``.
+    :meth:`state_dict` / :meth:`load_state_dict` save and restore the whole state as arrays.
 
     ## Registered ids
     - ``FWM-Gridworld-v0``; batched: ``gym.make_vec("FWM-Gridworld-v0", num_envs=N,
@@ -207,6 +215,7 @@ class GridworldEnv(gym.Env[np.ndarray, np.int64]):
         self._prev_action = -1
         self._prev_reward = 0.0
         self._hits = 0
+        self._ended = False
 
     @property
     def agent_cell(self) -> tuple[int, int]:
@@ -245,15 +254,16 @@ class GridworldEnv(gym.Env[np.ndarray, np.int64]):
         self._prev_action = -1
         self._prev_reward = 0.0
         self._hits = 0
+        self._ended = False
         return self._observation(), {"goal_hits": 0}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Move one cell (or bump into a wall)."""
-        a = int(action)
-        if not 0 <= a < 4:
-            raise ValueError(f"action must be in [0, 3], got {action!r}")
+        a = check_action(action, 4)
         if self._cell < 0:
             raise RuntimeError("Cannot call step() before reset()")
+        if self._ended:
+            raise RuntimeError("Cannot call step() after the episode ended; call reset() first")
         nxt = self.grid.move_list[self._cell][a]
         if nxt == self._cell:
             reward = self.wall_penalty
@@ -267,13 +277,47 @@ class GridworldEnv(gym.Env[np.ndarray, np.int64]):
         self._t += 1
         self._prev_action = a
         self._prev_reward = reward
+        self._ended = self._t >= self.max_steps
         return (
             self._observation(),
             reward,
             False,
-            self._t >= self.max_steps,
+            self._ended,
             {"goal_hits": self._hits},
         )
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """The env's state as arrays: the generator and its buffered uniforms, the goal, the agent's
+        cell, the step counter, the previous action and reward, the goal hits."""
+        if self._stream is None:
+            raise RuntimeError("Cannot call state_dict() before reset()")
+        ints = [self._goal_k, self._goal, self._cell, self._t, self._prev_action, self._hits]
+        return {
+            **{f"stream.{k}": v for k, v in self._stream.state_dict().items()},
+            "ints": np.array(ints, dtype=np.int64),
+            "prev_reward": np.array(self._prev_reward, dtype=np.float64),
+            "ended": np.array(self._ended),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` of an env with the same arguments (raises
+        :class:`~fwmrl.envs._validation.EnvStateError` naming a bad entry)."""
+        stream = UniformStream.from_state_dict(state_group(state, "stream"))
+        goal_k, goal, cell, t, prev_action, hits = state_array(
+            "ints", state_entry(state, "ints"), np.int64, (6,)
+        ).tolist()
+        free = self.grid.free
+        if not 0 <= goal_k < self.grid.n_free or goal != free[goal_k] or cell not in free:
+            raise EnvStateError("ints: goal or agent cell is not a free cell of this maze")
+        if not (0 <= t <= self.max_steps and -1 <= prev_action < 4 and hits >= 0):
+            raise EnvStateError("ints: step counter, previous action or goal hits out of range")
+        prev_reward = state_array("prev_reward", state_entry(state, "prev_reward"), np.float64, ())
+        ended = state_array("ended", state_entry(state, "ended"), np.bool_, ())
+        self.np_random = stream.rng
+        self._stream = stream
+        self._goal_k, self._goal, self._cell, self._t = goal_k, goal, cell, t
+        self._prev_action, self._hits = prev_action, hits
+        self._prev_reward, self._ended = float(prev_reward), bool(ended)
 
     def _observation(self) -> np.ndarray:
         vv = self._vv
@@ -355,6 +399,28 @@ class GridworldVectorEnv(BatchedEnv):
         self._hits = np.zeros(n, dtype=np.int64)
         self._onehot = np.vstack([np.zeros((1, 4)), np.eye(4)]).astype(np.float32)
         self._true = np.ones(n, dtype=bool)
+
+    def _state_fields(self) -> dict[str, tuple[float | None, float | None]]:
+        cells = self.size * self.size - 1
+        return {
+            "_cell": (0, cells),
+            "_goal": (0, cells),
+            "_goal_k": (0, self.grid.n_free - 1),
+            "_t": (0, self.max_steps),
+            "_prev_action": (-1, 3),
+            "_prev_reward": (None, None),
+            "_hits": (0, None),
+        }
+
+    def _check_loaded(self, loaded: dict[str, np.ndarray]) -> None:
+        walls = self.grid.walls.ravel()
+        if (
+            walls[loaded["_cell"]].any()
+            or (self.grid.free[loaded["_goal_k"]] != loaded["_goal"]).any()
+        ):
+            raise EnvStateError(
+                "cell/goal: a saved agent or goal cell is not a free cell of this maze"
+            )
 
     def _draw_starts(self, idx: np.ndarray) -> np.ndarray:
         k = (self.streams.next(idx) * (self.grid.n_free - 1)).astype(np.int64)

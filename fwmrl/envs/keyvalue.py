@@ -18,6 +18,7 @@ with answers ``e`` and ``f``.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 import gymnasium as gym
@@ -25,7 +26,15 @@ import numpy as np
 from gymnasium import spaces
 
 from fwmrl.envs import _render as draw
-from fwmrl.envs._validation import check_int, check_render_mode
+from fwmrl.envs._rng import generator_from_state, generator_state
+from fwmrl.envs._validation import (
+    EnvStateError,
+    check_action,
+    check_int,
+    check_render_mode,
+    state_array,
+    state_entry,
+)
 from fwmrl.envs.vector import BatchedEnv
 
 VOCAB = "abcdefgh=;?._"
@@ -203,6 +212,9 @@ class KeyValueEnv(gym.Env[np.ndarray, np.int64]):
 
     There is no hidden task shared between episodes: ``reset(options={"keep_task": True})`` is
     accepted (for the :class:`~fwmrl.envs.trial.Trial` wrapper) and draws a new sequence as usual.
+    Actions must be integers in ``[0, 12]``; stepping after the episode terminated raises until
+    ``reset``. :meth:`state_dict` / :meth:`load_state_dict` save and restore the whole state as
+    arrays.
 
     ## Registered ids
     - ``FWM-KeyValue-v0``; batched: ``gym.make_vec("FWM-KeyValue-v0", num_envs=N,
@@ -231,6 +243,7 @@ class KeyValueEnv(gym.Env[np.ndarray, np.int64]):
         self._pos = 0
         self._prev_reward = 0.0
         self._given: dict[int, int] = {}
+        self._ended = False
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -243,15 +256,16 @@ class KeyValueEnv(gym.Env[np.ndarray, np.int64]):
         self._pos = 0
         self._prev_reward = 0.0
         self._given = {}
+        self._ended = False
         return self._observation(), {}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Read the next symbol; ``action`` is the answer when the current symbol is ``.``."""
-        a = int(action)
-        if not 0 <= a < N_SYMBOLS:
-            raise ValueError(f"action must be in [0, {N_SYMBOLS - 1}], got {action!r}")
+        a = check_action(action, N_SYMBOLS)
         if self.sequence is None:
             raise RuntimeError("Cannot call step() before reset()")
+        if self._ended:
+            raise RuntimeError("Cannot call step() after the episode ended; call reset() first")
         target = self._targets[self._pos]
         reward = 0.0
         if target != BLANK:
@@ -259,7 +273,53 @@ class KeyValueEnv(gym.Env[np.ndarray, np.int64]):
             self._given[self._pos] = a
         self._pos += 1
         self._prev_reward = reward
-        return self._observation(), reward, self._pos >= len(self._targets), False, {}
+        self._ended = self._pos >= len(self._targets)
+        return self._observation(), reward, self._ended, False, {}
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """The env's state as arrays: the generator, the episode's sequence, the read position, the
+        previous reward and the answers given so far."""
+        if self.sequence is None:
+            raise RuntimeError("Cannot call state_dict() before reset()")
+        steps = sorted(self._given)
+        return {
+            "rng": generator_state(self.np_random),
+            "symbols": self.sequence.symbols.copy(),
+            "targets": self.sequence.targets.copy(),
+            "answer_steps": self.sequence.answer_steps.copy(),
+            "pos": np.array(self._pos, dtype=np.int64),
+            "prev_reward": np.array(self._prev_reward, dtype=np.float64),
+            "given": np.array([steps, [self._given[k] for k in steps]], dtype=np.int64),
+            "ended": np.array(self._ended),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` of an env with the same arguments (raises
+        :class:`~fwmrl.envs._validation.EnvStateError` naming a bad entry)."""
+        rng = generator_from_state(state_entry(state, "rng"))
+        longest = max_sequence_length(
+            self._kwargs["n_queries"], self._kwargs["max_items"], self._kwargs["max_key_len"]
+        )
+        symbols = state_array("symbols", state_entry(state, "symbols"), np.int64, (None,), 0, 11)
+        n = len(symbols)
+        if not 1 <= n <= longest:
+            raise EnvStateError(f"symbols: a sequence has 1..{longest} symbols, got {n}")
+        targets = state_array("targets", state_entry(state, "targets"), np.int64, (n,), 0, BLANK)
+        answer_steps = state_array(
+            "answer_steps", state_entry(state, "answer_steps"), np.int64, (None,), 0, n - 1
+        )
+        if not np.array_equal(answer_steps, np.flatnonzero(targets != BLANK)):
+            raise EnvStateError("answer_steps: do not match the targets")
+        pos = int(state_array("pos", state_entry(state, "pos"), np.int64, (), 0, n))
+        prev_reward = state_array("prev_reward", state_entry(state, "prev_reward"), np.float64, ())
+        given = state_array("given", state_entry(state, "given"), np.int64, (2, None), 0)
+        ended = state_array("ended", state_entry(state, "ended"), np.bool_, ())
+        self.np_random = rng
+        self.sequence = KeyValueSequence(symbols, targets, answer_steps)
+        self._symbols = symbols.tolist() + [BLANK]
+        self._targets = targets.tolist()
+        self._pos, self._prev_reward, self._ended = pos, float(prev_reward), bool(ended)
+        self._given = dict(zip(given[0].tolist(), given[1].tolist(), strict=True))
 
     def _observation(self) -> np.ndarray:
         obs = np.zeros(OBS_SIZE, dtype=np.float32)
@@ -309,6 +369,14 @@ class KeyValueVectorEnv(BatchedEnv):
         self._length = np.zeros(n, dtype=np.int64)
         self._pos = np.zeros(n, dtype=np.int64)
         self._eye = np.eye(N_SYMBOLS, dtype=np.float32)
+
+    def _state_fields(self) -> dict[str, tuple[float | None, float | None]]:
+        return {
+            "_symbols": (0, BLANK),
+            "_targets": (0, BLANK),
+            "_length": (1, self._capacity),
+            "_pos": (0, self._capacity),
+        }
 
     def _reset_envs(self, idx: np.ndarray, options: dict[str, Any]) -> None:
         for i in idx.tolist():

@@ -7,10 +7,15 @@ array operations. It is seeded like Gymnasium's ``SyncVectorEnv`` (an integer ``
 truncated ignores that sub-env's action, resets it and returns its first observation with reward 0 and
 ``terminated = truncated = False``. For the same seeds and actions it returns exactly what a
 ``SyncVectorEnv`` of the single envs returns (observations, rewards, flags and infos).
+
+:meth:`BatchedEnv.state_dict` returns the whole state as NumPy arrays (generator states as int64
+words, positions, goals, task parameters, step counters); :meth:`BatchedEnv.load_state_dict` checks
+every entry's shape, dtype and range and continues exactly where the saved env was.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -19,7 +24,12 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from fwmrl.envs._rng import UniformStreams, vector_seeds
-from fwmrl.envs._validation import check_int, check_render_mode
+from fwmrl.envs._validation import (
+    check_int,
+    check_render_mode,
+    state_array,
+    state_entry,
+)
 
 
 class BatchedEnv(VectorEnv):
@@ -125,6 +135,57 @@ class BatchedEnv(VectorEnv):
             truncated[idx] = False
         self._autoreset = terminated | truncated
         return self._obs.copy(), rewards, terminated, truncated, self._infos()
+
+    def state_dict(self) -> dict[str, Any]:
+        """The state of every sub-environment as NumPy arrays (plain data, no objects).
+
+        Holds the uniform streams (``streams.*``), the pending autoresets, the last observations and
+        the subclass's arrays (:meth:`_state_fields`); :meth:`load_state_dict` restores it.
+        """
+        if not self._has_reset:
+            raise RuntimeError("Cannot call state_dict() before reset()")
+        state: dict[str, Any] = {f"streams.{k}": v for k, v in self.streams.state_dict().items()}
+        state["autoreset"] = self._autoreset.copy()
+        state["obs"] = self._obs.copy()
+        for attr in self._state_fields():
+            state[attr.lstrip("_")] = np.array(getattr(self, attr), copy=True)
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` of an env with the same arguments and ``num_envs``.
+
+        Raises:
+            EnvStateError: an entry is missing or has the wrong shape, dtype or range (the env is
+                left unchanged).
+        """
+        state_entry(state, "obs")  # a mapping with at least the observations
+        n = self.num_envs
+
+        def get(key: str) -> Any:
+            return state_entry(state, key)
+
+        streams = UniformStreams(n)
+        streams.load_state_dict({k[8:]: v for k, v in state.items() if k.startswith("streams.")})
+        loaded = {
+            "_autoreset": state_array("autoreset", get("autoreset"), np.bool_, (n,)),
+            "_obs": state_array("obs", get("obs"), np.float32, self._obs.shape),
+        }
+        for attr, (low, high) in self._state_fields().items():
+            current = getattr(self, attr)
+            key = attr.lstrip("_")
+            loaded[attr] = state_array(key, get(key), current.dtype, current.shape, low, high)
+        self._check_loaded(loaded)
+        self.streams = streams
+        for attr, value in loaded.items():
+            np.copyto(getattr(self, attr), value)  # in place: views of these arrays stay valid
+        self._has_reset = True
+
+    def _state_fields(self) -> dict[str, tuple[float | None, float | None]]:
+        """The subclass's state arrays (attribute name -> allowed ``(low, high)``, ``None``: any)."""
+        return {}
+
+    def _check_loaded(self, loaded: dict[str, np.ndarray]) -> None:
+        """Cross-checks of a state about to be loaded (raise :class:`EnvStateError`)."""
 
     def render(self) -> tuple[Any, ...] | None:
         """Return one frame per sub-environment (``None`` when ``render_mode`` is ``None``)."""
