@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import pickle
 from collections.abc import Callable
 from typing import Any
 
@@ -38,8 +37,17 @@ from torch import Tensor
 
 from fwmrl.agents.policy import MemoryActorCritic
 from fwmrl.config import Config, ConfigError
-from fwmrl.envs import make_vec_env
+from fwmrl.envs import (
+    EnvStateError,
+    describe_env,
+    load_vector_env_state,
+    make_vec_env,
+    vector_env_state,
+)
 from fwmrl.memory import CoreState
+
+CHECKPOINT_FORMAT = 2
+"""Version of :meth:`A2C.state_dict` (1: the env was pickled, which is never loaded any more)."""
 
 
 class NonFiniteLossError(RuntimeError):
@@ -334,16 +342,15 @@ class A2C:
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue training exactly: model, optimizer, RNG states, counters,
-        the carried core state and env bookkeeping, and the pickled env when it can be pickled (as a
-        uint8 tensor, so the dict loads with ``torch.load(weights_only=True)``)."""
-        try:
-            env_bytes = pickle.dumps(self.env)
-            env_pickle = torch.frombuffer(bytearray(env_bytes), dtype=torch.uint8)
-        except Exception:  # e.g. SyncVectorEnv holds lambdas
-            env_pickle = None
+        """Everything needed to continue training exactly, as tensors and plain data only (the dict
+        loads with ``torch.load(weights_only=True)`` and nothing in it is ever unpickled): model,
+        optimizer, RNG states, counters, the carried core state and env bookkeeping, and the env's
+        own state (:func:`fwmrl.envs.vector_env_state`: generator states, positions, goals, task
+        parameters) where the env can save it. Otherwise ``env_state`` is ``None`` and
+        ``env_reset_seed`` is the seed the envs are reset with on resume."""
+        env_state = vector_env_state(self.env)
         return {
-            "format": 1,
+            "format": CHECKPOINT_FORMAT,
             "update": self.update,
             "env_steps": self.env_steps,
             "episodes": self.episodes,
@@ -361,15 +368,28 @@ class A2C:
                 "episode_length": torch.as_tensor(self.episode_length),
                 "core_state": {k: v.cpu() for k, v in self.state.state_dict().items()},
             },
-            "env_pickle": env_pickle,
+            "env_state": None if env_state is None else _tensors(env_state),
+            "env_reset_seed": self.config.train.seed + 1_000_003 * self.update,
+            "env": describe_env(self.env),
             "config": self.config.to_dict(),
         }
 
     def load_state_dict(self, data: dict[str, Any]) -> bool:
-        """Restore :meth:`state_dict`. Returns whether the env state was restored (otherwise the
-        envs are reset with a seed derived from ``train.seed`` and the update count)."""
+        """Restore :meth:`state_dict`. Returns whether the env state was restored; otherwise (an env
+        that cannot save its state, or a format-1 checkpoint, whose pickled env is never loaded) the
+        envs are reset with the checkpoint's ``env_reset_seed`` and the run is not bit-identical.
+
+        The optimizer continues from its saved state with this config's ``algo.lr`` and
+        ``algo.eps`` (a resume override of either takes effect).
+
+        Raises:
+            EnvStateError: the saved env state does not fit this env (names the entry).
+            ValueError, KeyError, RuntimeError: the checkpoint does not fit this config.
+        """
         self.policy.load_state_dict(data["policy"])
         self.optimizer.load_state_dict(data["optimizer"])
+        for group in self.optimizer.param_groups:
+            group["lr"], group["eps"] = self.config.algo.lr, self.config.algo.eps
         torch.set_rng_state(data["torch_rng"])
         self.generator.set_state(data["sampler_rng"])
         self.update, self.env_steps = int(data["update"]), int(data["env_steps"])
@@ -378,25 +398,82 @@ class A2C:
         self.recent_returns.extend(data["recent_returns"].tolist())
         self.recent_lengths.clear()
         self.recent_lengths.extend(data["recent_lengths"].tolist())
-        env_pickle = data.get("env_pickle")
-        if env_pickle is not None:
-            self.env.close()
-            self.env = pickle.loads(env_pickle.numpy().tobytes())
+        env_state = data.get("env_state")
+        if env_state is not None:
+            load_vector_env_state(self.env, _arrays(env_state))
             rollout = data["rollout"]
-            self.obs = rollout["obs"].numpy().copy()
-            self.starts = rollout["starts"].numpy().copy()
-            self.autoreset = rollout["autoreset"].numpy().copy()
-            self.episode_return = rollout["episode_return"].numpy().copy()
-            self.episode_length = rollout["episode_length"].numpy().copy()
+            shapes = {
+                "obs": (self.num_envs, *self.env.single_observation_space.shape),
+                **dict.fromkeys(
+                    ("starts", "autoreset", "episode_return", "episode_length"), (self.num_envs,)
+                ),
+            }
+            restored = {}
+            for key, shape in shapes.items():
+                value = rollout[key].numpy().copy()
+                if value.shape != shape:
+                    raise ValueError(f"rollout.{key}: expected shape {shape}, got {value.shape}")
+                restored[key] = value
+            self.obs, self.starts, self.autoreset = (
+                restored[k] for k in ("obs", "starts", "autoreset")
+            )
+            self.episode_return = restored["episode_return"]
+            self.episode_length = restored["episode_length"]
             state_type = type(self.policy.initial_state(1))
             self.state = state_type.from_state_dict(rollout["core_state"]).to(self.device)
             return True
-        self._reset_envs(seed=self.config.train.seed + 1_000_003 * self.update)
+        seed = data.get("env_reset_seed", self.config.train.seed + 1_000_003 * self.update)
+        self._reset_envs(seed=int(seed))
         return False
+
+    def nonfinite(self, outputs: bool = False) -> str | None:
+        """What became NaN or infinite (the parameters, the current observations, or with
+        ``outputs=True`` the policy's logits and value on them), or ``None`` when all is finite.
+
+        The run job calls it after every optimizer step, and with ``outputs=True`` before writing a
+        checkpoint, so a kept checkpoint always holds weights that act."""
+        for name, param in self.policy.named_parameters():
+            if not bool(torch.isfinite(param).all()):
+                return f"parameter {name} became non-finite after update {self.update}"
+        if not np.isfinite(self.obs).all():
+            return f"the env returned non-finite observations (update {self.update})"
+        if outputs:
+            with torch.no_grad():
+                logits, value, _ = self.policy.step(
+                    self._tensor(self.obs), self.state, self._tensor(self.starts)
+                )
+            if not bool(torch.isfinite(logits).all() and torch.isfinite(value).all()):
+                return f"the policy's outputs became non-finite after update {self.update}"
+        return None
 
     def close(self) -> None:
         """Close the envs."""
         self.env.close()
+
+
+def _tensors(value: Any) -> Any:
+    """NumPy arrays in nested dicts/lists as tensors (for a ``weights_only`` checkpoint)."""
+    if isinstance(value, dict):
+        return {k: _tensors(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_tensors(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value.copy())
+    return value
+
+
+def _arrays(value: Any) -> Any:
+    """The inverse of :func:`_tensors`: tensors as NumPy arrays; anything but tensors, strings,
+    numbers, lists and dicts raises :class:`EnvStateError`."""
+    if isinstance(value, dict):
+        return {k: _arrays(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_arrays(v) for v in value]
+    if isinstance(value, Tensor):
+        return value.detach().cpu().numpy()
+    if isinstance(value, (str, int, float, bool)):
+        return value
+    raise EnvStateError(f"the saved env state holds a {type(value).__name__}, not plain data")
 
 
 def make_env_or_explain(
