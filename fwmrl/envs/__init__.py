@@ -21,7 +21,7 @@ from fwmrl.envs.keyvalue import (
 from fwmrl.envs.make import make_env, make_sb3_vec_env, make_vec_env
 from fwmrl.envs.minigrid_wrappers import FlatMiniGridObs
 from fwmrl.envs.registration import ENV_IDS, register_envs
-from fwmrl.envs.state import load_vector_env_state, vector_env_state
+from fwmrl.envs.state import describe_env, load_vector_env_state, vector_env_state
 from fwmrl.envs.trial import Trial
 
 register_envs()
@@ -38,6 +38,7 @@ __all__ = [
     "KeyValueSequence",
     "KeyValueVectorEnv",
     "Trial",
+    "describe_env",
     "generate_batch",
     "generate_sequence",
     "graph_banks",
