@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from fwmrl.memory.base import CoreState, MemoryCore, check_choice, check_positive_int
-from fwmrl.memory.fwm_scan import FWM_SCANS, FWMScanOptions
+from fwmrl.memory.fwm_scan import FWM_SCANS, FWMScanOptions, LowRankMemory, lowrank_scan
 from fwmrl.memory.lstm import run_lstm_with_resets
 
 
@@ -26,6 +26,39 @@ class FWMState(CoreState):
     h: Tensor
     c: Tensor
     F: Tensor
+
+    @classmethod
+    def from_state_dict(cls, data: dict[str, Tensor]) -> CoreState:
+        """Also restores a saved :class:`FWMLowRankState` (the form an FWM state may take)."""
+        if cls is FWMState and "F" not in data and "weight" in data:
+            return FWMLowRankState.from_state_dict(data)
+        return super().from_state_dict(data)
+
+
+@dataclasses.dataclass
+class FWMLowRankState(CoreState):
+    """The FWM state with the fast weights as their writes (see
+    :class:`fwmrl.memory.fwm_scan.LowRankMemory`): ``F = Σ_r weight_r (k1_r ⊗ k2_r) ⊗ u_r``.
+
+    Controller ``h, c [B, 1, d]``; ``k1, k2, u [B, R, m]``; ``weight [B, R]``; ``norm_sq [B]``
+    (``‖F‖²``). ``R`` grows by one per step and drops back at a step where every sequence resets.
+    """
+
+    h: Tensor
+    c: Tensor
+    k1: Tensor
+    k2: Tensor
+    u: Tensor
+    weight: Tensor
+    norm_sq: Tensor
+
+    @property
+    def memory(self) -> LowRankMemory:
+        return LowRankMemory(self.k1, self.k2, self.u, self.weight, self.norm_sq)
+
+    def to_dense(self) -> FWMState:
+        """The same state with ``F [B, m, m, m]`` formed."""
+        return FWMState(h=self.h, c=self.c, F=self.memory.to_dense())
 
 
 class FWMCore(MemoryCore):
@@ -59,7 +92,17 @@ class FWMCore(MemoryCore):
         chunk-parallel, ``F`` read ``N_r + 1`` times and written once per chunk), ``"naive"`` (the
         step-by-step reference), ``"checkpoint"`` (naive with recomputation) or
         ``"chunked_checkpoint"`` (chunked with recomputation: least memory). All give the same
+        values and gradients (tested). They run on the dense ``F`` of an :class:`FWMState`.
+    state_form:
+        ``"auto"`` (default): a window that starts from a zero ``F`` (an
+        :class:`FWMLowRankState` from :meth:`initial_episode_state`, or a dense state that every
+        sequence resets at the first step) keeps ``F`` as its writes' factors while ``R`` writes
+        cost less than the dense tensor (``R ≤ lowrank_max_writes``), then continues dense.
+        ``"dense"``: always the dense tensor (the implementation before the factor form). Same
         values and gradients (tested).
+    lowrank_max_writes:
+        Most writes kept in factor form; ``None``: ``m² / 3`` (a read costs about ``3Rm`` from the
+        factors against ``m³`` from ``F``).
     chunk_size:
         Steps per chunk for the implementations that use one; ``None``: 64 for ``"chunked"``
         (longer chunks make the contractions with ``F`` larger matrix products; its memory does not
@@ -78,6 +121,8 @@ class FWMCore(MemoryCore):
         tanh_hop_keys: bool = True,
         implementation: str = "chunked",
         chunk_size: int | None = None,
+        state_form: str = "auto",
+        lowrank_max_writes: int | None = None,
     ) -> None:
         super().__init__()
         owner = "FWMCore"
@@ -95,6 +140,12 @@ class FWMCore(MemoryCore):
             raise ValueError(
                 f"{owner}: 'write_scale' must be a positive number, got {write_scale!r}"
             )
+        self.state_form = check_choice(owner, "state_form", state_form, ["auto", "dense"])
+        if lowrank_max_writes is None:
+            lowrank_max_writes = max(1, memory_size * memory_size // 3)
+        self.lowrank_max_writes = check_positive_int(
+            owner, "lowrank_max_writes", lowrank_max_writes
+        )
         self.residual = bool(residual)
         self.output_size = hidden_size
         self.scan_options = FWMScanOptions(
@@ -124,15 +175,78 @@ class FWMCore(MemoryCore):
             F=torch.zeros(batch_size, m, m, m, device=device, dtype=dtype),
         )
 
+    def initial_episode_state(
+        self, batch_size: int, device: torch.device | str | None = None
+    ) -> FWMState | FWMLowRankState:
+        """The state of ``batch_size`` fresh sequences in the form that is cheapest for windows
+        that start from it: factors without writes (``state_form="auto"``) or the dense zeros."""
+        if self.state_form == "dense":
+            return self.initial_state(batch_size, device)
+        d, m = self.hidden_size, self.memory_size
+        dtype = self.out_proj.weight.dtype
+
+        def zeros(*shape: int) -> Tensor:
+            return torch.zeros(batch_size, *shape, device=device, dtype=dtype)
+
+        return FWMLowRankState(
+            h=zeros(1, d),
+            c=zeros(1, d),
+            k1=zeros(0, m),
+            k2=zeros(0, m),
+            u=zeros(0, m),
+            weight=zeros(0),
+            norm_sq=zeros(),
+        )
+
     def forward(
-        self, x: Tensor, state: FWMState | None = None, resets: Tensor | None = None
-    ) -> tuple[Tensor, FWMState]:
+        self,
+        x: Tensor,
+        state: FWMState | FWMLowRankState | None = None,
+        resets: Tensor | None = None,
+    ) -> tuple[Tensor, FWMState | FWMLowRankState]:
         x, state, resets = self._check_inputs(x, state, resets)
         z, h, c = run_lstm_with_resets(self.controller, x, state.h, state.c, resets)
-        scan = FWM_SCANS[self.implementation]
-        n, F = scan(self.write_proj(z), self.read_proj(z), state.F, resets, self.scan_options)
+        write, read = self.write_proj(z), self.read_proj(z)
+        steps, opts = x.shape[0], self.scan_options
+        new_state: FWMState | FWMLowRankState
+        if isinstance(state, FWMLowRankState) and self._lowrank_fits(state.memory, resets, steps):
+            n, memory = lowrank_scan(write, read, state.memory, resets, opts)
+            new_state = FWMLowRankState(h, c, *memory)
+        elif isinstance(state, FWMLowRankState):
+            scan = FWM_SCANS[self.implementation]
+            n, F = scan(write, read, state.memory.to_dense(), resets, opts)
+            new_state = FWMState(h=h, c=c, F=F)
+        elif self._starts_fresh(state, resets, steps):
+            # every sequence resets at the first step: F_0 is zero, the window runs on factors
+            empty = LowRankMemory.empty(x.shape[1], self.memory_size, write)
+            n, memory = lowrank_scan(write, read, empty, resets, opts)
+            new_state = FWMState(h=h, c=c, F=memory.to_dense())
+        else:
+            scan = FWM_SCANS[self.implementation]
+            n, F = scan(write, read, state.F, resets, opts)
+            new_state = FWMState(h=h, c=c, F=F)
         y = self.out_proj(n)
         if self.residual:
             y = y + z
         self.aux_loss = self.aux_loss_per_step = None
-        return y, FWMState(h=h, c=c, F=F)
+        return y, new_state
+
+    def _lowrank_fits(self, memory: LowRankMemory, resets: Tensor | None, steps: int) -> bool:
+        """Whether the factors stay within ``lowrank_max_writes`` over a window of ``steps``."""
+        if self.state_form == "dense":
+            return False
+        writes = memory.writes
+        if resets is not None and writes + steps > self.lowrank_max_writes:
+            full = torch.nonzero(resets.all(dim=1)).flatten()
+            if len(full):  # the writes before the last full reset are dropped
+                return steps - int(full[-1]) <= self.lowrank_max_writes
+        return writes + steps <= self.lowrank_max_writes
+
+    def _starts_fresh(self, state: FWMState, resets: Tensor | None, steps: int) -> bool:
+        """Whether a dense window starts from zero everywhere and is cheaper on factors (its
+        ``F`` input then needs no gradient: the reset discards it)."""
+        if self.state_form == "dense" or resets is None or steps > self.lowrank_max_writes:
+            return False
+        if torch.is_grad_enabled() and state.F.requires_grad:
+            return False
+        return bool(resets[0].all())

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as functional
@@ -350,3 +351,227 @@ FWM_SCANS: dict[str, ScanFn] = {
     "chunked_checkpoint": chunked_checkpointed_scan,
 }
 """Scan implementations by name. All must give ``naive``'s outputs and gradients."""
+
+
+# ---------------------------------------------------------------------------------- low-rank form
+class LowRankMemory(NamedTuple):
+    """Fast weights kept as their writes: ``F = Σ_r weight_r (k1_r ⊗ k2_r) ⊗ u_r``.
+
+    A window that starts from a reset (a zero ``F``) holds at most one write per step, so for
+    ``R`` writes with ``R·m`` well below ``m³`` every read and the norm are cheaper from these
+    factors than from the dense tensor. Writes are shared slots across the batch: write ``r`` is the
+    ``r``-th step since the factors were started, and a sequence that resets zeroes its weights.
+
+    Attributes
+    ----------
+    k1, k2, u:
+        ``[B, R, m]``: the two key factors and the delta-rule value of every write.
+    weight:
+        ``[B, R]``: the coefficient of each write in ``F`` (the product of the norm scales since).
+    norm_sq:
+        ``[B]``: ``‖F‖²``.
+    """
+
+    k1: Tensor
+    k2: Tensor
+    u: Tensor
+    weight: Tensor
+    norm_sq: Tensor
+
+    @property
+    def writes(self) -> int:
+        return self.k1.shape[1]
+
+    @staticmethod
+    def empty(batch: int, m: int, like: Tensor) -> LowRankMemory:
+        """No writes: ``F = 0`` for ``batch`` sequences (dtype and device of ``like``)."""
+        factors = like.new_zeros(batch, 0, m)
+        return LowRankMemory(
+            factors, factors, factors, like.new_zeros(batch, 0), like.new_zeros(batch)
+        )
+
+    def to_dense(self) -> Tensor:
+        """``F [B, m, m, m]``."""
+        batch, _, m = self.k1.shape
+        keys = (self.k1.unsqueeze(3) * self.k2.unsqueeze(2)).flatten(2)  # [B, R, m²]
+        F = (keys * self.weight.unsqueeze(2)).transpose(1, 2) @ self.u
+        return F.view(batch, m, m, m)
+
+
+def lowrank_hop_many(memory: LowRankMemory, n: Tensor, e: Tensor) -> Tensor:
+    """:func:`hop_many` from the factors: ``Σ_r w_r (n·k1_r)(e·k2_r) u_r`` for ``n, e [B, C, m]``."""
+    if memory.writes == 0:
+        return torch.zeros_like(n)
+    match = (n @ memory.k1.transpose(1, 2)) * (e @ memory.k2.transpose(1, 2))  # [B, C, R]
+    return (match * memory.weight.unsqueeze(1)) @ memory.u
+
+
+def _lowrank_step(
+    write: Tensor, read: Tensor, memory: LowRankMemory, reset: Tensor | None, opts: FWMScanOptions
+) -> tuple[Tensor, LowRankMemory]:
+    """One step (``write[B, 3m + 1]``, ``read[B, m + N_r m]``, ``reset[B]``) on the factors: the
+    old value and the reads are ``R``-term sums, the norm follows
+    ``‖F + k uᵀ‖² = ‖F‖² + 2 v_oldᵀu + ‖k1‖²‖k2‖²‖u‖²``, and the write appends one slot."""
+    m = opts.memory_size
+    k1, k2, u_all, weight, norm_sq = memory
+    if reset is not None:
+        keep = (~reset).to(weight.dtype)
+        weight, norm_sq = weight * keep.unsqueeze(1), norm_sq * keep
+    s_hat, r_hat, v_hat, b_hat = write.split([m, m, m, 1], dim=-1)
+    key1, key2, v = torch.tanh(s_hat), torch.tanh(r_hat), torch.tanh(v_hat)
+    rate = opts.write_scale * torch.sigmoid(b_hat + 1.0)  # [B, 1]
+    if k1.shape[1]:
+        coef = torch.bmm(k1, key1.unsqueeze(2)) * torch.bmm(k2, key2.unsqueeze(2))  # [B, R, 1]
+        v_old = torch.bmm((coef.squeeze(2) * weight).unsqueeze(1), u_all).squeeze(1)
+        u = rate * (v - v_old)
+        cross = (v_old * u).sum(-1)
+    else:
+        u = rate * v
+        cross = torch.zeros_like(norm_sq)
+    key_sq = key1.square().sum(-1) * key2.square().sum(-1)
+    grown = norm_sq + 2 * cross + key_sq * u.square().sum(-1)
+    scale = _scale(grown)
+    memory = LowRankMemory(
+        torch.cat([k1, key1.unsqueeze(1)], dim=1),
+        torch.cat([k2, key2.unsqueeze(1)], dim=1),
+        torch.cat([u_all, u.unsqueeze(1)], dim=1),
+        torch.cat([weight, torch.ones_like(scale).unsqueeze(1)], dim=1) * scale.unsqueeze(1),
+        grown * scale.square(),
+    )
+
+    n = read[:, :m]
+    if opts.tanh_query:
+        n = torch.tanh(n)
+    hop_keys = read[:, m:].view(-1, opts.read_hops, m)
+    if opts.tanh_hop_keys:
+        hop_keys = torch.tanh(hop_keys)
+    # e_iᵀ k2_r for every hop in one product; the n side depends on the previous hop.
+    second = torch.bmm(memory.k2, hop_keys.transpose(1, 2)) * memory.weight.unsqueeze(2)
+    for i in range(opts.read_hops):
+        first = torch.bmm(memory.k1, n.unsqueeze(2))  # [B, R, 1]
+        value = torch.bmm((first * second[:, :, i : i + 1]).transpose(1, 2), memory.u)
+        n = functional.layer_norm(value.squeeze(1), (m,), eps=opts.layer_norm_eps)
+    return n, memory
+
+
+def _lowrank_chunk_scan(
+    write: Tensor, read: Tensor, memory: LowRankMemory, resets: Tensor | None, opts: FWMScanOptions
+) -> tuple[Tensor, LowRankMemory]:
+    """:func:`_chunk_scan` with the initial memory in factor form: its reads are ``R``-term sums
+    (none for a window that starts from a reset), the chunk's writes are appended to the factors
+    and the end norm is ``‖F_end‖²`` in closed form from ``‖F_0‖²``, the old values and the keys'
+    and values' Gram matrices. No ``m³`` tensor is formed."""
+    m, steps, batch = opts.memory_size, write.shape[0], write.shape[1]
+    write, read = write.transpose(0, 1), read.transpose(0, 1)  # [B, C, ...]
+    s_hat, r_hat, v_hat, b_hat = write.split([m, m, m, 1], dim=-1)
+    k1, k2, v = torch.tanh(s_hat), torch.tanh(r_hat), torch.tanh(v_hat)
+    rate = opts.write_scale * torch.sigmoid(b_hat + 1.0)  # λβ [B, C, 1]
+
+    causal = torch.ones(steps, steps, dtype=torch.bool, device=write.device).tril()
+    if resets is None:
+        same_segment = causal.expand(batch, steps, steps)
+        from_start = torch.ones(batch, steps, dtype=torch.bool, device=write.device)
+        reset_at = None
+    else:
+        reset_at = resets.transpose(0, 1)  # [B, C]
+        segment = reset_at.long().cumsum(dim=1)
+        same_segment = (segment.unsqueeze(2) == segment.unsqueeze(1)) & causal
+        from_start = segment == 0
+    same_segment = same_segment.to(write.dtype)
+    from_start = from_start.to(write.dtype)
+
+    v_old_initial = lowrank_hop_many(memory, k1, k2)  # [B, C, m]
+    gram = (k1 @ k1.transpose(1, 2)) * (k2 @ k2.transpose(1, 2))  # k_tᵀ k_r, [B, C, C]
+    keep = None if reset_at is None else (~reset_at).to(write.dtype)
+    U, log_g_before, log_g = _DeltaRecurrence.apply(
+        v_old_initial * from_start.unsqueeze(2),
+        gram * same_segment,
+        torch.diagonal(gram, dim1=1, dim2=2),
+        rate.squeeze(2),
+        v,
+        keep,
+        memory.norm_sq,
+    )
+    log_g_at = torch.cat([log_g_before[:, 1:], log_g.unsqueeze(1)], dim=1)  # log g_t
+    decay = torch.exp(log_g_at.unsqueeze(2) - log_g_before.unsqueeze(1)) * same_segment
+    initial = torch.exp(log_g_at) * from_start  # [B, C]
+
+    n = read[..., :m]
+    if opts.tanh_query:
+        n = torch.tanh(n)
+    for i in range(1, opts.read_hops + 1):
+        e = read[..., i * m : (i + 1) * m]
+        if opts.tanh_hop_keys:
+            e = torch.tanh(e)
+        match = (n @ k1.transpose(1, 2)) * (e @ k2.transpose(1, 2))  # (n_t ⊗ e_t)ᵀ k_r
+        value = (match * decay) @ U
+        if memory.writes:
+            value = value + initial.unsqueeze(2) * lowrank_hop_many(memory, n, e)
+        n = functional.layer_norm(value, (m,), eps=opts.layer_norm_eps)
+
+    # F_end = g F_0 + Σ_r w_r k_r u_rᵀ, and its squared norm
+    # ‖F_end‖² = g²‖F_0‖² + 2g Σ_r w_r v0_rᵀu_r + Σ_{r,s} w_r w_s (k_rᵀk_s)(u_rᵀu_s).
+    g, w = initial[:, -1], decay[:, -1]  # [B], [B, C]
+    new_sq = ((gram * (U @ U.transpose(1, 2))) @ w.unsqueeze(2)).squeeze(2)
+    norm_sq = (w * new_sq).sum(-1)
+    if memory.writes:
+        norm_sq = norm_sq + g.square() * memory.norm_sq
+        norm_sq = norm_sq + 2 * g * (w * (v_old_initial * U).sum(-1)).sum(-1)
+    end = LowRankMemory(
+        torch.cat([memory.k1, k1], dim=1),
+        torch.cat([memory.k2, k2], dim=1),
+        torch.cat([memory.u, U], dim=1),
+        torch.cat([memory.weight * g.unsqueeze(1), w], dim=1),
+        norm_sq,
+    )
+    return n.transpose(0, 1), end
+
+
+def _drop_before_full_reset(
+    memory: LowRankMemory, resets: Tensor | None, start: int = 0
+) -> tuple[LowRankMemory, int]:
+    """Forget the writes that every sequence has reset since: returns the factors from the last
+    step at which all sequences reset (or unchanged) and how many slots were dropped."""
+    if resets is None:
+        return memory, 0
+    full = torch.nonzero(resets.all(dim=1)).flatten()
+    if not len(full):
+        return memory, 0
+    cut = start + int(full[-1])
+    if cut == 0:
+        return memory, 0
+    return LowRankMemory(*(t[:, cut:] for t in memory[:4]), memory.norm_sq), cut
+
+
+def lowrank_scan(
+    write: Tensor, read: Tensor, memory: LowRankMemory, resets: Tensor | None, opts: FWMScanOptions
+) -> tuple[Tensor, LowRankMemory]:
+    """FWM over ``write, read [T, B, ...]`` with the fast weights in factor form.
+
+    The same values and gradients as :data:`FWM_SCANS` from ``F = memory.to_dense()`` (tested),
+    at a cost that grows with the number of writes ``R`` instead of ``m³``: a single step is
+    :func:`_lowrank_step`, longer windows run :func:`_lowrank_chunk_scan` per ``chunk_size``
+    steps. Writes that every sequence has reset since (a step where all reset) are dropped, so an
+    episodic batch never holds more writes than its longest episode. Returns ``n [T, B, m]`` and
+    the factors after the last step (``R + T`` writes, fewer after a full reset).
+    """
+    steps = write.shape[0]
+    if resets is not None and bool(resets[0].all()):
+        memory = LowRankMemory.empty(write.shape[1], opts.memory_size, write)
+    if steps == 1:
+        n, memory = _lowrank_step(
+            write[0], read[0], memory, None if resets is None else resets[0], opts
+        )
+        return n.unsqueeze(0), memory
+    offset = memory.writes
+    outputs = []
+    for start in range(0, steps, opts.chunk_size):
+        end = start + opts.chunk_size
+        chunk_resets = None if resets is None else resets[start:end]
+        n, memory = _lowrank_chunk_scan(
+            write[start:end], read[start:end], memory, chunk_resets, opts
+        )
+        outputs.append(n)
+    if resets is not None and steps > 1:
+        memory, _ = _drop_before_full_reset(memory, resets[1:], start=offset + 1)
+    return torch.cat(outputs), memory
