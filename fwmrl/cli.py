@@ -114,6 +114,15 @@ def _train(config, run_dir: Path, resume: bool) -> int:  # noqa: ANN001
         )
         print(f"fwmrl: training stopped: {error}; {kept}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        if main:
+            kept = (
+                f"the last checkpoint is kept: fwmrl train --resume {run_dir}"
+                if (run_dir / CHECKPOINT).is_file()
+                else "no checkpoint was written yet"
+            )
+            print(f"fwmrl: interrupted; {kept}", file=sys.stderr)
+        return 130
     if main:
         print(json.dumps(summary, indent=2))
     return 0
@@ -335,10 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fwmrl: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(
-            "fwmrl: interrupted; the last checkpoint is kept (fwmrl train --resume RUN_DIR)",
-            file=sys.stderr,
-        )
+        print("fwmrl: interrupted", file=sys.stderr)
         return 130
 
 

@@ -33,6 +33,7 @@ import torch
 import fwmrl
 from fwmrl.config import Config, config_from_dict, read_yaml, save_config
 from fwmrl.errors import RunError
+from fwmrl.threads import set_threads
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
@@ -248,8 +249,7 @@ def train_run(
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    if config.train.num_threads is not None:
-        torch.set_num_threads(config.train.num_threads)
+    set_threads(config.train.num_threads)
     agent = A2C(config)
     resume_update = None
     if resume:

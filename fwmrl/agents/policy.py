@@ -11,6 +11,7 @@ from gymnasium import spaces
 from torch import Tensor, nn
 
 from fwmrl.memory import CoreState, MemoryCore, make_core
+from fwmrl.threads import apply_default_threads
 
 NO_CORE = "none"
 
@@ -80,6 +81,7 @@ class MemoryActorCritic(nn.Module):
         activation: str = "tanh",
     ) -> None:
         super().__init__()
+        apply_default_threads()
         if not isinstance(action_space, spaces.Discrete):
             raise ValueError(
                 f"action space {action_space} is not supported; fwmrl's A2C takes Discrete actions"
@@ -107,6 +109,17 @@ class MemoryActorCritic(nn.Module):
     def initial_state(self, batch_size: int, device: torch.device | str | None = None) -> CoreState:
         """The core state of ``batch_size`` fresh episodes."""
         return self.core.initial_state(batch_size, device)
+
+    def initial_episode_state(
+        self, batch_size: int, device: torch.device | str | None = None
+    ) -> CoreState:
+        """The core state of ``batch_size`` fresh episodes in the form that is cheapest to run
+        from (FWM: its fast weights as factors, see ``FWMCore.initial_episode_state``); the same
+        values as :meth:`initial_state`."""
+        make = getattr(self.core, "initial_episode_state", None)
+        if make is None:
+            return self.core.initial_state(batch_size, device)
+        return make(batch_size, device)
 
     def preprocess(self, obs: Tensor) -> Tensor:
         """Raw observations ``[..., *obs_shape]`` → float features ``[..., obs_size]``."""

@@ -38,6 +38,7 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
 from fwmrl.memory import CoreState, MemoryCore, available_cores, make_core
+from fwmrl.threads import apply_default_threads
 
 CRITIC_MEMORY_MODES = ("separate", "shared", "none")
 
@@ -166,6 +167,7 @@ class MemoryPolicy(ActorCriticPolicy):
         core_kwargs: dict[str, Any] | None = None,
         critic_memory: str = "separate",
     ) -> None:
+        apply_default_threads()
         if core not in available_cores():
             raise ValueError(
                 f"MemoryPolicy: 'core' must be one of {available_cores()}, got {core!r}"

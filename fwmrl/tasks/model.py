@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from fwmrl.memory import CoreState, make_core
+from fwmrl.threads import apply_default_threads
 
 
 class SequenceModel(nn.Module):
@@ -40,6 +41,7 @@ class SequenceModel(nn.Module):
         dropout_weight: float = 0.0,
     ) -> None:
         super().__init__()
+        apply_default_threads()
         self.embed = nn.Embedding(vocab_size, embedding_size)
         self.core = make_core(core, input_size=embedding_size, **(core_kwargs or {}))
         self.out = nn.Linear(self.core.output_size, vocab_size)

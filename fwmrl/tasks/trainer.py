@@ -38,6 +38,7 @@ from fwmrl.tasks.streams import (
     batchify,
     name_metrics,
 )
+from fwmrl.threads import set_threads
 
 
 class NonFiniteLossError(RuntimeError):
@@ -164,8 +165,7 @@ class SupervisedTrainer:
 
     def __init__(self, config: Config, data: TaskData | None = None) -> None:
         self.config = config
-        if config.train.num_threads is not None:
-            torch.set_num_threads(config.train.num_threads)
+        set_threads(config.train.num_threads)
         self.rank, self.world = distributed.rank(), distributed.world_size()
         self.device = distributed.local_device(config.train.device)
         self.data = data if data is not None else load_task_data(config)

@@ -1,0 +1,70 @@
+"""What a new user meets first: --version, a --help that does not load torch, the override syntax
+in ``train --help``, and an interrupt that names the run folder."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import fwmrl
+from fwmrl import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"fwmrl {fwmrl.__version__}"
+
+
+def test_help_does_not_import_torch() -> None:
+    code = (
+        "import sys\n"
+        "from fwmrl.cli import main\n"
+        "try:\n    main(['train', '--help'])\nexcept SystemExit:\n    pass\n"
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False"
+    assert "KEY=VALUE" in out.stdout and "env.kwargs=" in out.stdout
+
+
+def test_interrupt_names_the_run_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import fwmrl.runs
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fwmrl.runs, "train_run", interrupted)
+    run = tmp_path / "my-run"
+    code = cli.main(["train", str(ROOT / "configs/gridworld_fwm.yaml"), "--run-dir", str(run)])
+    assert code == 130
+    err = capsys.readouterr().err
+    assert "RUN_DIR" not in err
+    assert "interrupted" in err and "no checkpoint was written yet" in err
+    assert str(run) in err  # the 'run directory:' line names it
+
+
+def test_interrupt_with_a_checkpoint_gives_the_resume_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import fwmrl.runs
+
+    run = tmp_path / "my-run"
+
+    def interrupted_after_a_checkpoint(*args, **kwargs):
+        run.mkdir()
+        (run / "checkpoint.pt").write_bytes(b"x")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fwmrl.runs, "train_run", interrupted_after_a_checkpoint)
+    code = cli.main(["train", str(ROOT / "configs/gridworld_fwm.yaml"), "--run-dir", str(run)])
+    assert code == 130
+    assert f"fwmrl train --resume {run}" in capsys.readouterr().err
