@@ -68,3 +68,45 @@ def test_interrupt_with_a_checkpoint_gives_the_resume_command(
     code = cli.main(["train", str(ROOT / "configs/gridworld_fwm.yaml"), "--run-dir", str(run)])
     assert code == 130
     assert f"fwmrl train --resume {run}" in capsys.readouterr().err
+
+
+TINY_RL = [
+    "env.num_envs=2",
+    "env.kwargs={size: 5, max_steps: 12}",
+    "policy.encoder_sizes=[8]",
+    "algo.n_steps=4",
+    "train.total_steps=16",
+    "train.eval_episodes=1",
+    "train.progress=false",
+    "train.plot_at_end=false",
+    "train.gif_at_end=false",
+    "logging.tensorboard=false",
+    "logging.wandb=disabled",
+]
+
+
+@pytest.mark.parametrize(
+    "core", ["fwm core.hidden_size=8 core.memory_size=4", "mnm_p core.hidden_size=8"]
+)
+def test_plot_memory_on_an_rl_run(core: str, tmp_path: Path) -> None:
+    from fwmrl.runs import load_policy, load_run_config
+    from fwmrl.tasks.memory_plot import rollout_writes
+
+    name, *core_args = core.split()
+    run = tmp_path / "run"
+    config = ROOT / f"configs/gridworld_{name}.yaml"
+    assert cli.main(["train", str(config), "--run-dir", str(run), *TINY_RL, *core_args]) == 0
+    out = tmp_path / "memory.png"
+    assert cli.main(["plot-memory", str(run), "-o", str(out), "--steps", "30"]) == 0
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    config = load_run_config(run)
+    keys, values, labels = rollout_writes(load_policy(run, config), config, steps=30)
+    assert len(labels) == keys.shape[0] == values.shape[0] == 12  # the episode ends at 12 steps
+    assert labels[-1].endswith("|")
+
+
+def test_plot_memory_refuses_an_lstm_rl_run(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    config = str(ROOT / "configs/gridworld_lstm.yaml")
+    assert cli.main(["train", config, "--run-dir", str(run), *TINY_RL, "core.hidden_size=8"]) == 0
+    assert cli.main(["plot-memory", str(run)]) == 2

@@ -1,6 +1,9 @@
 """What a trained FWM or MNM writes: cosine similarity of write keys and of written values across
 time steps for one input (the MNM blog's Figure 3), as a PNG.
 
+Supervised and LM runs read a token sequence; RL runs play one episode of their eval env (actions
+sampled from the policy) and label each step with its action and reward.
+
 The keys and values are captured with forward hooks on the core's own projections, so nothing in
 :mod:`fwmrl.memory` changes:
 
@@ -12,6 +15,7 @@ The keys and values are captured with forward hooks on the core's own projection
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
@@ -31,7 +35,17 @@ from fwmrl.tasks.model import SequenceModel  # noqa: E402
 def capture_writes(model: SequenceModel, tokens: Tensor) -> tuple[Tensor, Tensor]:
     """Run ``tokens [T]`` through ``model`` (batch of one) and return the write keys ``[T, K]``
     and written values ``[T, V]`` of its FWM or MNM core."""
-    core = model.core
+
+    def run() -> None:
+        model.eval()
+        model(tokens.view(-1, 1))
+
+    return capture_core_writes(model.core, run)
+
+
+def capture_core_writes(core: torch.nn.Module, run: Callable[[], None]) -> tuple[Tensor, Tensor]:
+    """Call ``run()`` (which drives ``core`` over one sequence of batch size one, in one call or
+    step by step) and return the write keys ``[T, K]`` and written values ``[T, V]``."""
     captured: list[Tensor] = []
     if isinstance(core, FWMCore):
         module = core.write_proj
@@ -44,12 +58,11 @@ def capture_writes(model: SequenceModel, tokens: Tensor) -> tuple[Tensor, Tensor
     handle = module.register_forward_hook(lambda _m, _i, out: captured.append(out.detach()))
     try:
         with torch.no_grad():
-            model.eval()
-            model(tokens.view(-1, 1))
+            run()
     finally:
         handle.remove()
     if isinstance(core, FWMCore):
-        w = captured[0][:, 0]  # [T, 3m + 1]
+        w = torch.cat(captured, dim=0)[:, 0]  # [T, 3m + 1]
         m = core.memory_size
         s_hat, r_hat, v_hat, _ = w.split([m, m, m, 1], dim=-1)
         keys = (torch.tanh(s_hat)[:, :, None] * torch.tanh(r_hat)[:, None, :]).flatten(1)
@@ -97,22 +110,76 @@ def _tokens_from_text(text: str, vocab: list[str], kind: str) -> Tensor:
     return torch.tensor([index.get(w, index.get("<unk>", 0)) for w in items], dtype=torch.long)
 
 
+def rollout_writes(
+    policy: torch.nn.Module,
+    config,
+    steps: int,
+    seed: int = 0,  # noqa: ANN001
+) -> tuple[Tensor, Tensor, list[str]]:
+    """Play up to ``steps`` steps of one eval-env episode with an RL run's policy; returns the
+    write keys, the written values and one label per step (``"<t>:a<action>"``, ``+`` after a
+    positive reward, ``|`` where the episode ended)."""
+    from fwmrl.agents.a2c import make_eval_env
+
+    env = make_eval_env(config, 1)
+    generator = torch.Generator().manual_seed(seed)
+    labels: list[str] = []
+
+    def run() -> None:
+        obs, _ = env.reset(seed=seed)
+        state = policy.initial_state(1)
+        start = torch.ones(1, dtype=torch.bool)
+        for t in range(steps):
+            logits, _, state = policy.step(torch.as_tensor(obs), state, start)
+            probs = torch.softmax(logits.float(), -1)
+            action = torch.multinomial(probs, 1, generator=generator).view(1)
+            obs, reward, terminated, truncated, _ = env.step(action.numpy())
+            label = f"{t}:a{int(action)}" + ("+" if reward[0] > 0 else "")
+            labels.append(label)
+            if terminated[0] or truncated[0]:
+                labels[-1] += "|"
+                break
+            start = torch.zeros(1, dtype=torch.bool)
+
+    try:
+        policy.eval()
+        keys, values = capture_core_writes(policy.core, run)
+    finally:
+        env.close()
+    return keys, values, labels
+
+
 def plot_memory(
     run_dir: str | Path, out: str | Path | None = None, text: str | None = None, steps: int = 40
 ) -> Path:
     """Draw the key and value similarity matrices of a run's model on ``text`` (default: the first
     ``steps`` tokens of the validation stream). Returns the PNG path (default
-    ``RUN_DIR/memory.png``)."""
-    from fwmrl.tasks.trainer import load_task_model
+    ``RUN_DIR/memory.png``). RL runs play ``steps`` steps of one episode instead (``text`` must
+    be ``None``)."""
+    from fwmrl.runs import load_run_config
 
-    model, vocab, config = load_task_model(run_dir)
-    tokens = (
-        _tokens_from_text(text, vocab, config.task.kind) if text else _default_tokens(config, steps)
-    )
-    if tokens.numel() == 0:
-        raise ConfigError("plot-memory: the input has no tokens")
-    keys, values = capture_writes(model, tokens)
-    labels = [vocab[int(t)] for t in tokens]
+    config = load_run_config(run_dir)
+    if config.task.kind == "rl":
+        if text is not None:
+            raise ConfigError(
+                "plot-memory: --input is for supervised/LM runs; RL runs play an episode"
+            )
+        from fwmrl.runs import load_policy
+
+        keys, values, labels = rollout_writes(load_policy(run_dir, config), config, steps)
+    else:
+        from fwmrl.tasks.trainer import load_task_model
+
+        model, vocab, config = load_task_model(run_dir)
+        tokens = (
+            _tokens_from_text(text, vocab, config.task.kind)
+            if text
+            else _default_tokens(config, steps)
+        )
+        if tokens.numel() == 0:
+            raise ConfigError("plot-memory: the input has no tokens")
+        keys, values = capture_writes(model, tokens)
+        labels = [vocab[int(t)] for t in tokens]
     n = len(labels)
     size = min(6.0 + n * 0.08, 14.0)
     fig, axes = plt.subplots(1, 2, figsize=(2 * size, size), dpi=100)
@@ -124,5 +191,6 @@ def plot_memory(
             ax.set_yticks(range(n), labels, fontsize=7)
         ax.set_xlabel("time step")
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    fig.suptitle(f"{Path(run_dir).name}: {config.core.name} on {config.task.kind}")
+    what = config.env.id if config.task.kind == "rl" else config.task.kind
+    fig.suptitle(f"{Path(run_dir).name}: {config.core.name} on {what}")
     return save_figure(fig, out if out else Path(run_dir) / "memory.png")
