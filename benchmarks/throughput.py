@@ -1,8 +1,21 @@
-"""Training throughput on FWM-Gridworld-v0: fwmrl's A2C next to SB3 and sb3-contrib, in one run.
+"""Training throughput of fwmrl's A2C: the meta-RL targets side by side with the code before the
+speed work, and (``--sb3``) fwmrl next to SB3 and sb3-contrib, in one run.
 
-    .venv/bin/python benchmarks/throughput.py [--envs 64] [--steps 50000] [--ppo-steps 4096]
+    .venv/bin/python benchmarks/throughput.py [--baseline REV] [--repeats 2] [--threads 1]
+    .venv/bin/python benchmarks/throughput.py --sb3 [--envs 64] [--steps 50000] [--ppo-steps 4096]
 
-Rows (all training, env steps per second, one torch thread, ``--envs`` envs):
+Target rows (issue 12): A2C training updates (collect + returns + forward/backward + Adam) of
+``configs/graphnav_fwm_paper.yaml`` (FWM, 600 envs, full-episode BPTT), ``graphnav_lstm.yaml``
+(LSTM 128) and the gridworld configs of FWM, MNM-p and gated FW (64 envs, 20-step truncated BPTT).
+Every row runs in a fresh process, alternately on the working tree ("now") and on ``--baseline``
+(a revision extracted with ``git archive`` into a temporary folder: today's implementation before
+the speed work), ``--repeats`` times each; the table shows the best of the repeats and their ratio.
+FWM rows also run the working tree with ``core.state_form=dense`` (the dense fast-weight tensor
+instead of its low-rank factors). The profile line splits the working tree's update: collect
+(policy steps and sampling), env steps, learn forward (returns, forward and loss), backward and
+optimizer (gradient clipping and Adam).
+
+SB3 rows (all training, env steps per second, one torch thread, ``--envs`` envs):
 fwmrl A2C with the fwm and lstm cores (``configs/gridworld_<core>.yaml``, batched NumPy env),
 sb3-contrib ``RecurrentPPO`` + ``MlpLstmPolicy`` and SB3 ``A2C`` + ``MlpPolicy`` (``DummyVecEnv`` of
 the single env, SB3's default hyper-parameters). Each row trains for ``--steps`` env steps after a
@@ -13,14 +26,182 @@ printed table has each row's ratio to sb3-contrib's RecurrentPPO.
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV_KWARGS = {"size": 5, "view": 3, "max_steps": 50}
+BASELINE = "7e49fde"
+"""The last commit before the speed work of issue 12 (dense FWM acting and learning paths)."""
+
+TARGETS: list[tuple[str, str, list[str], int, float]] = [
+    # label, config, extra overrides, updates per measurement, target ratio
+    ("GraphNav paper protocol, FWM (600 envs, episode BPTT)", "graphnav_fwm_paper", [], 6, 4.0),
+    ("GraphNav paper protocol, LSTM 128", "graphnav_lstm", [], 6, 2.0),
+    ("Gridworld FWM (64 envs, n_steps 20)", "gridworld_fwm", [], 40, 2.0),
+    ("Gridworld MNM-p", "gridworld_mnm_p", [], 40, 2.0),
+    ("Gridworld gated FW", "gridworld_gated_fw", [], 40, 2.0),
+]
+PARTS = ["collect", "env", "learn forward", "backward", "optimizer"]
+
+
+def worker(config: str, overrides: list[str], updates: int, warmup: int) -> dict[str, Any]:
+    """Train ``updates`` A2C updates of ``config`` after ``warmup`` ones; env steps per second and
+    the seconds spent in each of :data:`PARTS` (timers wrapped around the env, backward and the
+    optimizer; collect and learn forward are the rest of collecting and of learning)."""
+    from fwmrl.agents import A2C
+    from fwmrl.config import load_config
+
+    config_ = load_config(
+        Path("configs") / f"{config}.yaml",
+        [*overrides, "logging.wandb=disabled", "train.progress=false"],
+    )
+    agent = A2C(config_)
+    spent = dict.fromkeys(["env", "backward", "optimizer"], 0.0)
+
+    def timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[name] += time.perf_counter() - start
+
+        return call
+
+    agent.env.step = timed("env", agent.env.step)
+    agent.optimizer.step = timed("optimizer", agent.optimizer.step)
+    torch.Tensor.backward = timed("backward", torch.Tensor.backward)
+    clip = torch.nn.utils.clip_grad_norm_
+    torch.nn.utils.clip_grad_norm_ = timed("optimizer", clip)
+    for _ in range(warmup):
+        agent.learn_update()
+    spent.update(dict.fromkeys(spent, 0.0))
+    collect = learn = 0.0
+    steps = agent.env_steps
+    for _ in range(updates):
+        start = time.perf_counter()
+        rollout = agent.collect_rollout()
+        middle = time.perf_counter()
+        agent.train_on_rollout(rollout)
+        collect += middle - start
+        learn += time.perf_counter() - middle
+    parts = {
+        "collect": collect - spent["env"],
+        "env": spent["env"],
+        "learn forward": learn - spent["backward"] - spent["optimizer"],
+        "backward": spent["backward"],
+        "optimizer": spent["optimizer"],
+    }
+    return {"rate": (agent.env_steps - steps) / (collect + learn), "parts": parts}
+
+
+def source_tree(revision: str, into: Path) -> Path:
+    """``fwmrl/`` and ``configs/`` of ``revision`` extracted into ``into`` (``git archive``)."""
+    archive = into / "tree.tar"
+    with archive.open("wb") as out:
+        subprocess.run(
+            ["git", "-C", str(ROOT), "archive", revision, "fwmrl", "configs"],
+            stdout=out,
+            check=True,
+        )
+    with tarfile.open(archive) as tar:
+        tar.extractall(into / "tree", filter="data")
+    return into / "tree"
+
+
+def run_worker(
+    tree: Path, config: str, overrides: list[str], updates: int, threads: int
+) -> dict[str, Any]:
+    """:func:`worker` in a fresh process that imports fwmrl from ``tree``."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(tree),
+        "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+    }
+    request = json.dumps([config, overrides, updates, threads])
+    code = (
+        "import json, sys, torch; sys.path.insert(0, sys.argv[1]); import throughput as b; "
+        "c, o, u, t = json.loads(sys.argv[2]); torch.set_num_threads(t); "
+        "print('RESULT', json.dumps(b.worker(c, o, u, 1)))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(Path(__file__).parent), request],
+        cwd=tree,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if done.returncode or not lines:
+        raise RuntimeError(f"{config} in {tree} failed:\n{done.stderr[-3000:]}")
+    return json.loads(lines[-1][len("RESULT ") :])
+
+
+def targets(baseline: str, repeats: int, threads: int, only: list[str] | None) -> None:
+    """Measure :data:`TARGETS` now and at ``baseline`` and print the table and profile lines."""
+    commit = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", str(ROOT), "status", "--porcelain", "fwmrl", "configs"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    rows = [row for row in TARGETS if only is None or row[1] in only]
+    table, profiles = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        before_tree = source_tree(baseline, Path(tmp))
+        for label, config, overrides, updates, target in rows:
+            variants = {"before": (before_tree, overrides), "now": (ROOT, overrides)}
+            if "fwm" in config:
+                variants["now, dense F"] = (ROOT, [*overrides, "core.state_form=dense"])
+            best: dict[str, dict[str, Any]] = {}
+            for _ in range(repeats):
+                for name, (tree, extra) in variants.items():
+                    result = run_worker(tree, config, extra, updates, threads)
+                    if name not in best or result["rate"] > best[name]["rate"]:
+                        best[name] = result
+            before, now = best["before"]["rate"], best["now"]["rate"]
+            dense = best.get("now, dense F", {}).get("rate")
+            table.append((label, before, now, dense, target))
+            parts = best["now"]["parts"]
+            total = sum(parts.values())
+            profiles.append(
+                (label, ", ".join(f"{p} {100 * parts[p] / total:.0f}%" for p in PARTS), total)
+            )
+            print(f"{label}: before {before:,.0f}, now {now:,.0f} env steps/s", file=sys.stderr)
+    print(
+        f"A2C training throughput, env steps/s, best of {repeats} fresh processes per cell, "
+        f"{threads} torch thread(s), torch {torch.__version__}; now = commit {commit}"
+        f"{' + uncommitted changes' if dirty else ''}, before = {baseline}\n"
+    )
+    print("| row | before | now | × | target | now, dense F |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for label, before, now, dense, target in table:
+        dense_cell = "" if dense is None else f"{dense:,.0f} ({dense / before:.1f}×)"
+        print(
+            f"| {label} | {before:,.0f} | {now:,.0f} | {now / before:.2f} | ≥ {target:g}× "
+            f"| {dense_cell} |"
+        )
+    print("\nProfile of the working tree's update (share of its time):\n")
+    for label, line, _ in profiles:
+        print(f"- {label}: {line}")
 
 
 def fwmrl_a2c(core: str, envs: int) -> Callable[[int], int]:
@@ -77,6 +258,10 @@ ROWS: list[tuple[str, Callable[[int], Callable[[int], int]]]] = [
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sb3", action="store_true", help="the SB3/sb3-contrib comparison")
+    parser.add_argument("--baseline", default=BASELINE, help="revision to compare with")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--only", nargs="+", choices=[row[1] for row in TARGETS])
     parser.add_argument("--envs", type=int, default=64)
     parser.add_argument("--steps", type=int, default=50_000)
     parser.add_argument("--ppo-steps", type=int, default=4096)
@@ -84,6 +269,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if not args.sb3:
+        targets(args.baseline, args.repeats, args.threads, args.only)
+        return
 
     results = []
     for label, build in ROWS:

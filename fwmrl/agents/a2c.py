@@ -170,7 +170,7 @@ class A2C:
         self.obs = np.asarray(obs)
         self.starts = np.ones(self.num_envs, dtype=bool)  # obs is the first of an episode
         self.autoreset = np.zeros(self.num_envs, dtype=bool)  # the next step resets the env
-        self.state = self.policy.initial_state(self.num_envs, self.device)
+        self.state = self.policy.initial_episode_state(self.num_envs, self.device)
         self.episode_return = np.zeros(self.num_envs)
         self.episode_length = np.zeros(self.num_envs, dtype=np.int64)
 
