@@ -1,4 +1,4 @@
-"""The contract every memory core must meet (design/memory-cores.md §1 and §6)."""
+"""The contract every memory core must meet (docs/memory-cores.md, sections 1 and 6)."""
 
 from __future__ import annotations
 

@@ -125,7 +125,7 @@ def test_state_index_cat_detach(rule):
 
 
 def _reference_step(core, x, state):
-    """mnm.md's step written plainly, one sample and one head at a time (float64)."""
+    """docs/memory-cores.md's MNM step written plainly, per sample and head (float64)."""
     d_k, heads = core.key_size, core.num_heads
     ys, reads, metas, weights = [], [], [], []
     for b in range(x.shape[0]):

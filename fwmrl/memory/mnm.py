@@ -11,7 +11,7 @@ and reads by passing read keys through ``f_φ``. Two write rules:
   (BFPF, linear maps of the target value) predict every layer's activation; each layer moves its
   output towards the prediction with a perceptron-style outer-product update.
 
-The contract is ``shared/design/mnm.md``; the notation below follows it.
+The equations are documented in ``docs/memory-cores.md`` (section 5); the notation below follows it.
 
 Step ``t`` for a batch of ``B`` sequences with ``H`` heads (shapes in brackets)::
 
