@@ -48,7 +48,7 @@ def _split_items(items: list[str]) -> tuple[str | None, list[str]]:
 def _cmd_train(args: argparse.Namespace) -> int:
     from fwmrl import distributed
     from fwmrl.config import load_config
-    from fwmrl.runs import CHECKPOINT, load_run_config, new_run_dir
+    from fwmrl.runs import CHECKPOINT, new_run_dir, resume_config
 
     config_path, overrides = _split_items(args.items)
     if args.resume:
@@ -57,9 +57,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                 f"--resume takes the run's own config; drop {config_path!r} (use overrides)"
             )
         run_dir = Path(args.resume)
-        if not (run_dir / CHECKPOINT).is_file():
-            raise RunError(f"cannot resume {run_dir}: no {CHECKPOINT} in it")
-        config = load_run_config(run_dir, overrides)
+        config = resume_config(run_dir, overrides)  # the checkpoint's config + the overrides
     else:
         if config_path is None:
             raise ConfigError(
@@ -106,7 +104,8 @@ def _train(config, run_dir: Path, resume: bool) -> int:  # noqa: ANN001
     if main:
         print(f"run directory: {run_dir}", file=sys.stderr)
     try:
-        summary = train_run(config, run_dir, resume=resume)
+        with _one_line_notes():
+            summary = train_run(config, run_dir, resume=resume)
     except (NonFiniteLossError, TaskNonFiniteLossError) as error:
         last = run_dir / CHECKPOINT
         kept = (
@@ -128,6 +127,28 @@ def _train(config, run_dir: Path, resume: bool) -> int:  # noqa: ANN001
     return 0
 
 
+@contextlib.contextmanager
+def _one_line_notes():  # noqa: ANN202
+    """Print the run's notes (:class:`fwmrl.runs.RunNote`) as ``fwmrl: note: ...`` lines."""
+    import warnings
+
+    from fwmrl.runs import RunNote
+
+    show = warnings.showwarning
+
+    def note(message, category, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        if issubclass(category, RunNote):
+            print(f"fwmrl: note: {message}", file=sys.stderr)
+        else:
+            show(message, category, *args, **kwargs)
+
+    warnings.showwarning = note
+    try:
+        yield
+    finally:
+        warnings.showwarning = show
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     from fwmrl.agents.evaluation import evaluate, record_gif, reference_returns
     from fwmrl.runs import load_policy, load_run_config
@@ -139,7 +160,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     result = evaluate(
         policy, config, args.episodes, seed=args.seed, deterministic=args.deterministic
     )
-    result["references"] = reference_returns(config, episodes=20, seed=args.seed, eval_env=True)
+    if config.env.eval_kwargs:  # a different eval env: its own references, the run's recipe
+        refs = reference_returns(config, episodes=100, seed=config.train.seed, eval_env=True)
+    else:  # the numbers of the run's curves (references.json)
+        from fwmrl.plots import run_references
+
+        refs = run_references(args.run_dir)
+    result["references"] = refs
     if args.gif:
         result["gif_frames"] = record_gif(policy, config, args.gif, seed=args.seed)
         result["gif"] = args.gif
@@ -179,7 +206,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
     for run_dir in args.run_dirs:
         load_run_config(run_dir)  # a clear error for a folder that is not a run
-    out = plot_runs(args.run_dirs, args.output, references=not args.no_references)
+    out = plot_runs(args.run_dirs, args.output, references=not args.no_references, title=args.title)
     print(out)
     return 0
 
@@ -282,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("run_dirs", nargs="+")
     plot.add_argument("-o", "--output", default="curves.png")
     plot.add_argument("--no-references", action="store_true")
+    plot.add_argument("--title", help="figure title (default: the env ids or task kinds)")
     plot.set_defaults(func=_cmd_plot)
 
     pm = sub.add_parser(

@@ -83,8 +83,12 @@ def record_gif(
     max_frames: int = 300,
     fps: int = 8,
 ) -> int:
-    """Run one eval episode with ``render_mode="rgb_array"`` and write it as a GIF; returns frames."""
-    from PIL import Image
+    """Run one eval episode with ``render_mode="rgb_array"`` and write it as a GIF; returns frames.
+
+    Frames are scaled up (nearest neighbour) to at least :data:`GIF_MIN_HEIGHT` pixels and get a
+    caption: the step, the action, the reward and the return so far, and what the colours mean
+    (:data:`GIF_LEGENDS`, for fwmrl's envs).
+    """
 
     kwargs = {**config.env.kwargs, **config.env.eval_kwargs, "render_mode": "rgb_array"}
     if config.env.id.startswith("FWM-Gridworld"):
@@ -96,25 +100,60 @@ def record_gif(
     state = policy.initial_state(1, device)
     start = torch.ones(1, dtype=torch.bool, device=device)
     frames = [env.render()]
+    captions = ["step 0 (start)"]
+    total = 0.0
     try:
-        for _ in range(max_frames - 1):
+        for t in range(1, max_frames):
             obs_t = torch.as_tensor(np.asarray(obs), device=device).unsqueeze(0)
             logits, _, state = policy.step(obs_t, state, start)
             start = torch.zeros(1, dtype=torch.bool, device=device)
             probs = torch.softmax(logits.float(), -1).cpu()
             action = int(torch.multinomial(probs, 1, generator=generator))
-            obs, _, terminated, truncated, _ = env.step(action)
+            obs, reward, terminated, truncated, _ = env.step(action)
+            total += float(reward)
             frames.append(env.render())
+            captions.append(f"step {t}  action {action}  reward {reward:+g}  return {total:g}")
             if terminated or truncated:
                 break
     finally:
         env.close()
-    images = [Image.fromarray(np.asarray(f, dtype=np.uint8)) for f in frames if f is not None]
+    legend = next((text for key, text in GIF_LEGENDS.items() if config.env.id.startswith(key)), "")
+    images = [
+        _annotated(np.asarray(f, dtype=np.uint8), caption, legend)
+        for f, caption in zip(frames, captions, strict=True)
+        if f is not None
+    ]
     if not images:
         raise ValueError(f"env {config.env.id} rendered no rgb_array frames")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
     return len(images)
+
+
+GIF_MIN_HEIGHT = 360
+GIF_LEGENDS = {
+    "FWM-Gridworld": "red: agent  green: goal (unseen by it)  yellow: its view  dark: walls",
+    "FWM-GraphNav": "red: agent  green ring: goal  arrows: edges, one colour per action",
+    "MiniGrid": "red triangle: agent (MiniGrid's own colours)",
+}
+
+
+def _annotated(frame: np.ndarray, caption: str, legend: str) -> Any:
+    """``frame`` scaled up by an integer factor, with ``caption`` and ``legend`` in a band below."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    image = Image.fromarray(frame[..., :3])
+    factor = max(1, -(-GIF_MIN_HEIGHT // image.height))
+    image = image.resize((image.width * factor, image.height * factor), Image.NEAREST)
+    font = ImageFont.load_default(size=14)
+    band = 44 if legend else 24
+    out = Image.new("RGB", (max(image.width, 480), image.height + band), (255, 255, 255))
+    out.paste(image, ((out.width - image.width) // 2, 0))
+    pen = ImageDraw.Draw(out)
+    pen.text((6, image.height + 4), caption, fill=(20, 20, 20), font=font)
+    if legend:
+        pen.text((6, image.height + 24), legend, fill=(90, 90, 90), font=font)
+    return out
 
 
 def reference_returns(
