@@ -18,7 +18,12 @@ and what is allowed. Core arguments are checked against the core's constructor t
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import math
+import os
+import re
+import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,6 +32,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from fwmrl.errors import ConfigError
 from fwmrl.memory import CoreConfigError, available_cores, core_arguments, make_core
+
+MAX_SEED = 2**32 - 1
+"""Seeds are integers in ``[0, MAX_SEED]`` (NumPy and torch generators take them all)."""
+
+DEVICE_PATTERN = r"^(cpu|cuda(:[0-9]+)?|mps)$"
+"""``train.device``: ``cpu``, ``cuda``, ``cuda:N`` or ``mps``."""
 
 NO_CORE = "none"
 """Core name of the memoryless baseline (the encoder MLP feeds the heads directly)."""
@@ -186,7 +197,7 @@ class TrainConfig(_Section):
     """
 
     total_steps: int = Field(100_000, ge=1)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     device: str = "cpu"
     num_threads: int | None = Field(1, ge=1)
     checkpoint_every: int = Field(50, ge=1)
@@ -195,6 +206,13 @@ class TrainConfig(_Section):
     progress: bool = True
     plot_at_end: bool = True
     gif_at_end: bool = True
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, device: str) -> str:
+        if not re.match(DEVICE_PATTERN, device):
+            raise ValueError(f"unknown device {device!r}; allowed: cpu, cuda, cuda:N, mps")
+        return device
 
 
 class LoggingConfig(_Section):
@@ -268,7 +286,7 @@ class TaskConfig(_Section):
     dropout_input: float = Field(0.0, ge=0.0, lt=1.0)
     dropout_output: float = Field(0.0, ge=0.0, lt=1.0)
     dropout_weight: float = Field(0.0, ge=0.0, lt=1.0)
-    data_seed: int = 0
+    data_seed: int = Field(0, ge=0, le=MAX_SEED)
 
     @field_validator("tasks")
     @classmethod
@@ -326,10 +344,24 @@ def _format_validation_error(error: ValidationError) -> str:
     return "; ".join(lines)
 
 
+def _reject_non_finite(data: Any, key: str = "") -> None:
+    """Raise :class:`ConfigError` naming the first NaN or infinite number anywhere in ``data``."""
+    if isinstance(data, dict):
+        for k, v in data.items():
+            _reject_non_finite(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(data, (list, tuple)):
+        for i, v in enumerate(data):
+            _reject_non_finite(v, f"{key}[{i}]")
+    elif isinstance(data, float) and not math.isfinite(data):
+        raise ConfigError(f"{key}: must be a finite number, got {data}")
+
+
 def config_from_dict(data: dict[str, Any]) -> Config:
-    """Validate a plain dict into a :class:`Config` (raises :class:`ConfigError`)."""
+    """Validate a plain dict into a :class:`Config` (raises :class:`ConfigError`); NaN and infinite
+    numbers are refused anywhere, ``env.kwargs`` and core arguments included."""
     if not isinstance(data, dict):
         raise ConfigError(f"a config must be a mapping of sections, got {type(data).__name__}")
+    _reject_non_finite(data)
     try:
         return Config.model_validate(data)
     except ValidationError as error:
@@ -402,5 +434,18 @@ def resolve_config(data: dict[str, Any], overrides: list[str] | None = None) -> 
 
 
 def save_config(config: Config, path: str | Path) -> None:
-    """Write the resolved config as YAML."""
-    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    """Write the resolved config as YAML, atomically (temporary file, fsync, ``os.replace``): a crash
+    leaves the old file or the new one, and a symlink at ``path`` is replaced, its target untouched."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(yaml.safe_dump(config.to_dict(), sort_keys=False))
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

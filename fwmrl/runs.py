@@ -2,19 +2,28 @@
 
 A run directory holds::
 
-    config.yaml        the resolved config (what ``--resume`` reads back)
-    meta.json          package versions, command line, start times
+    config.yaml        the resolved config, written atomically (the checkpoint's copy is the truth)
+    meta.json          package versions and command line of the first start, one record per resume
     metrics.jsonl      one JSON object per logged update (env_steps, returns, losses, ...)
     tb/                TensorBoard event files (``logging.tensorboard``)
     wandb/             wandb files (``logging.wandb: offline|online``)
     checkpoint.pt      the latest checkpoint, replaced atomically (``torch.load(weights_only=True)``)
     eval.json          the final evaluation; curves.png and eval.gif when training ends
+    .lock              held (``fcntl.flock``) by the one process writing the run
+
+What a run directory guarantees (README, "Reliability"): one writer at a time (a second one is
+refused in one line); nothing is written before the config, the envs (train and eval) and, on
+resume, the checkpoint were validated; a checkpoint's zip CRCs are verified before it is loaded, and
+it is loaded with ``weights_only=True`` and holds tensors and plain data only (no pickled objects);
+on resume the checkpoint's config is the truth: config.yaml must agree with it, and an override is
+applied (:data:`RESUME_OVERRIDES`) or refused naming the key; a damaged file is one line naming it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import fcntl
 import json
 import math
 import os
@@ -24,6 +33,7 @@ import tempfile
 import time
 import uuid
 import warnings
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,12 +42,62 @@ import torch
 
 import fwmrl
 from fwmrl.config import Config, config_from_dict, read_yaml, save_config
-from fwmrl.errors import RunError
+from fwmrl.errors import ConfigError, RunError
 from fwmrl.threads import set_threads
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
 CONFIG = "config.yaml"
+META = "meta.json"
+LOCK = ".lock"
+TB = "tb"
+
+RESUME_OVERRIDES: dict[str, str] = {
+    "train.total_steps": "the new budget",
+    "train.checkpoint_every": "from the next update on",
+    "train.eval_every": "from the next update on",
+    "train.eval_episodes": "from the next evaluation on",
+    "train.progress": "",
+    "train.plot_at_end": "",
+    "train.gif_at_end": "",
+    "train.num_threads": "",
+    "train.device": "the checkpoint is mapped onto it",
+    "logging.log_every": "from the next update on",
+    "logging.tensorboard": "",
+    "logging.wandb": "",
+    "logging.wandb_project": "",
+    "algo.lr": "set in the restored optimizer's parameter groups",
+    "algo.eps": "set in the restored optimizer's parameter groups",
+    "algo.ent_coef": "from the next update on",
+    "algo.vf_coef": "from the next update on",
+    "algo.max_grad_norm": "from the next update on",
+    "algo.gamma": "from the next update on",
+    "algo.gae_lambda": "from the next update on",
+    "algo.normalize_advantage": "from the next update on",
+    "algo.bootstrap_truncated": "from the next update on",
+    "algo.max_episode_steps": "from the next rollout on",
+}
+"""Config keys a resume may change, and how each takes effect; any other change is refused. For
+supervised/LM runs (``task.kind`` other than ``rl``) only the ``train.*`` and ``logging.*`` keys
+apply."""
+
+TRUSTED_ENV_MODULES = "FWMRL_TRUSTED_ENV_MODULES"
+"""Environment variable: comma-separated modules an ``env.id`` of the form ``module:Env-v0`` read
+from a run directory may import (``fwmrl`` and its submodules always may)."""
+
+
+class RunNote(UserWarning):
+    """A one-line note about a run: a resume that is not bit-identical, nothing left to train, an
+    evaluation episode cut at its step cap."""
+
+
+def _note(message: str) -> None:
+    warnings.warn(message, RunNote, stacklevel=3)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def new_run_dir(config_path: str | Path | None, base: str | Path = "runs") -> Path:
@@ -75,42 +135,241 @@ def atomic_torch_save(data: Any, path: str | Path) -> None:
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write a text file atomically (temporary file + ``os.replace``)."""
+    """Write a text file atomically (temporary file, fsync, ``os.replace``): a crash leaves the old
+    file or the new one. A symlink at ``path`` is replaced by the file, its target left alone."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint with ``torch.load(weights_only=True)``."""
+def verify_checkpoint(path: str | Path) -> None:
+    """Check that ``path`` is a complete, undamaged torch checkpoint before anything reads it: a
+    non-empty zip archive whose every member matches its CRC-32 (flipped bytes inside a tensor are
+    caught here; ``torch.load`` itself never checks them).
+
+    Raises:
+        RunError: one line naming the file and what is wrong with it.
+    """
     path = Path(path)
     if not path.is_file():
         raise RunError(f"no checkpoint at {path}")
-    return torch.load(path, map_location=map_location, weights_only=True)
+    if path.stat().st_size == 0:
+        raise RunError(f"{path}: empty file, not a checkpoint (an interrupted copy?)")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except zipfile.BadZipFile:
+        raise RunError(
+            f"{path}: not a torch checkpoint (no complete zip archive: truncated, damaged or "
+            "a foreign file)"
+        ) from None
+    except Exception as error:  # noqa: BLE001 (zlib/struct errors of a damaged member)
+        raise RunError(f"{path}: damaged checkpoint ({_first_line(error)})") from None
+    if bad is not None:
+        raise RunError(f"{path}: damaged checkpoint: member {bad} fails its CRC check")
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Verify (:func:`verify_checkpoint`) and load a checkpoint with ``torch.load(weights_only=True)``.
+
+    Raises:
+        RunError: one line naming the file: missing, empty, truncated, damaged, not loadable
+            without unpickling objects, or not a dict with the entries every fwmrl checkpoint has.
+    """
+    path = Path(path)
+    verify_checkpoint(path)
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # noqa: BLE001 (UnpicklingError, RuntimeError, ...)
+        raise RunError(f"{path}: cannot be loaded as a checkpoint: {_first_line(error)}") from None
+    if not isinstance(data, dict):
+        raise RunError(f"{path}: not an fwmrl checkpoint (holds a {type(data).__name__})")
+    missing = [k for k in ("update", "config") if k not in data]
+    if missing or not isinstance(data["config"], dict):
+        raise RunError(f"{path}: not an fwmrl checkpoint (no {' or '.join(missing or ['config'])})")
+    return data
+
+
+def checkpoint_config(data: dict[str, Any], path: str | Path) -> Config:
+    """The config stored in a loaded checkpoint (:class:`RunError` naming the file if invalid)."""
+    try:
+        return config_from_dict(data["config"])
+    except ConfigError as error:
+        raise RunError(f"{path}: the checkpoint's config is not valid: {error}") from None
+
+
+def check_env_id_trusted(config: Config, source: str | Path) -> None:
+    """Refuse an ``env.id`` of the form ``module:Env-v0`` read from a run directory (``source``)
+    unless the module is fwmrl's or listed in ``$FWMRL_TRUSTED_ENV_MODULES``: Gymnasium imports that
+    module, so a crafted run directory could run code through it."""
+    env_id = config.env.id
+    if ":" not in env_id:
+        return
+    module = env_id.split(":", 1)[0]
+    trusted = {m.strip() for m in os.environ.get(TRUSTED_ENV_MODULES, "").split(",") if m.strip()}
+    if module == "fwmrl" or module.startswith("fwmrl.") or module in trusted:
+        return
+    raise RunError(
+        f"{source}: env.id {env_id!r} would import the module {module!r}; a run directory is data, "
+        f"not code: set {TRUSTED_ENV_MODULES}={module} if you trust it"
+    )
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(data, dict) or (prefix and not data):
+        return {prefix: data}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+_UNSET = "<unset>"
+
+
+def config_diff(old: Config, new: Config) -> dict[str, tuple[Any, Any]]:
+    """Dotted keys whose values differ between two configs -> ``(old value, new value)``."""
+    a, b = _flatten(old.to_dict()), _flatten(new.to_dict())
+    keys = sorted(set(a) | set(b))
+    return {
+        k: (a.get(k, _UNSET), b.get(k, _UNSET))
+        for k in keys
+        if a.get(k, _UNSET) != b.get(k, _UNSET)
+    }
+
+
+def _describe_diff(diff: dict[str, tuple[Any, Any]], labels: tuple[str, str]) -> str:
+    return ", ".join(f"{k} ({labels[0]} {a!r}, {labels[1]} {b!r})" for k, (a, b) in diff.items())
+
+
+def _resumable(key: str, config: Config) -> bool:
+    if config.task.kind != "rl":
+        return key in RESUME_OVERRIDES and key.startswith(("train.", "logging."))
+    return key in RESUME_OVERRIDES
+
+
+def _read_config_file(path: Path) -> Config:
+    """config.yaml as a Config, or a :class:`RunError` saying it is damaged."""
+    try:
+        return config_from_dict(read_yaml(path))
+    except ConfigError as error:
+        raise RunError(
+            f"{path} is damaged ({error}); the checkpoint's config is the truth: delete "
+            f"{path} to have it rewritten from the checkpoint"
+        ) from None
+
+
+def _check_config_file(run_dir: Path, saved: Config, requested: Config | None = None) -> None:
+    """config.yaml, where present, must resolve to the checkpoint's config (or to the config this
+    resume asks for, which an interrupted earlier resume may already have written)."""
+    path = run_dir / CONFIG
+    if not path.exists() and not path.is_symlink():
+        return
+    on_disk = _read_config_file(path)
+    if not config_diff(saved, on_disk) or (requested and not config_diff(requested, on_disk)):
+        return
+    diff = config_diff(saved, on_disk)
+    raise RunError(
+        f"{path} differs from the checkpoint's config in {_describe_diff(diff, ('checkpoint', 'file'))}; "
+        "the checkpoint is the truth: pass changes as KEY=VALUE overrides when resuming, or delete "
+        f"{path} to have it rewritten from the checkpoint"
+    )
+
+
+def resume_config(run_dir: str | Path, overrides: list[str] | None = None) -> Config:
+    """The config ``fwmrl train --resume RUN_DIR [KEY=VALUE ...]`` continues with: the checkpoint's
+    config (the truth) with the overrides applied. Nothing is written.
+
+    Raises:
+        RunError: no or a damaged checkpoint, a config.yaml that disagrees with it, an ``env.id``
+            that would import an untrusted module, or an override of a key a resume cannot change
+            (:data:`RESUME_OVERRIDES`).
+        ConfigError: a bad override.
+    """
+    from fwmrl.config import apply_overrides
+
+    run_dir = Path(run_dir)
+    path = run_dir / CHECKPOINT
+    if not path.is_file():
+        raise RunError(f"cannot resume {run_dir}: no {CHECKPOINT} in it")
+    data = load_checkpoint(path)
+    saved = checkpoint_config(data, path)
+    check_env_id_trusted(saved, path)
+    config = config_from_dict(apply_overrides(saved.to_dict(), list(overrides or [])))
+    _check_resume(run_dir, saved, config)
+    return config
+
+
+def _check_resume(run_dir: Path, saved: Config, config: Config) -> dict[str, tuple[Any, Any]]:
+    """The overrides of a resume (checkpoint config -> ``config``), after checking that each is one
+    a resume applies and that config.yaml agrees with the checkpoint."""
+    diff = config_diff(saved, config)
+    refused = {k: v for k, v in diff.items() if not _resumable(k, config)}
+    if refused:
+        allowed = sorted(k for k in RESUME_OVERRIDES if _resumable(k, config))
+        raise RunError(
+            f"cannot change {_describe_diff(refused, ('checkpoint', 'requested'))} when resuming "
+            f"{run_dir}; a resume can change {', '.join(allowed)}; start a new run for anything else"
+        )
+    _check_config_file(run_dir, saved, config)
+    return diff
 
 
 def load_run_config(run_dir: str | Path, overrides: list[str] | None = None) -> Config:
-    """The resolved config of a run, with optional dotted overrides."""
+    """The resolved config of a run, with optional dotted overrides.
+
+    The checkpoint's config is the truth: config.yaml must agree with it (a damaged or differing
+    config.yaml is a :class:`RunError`), and a run without config.yaml uses the checkpoint's. An
+    ``env.id`` that would import a module outside fwmrl is refused (:func:`check_env_id_trusted`).
+    """
     from fwmrl.config import apply_overrides
 
-    path = Path(run_dir) / CONFIG
-    if not path.is_file():
+    run_dir = Path(run_dir)
+    path, checkpoint = run_dir / CONFIG, run_dir / CHECKPOINT
+    if checkpoint.is_file():
+        data = load_checkpoint(checkpoint)
+        config = checkpoint_config(data, checkpoint)
+        _check_config_file(run_dir, config)
+    elif path.is_file():
+        config = _read_config_file(path)
+    else:
         raise RunError(f"{run_dir} is not a run directory (no {CONFIG})")
-    return config_from_dict(apply_overrides(read_yaml(path), list(overrides or [])))
+    check_env_id_trusted(config, path if path.is_file() else checkpoint)
+    return config_from_dict(apply_overrides(config.to_dict(), list(overrides or [])))
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    """All records of ``metrics.jsonl`` (an empty list when there are none)."""
+    """All records of ``metrics.jsonl`` (an empty list when there are none).
+
+    A last line cut by a crash is skipped; any other line that is not a JSON object is a
+    :class:`RunError` naming the file and the line.
+    """
     path = Path(run_dir) / METRICS
     if not path.is_file():
         return []
+    lines = path.read_text().splitlines()
     records = []
-    for line in path.read_text().splitlines():
-        with contextlib.suppress(json.JSONDecodeError):  # a line cut by a crash
-            records.append(json.loads(line))
+    for number, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines):  # a line cut by a crash
+                continue
+            raise RunError(f"{path}: line {number} is not valid JSON") from None
+        if not isinstance(record, dict):
+            raise RunError(f"{path}: line {number} is not a JSON object")
+        records.append(record)
     return records
 
 
@@ -195,23 +454,160 @@ class RunLogger:
                 self._wandb.finish()
 
 
-def _write_meta(run_dir: Path, resumed: bool) -> None:
-    path = run_dir / "meta.json"
-    meta = json.loads(path.read_text()) if path.is_file() else {}
-    now = dt.datetime.now().isoformat(timespec="seconds")
-    meta.setdefault("started", now)
-    if resumed:
-        meta.setdefault("resumed", []).append(now)
+def _read_meta(run_dir: Path) -> dict[str, Any]:
+    """meta.json as a dict (empty when there is none); a damaged one is a :class:`RunError`."""
+    path = run_dir / META
+    if not path.is_file():
+        return {}
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise RunError(f"{path}: not valid JSON ({_first_line(error)})") from None
+    if not isinstance(meta, dict):
+        raise RunError(f"{path}: not a JSON object")
+    return meta
+
+
+def _versions() -> dict[str, str]:
     import gymnasium
 
-    meta.update(
-        fwmrl_version=fwmrl.__version__,
-        torch_version=torch.__version__,
-        gymnasium_version=gymnasium.__version__,
-        python_version=platform.python_version(),
-        command=" ".join(sys.argv),
-    )
-    atomic_write_text(path, json.dumps(meta, indent=2) + "\n")
+    return {
+        "fwmrl_version": fwmrl.__version__,
+        "torch_version": torch.__version__,
+        "gymnasium_version": gymnasium.__version__,
+        "python_version": platform.python_version(),
+    }
+
+
+def _write_meta(run_dir: Path, resumed: bool, record: dict[str, Any] | None = None) -> None:
+    """Write meta.json: the first start's versions and command line stay as they are; a resume
+    appends ``{"at", "command", versions, **record}`` to ``resumes``."""
+    meta = _read_meta(run_dir) if resumed else {}
+    now = dt.datetime.now().isoformat(timespec="seconds")
+    command = " ".join(sys.argv)
+    if resumed and meta:
+        meta.setdefault("resumes", []).append(
+            {"at": now, "command": command, **_versions(), **(record or {})}
+        )
+    else:
+        meta = {**meta, "started": now, **_versions(), "command": command}
+    atomic_write_text(run_dir / META, json.dumps(meta, indent=2) + "\n")
+
+
+class RunLock:
+    """The one-writer lock of a run directory: ``fcntl.flock`` on ``<run>/.lock`` (which holds the
+    owner's pid), released when the process exits, however it exits.
+
+    Raises:
+        RunError: from :meth:`acquire` when another process holds the lock.
+    """
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.run_dir = Path(run_dir)
+        self._fd: int | None = None
+
+    def acquire(self) -> RunLock:
+        """Take the lock (creating the folder and the lock file) or refuse in one line."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        path = self.run_dir / LOCK
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        try:
+            fd = os.open(path, flags, 0o644)
+        except OSError as error:
+            raise RunError(f"{path}: cannot open the run's lock file ({error.strerror})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise RunError(
+                f"{self.run_dir} is in use by another fwmrl process (pid {owner}); a run directory "
+                "has one writer: wait for it to finish or stop it"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+        return self
+
+    @property
+    def held(self) -> bool:
+        """Whether this object holds the lock."""
+        return self._fd is not None
+
+    def release(self) -> None:
+        """Release the lock (the lock file stays; removing it would race with a new owner)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+_WRITTEN = (CHECKPOINT, CONFIG, META, METRICS, "eval.json")
+
+
+def _remove_temp_files(run_dir: Path) -> None:
+    """Remove the temporary files of atomic writes a killed process left behind (under the lock)."""
+    for name in _WRITTEN:
+        for tmp in run_dir.glob(f".{name}.*.tmp"):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+
+def _check_device(config: Config) -> None:
+    device = torch.device(config.train.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            f"train.device: {config.train.device!r} but CUDA is not available; use cpu"
+        )
+    if (
+        device.type == "cuda"
+        and device.index is not None
+        and device.index >= torch.cuda.device_count()
+    ):
+        raise ConfigError(
+            f"train.device: {config.train.device!r} but there are {torch.cuda.device_count()} "
+            "CUDA devices"
+        )
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(
+            f"train.device: {config.train.device!r} but MPS is not available; use cpu"
+        )
+
+
+def _check_eval_env(config: Config) -> None:
+    """Build the evaluation env once (``env.kwargs`` + ``env.eval_kwargs``) so that a bad
+    ``env.eval_kwargs`` is found before training, not after the whole budget."""
+    if not config.env.eval_kwargs:
+        return
+    from fwmrl.agents.a2c import make_eval_env
+
+    in_process = config.env.model_copy(update={"vectorization": "auto"})
+    try:
+        make_eval_env(config.model_copy(update={"env": in_process}), 1).close()
+    except ConfigError as error:
+        raise ConfigError(f"env.eval_kwargs: {error}") from None
+
+
+def _prepare_start(config: Config, run_dir: Path, resume: bool) -> tuple[dict[str, Any], dict]:
+    """Everything a start checks before writing: returns the checkpoint (``{}`` for a fresh start)
+    and the resume's overrides."""
+    if not resume:
+        if (run_dir / CHECKPOINT).exists():
+            raise RunError(f"{run_dir} already holds a run; use --resume {run_dir} to continue it")
+        return {}, {}
+    path = run_dir / CHECKPOINT
+    if not path.is_file():
+        raise RunError(f"cannot resume {run_dir}: no {CHECKPOINT} in it")
+    data = load_checkpoint(path, map_location="cpu")
+    diff = _check_resume(run_dir, checkpoint_config(data, path), config)
+    _read_meta(run_dir)
+    read_metrics(run_dir)
+    return data, diff
 
 
 def train_run(
@@ -231,39 +627,123 @@ def train_run(
     ``on_log(record)`` is called with every record written to ``metrics.jsonl`` (e.g. to report it
     to Ray Tune; the supervised/LM trainers call it too).
 
+    The process holds the run directory's lock (:class:`RunLock`) throughout. Nothing is written
+    before the config, the train and eval envs and, with ``resume``, the checkpoint (its integrity,
+    its config against config.yaml and ``config``: see :data:`RESUME_OVERRIDES`) were checked, so
+    a refused start leaves the folder as it was (and creates none). A fresh start into a folder whose
+    earlier start died before its first checkpoint starts its metrics over.
+
     Raises:
-        NonFiniteLossError: when the loss becomes NaN/inf (the last good checkpoint is kept).
+        NonFiniteLossError: when the loss, the parameters or the policy's outputs become NaN/inf
+            (the last checkpoint, whose weights are finite and act, is kept).
+        RunError: a second writer, a damaged or mismatching checkpoint or run file (one line).
+        ConfigError: a config that cannot run here (env, eval env, device).
 
     Returns:
         A summary: ``run_dir``, ``update``, ``env_steps``, training episode stats and ``eval``.
     """
-    if config.task.kind != "rl":  # supervised / language-modelling trainers (fwmrl.tasks)
-        from fwmrl.tasks.trainer import train_task_run
-
-        return train_task_run(config, run_dir, resume=resume, on_log=on_log)
-
-    from tqdm import tqdm
-
-    from fwmrl.agents.a2c import A2C
-    from fwmrl.agents.evaluation import evaluate
+    from fwmrl import distributed
 
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(run_dir)
+    main = distributed.is_main()
+    if main and run_dir.is_dir():
+        lock.acquire()
+    try:
+        if config.task.kind == "rl":
+            return _train_rl(config, run_dir, resume, on_log, lock)
+        from fwmrl.tasks.trainer import train_task_run  # supervised / language-modelling trainers
+
+        if main:
+            _prepare_start(config, run_dir, resume)
+            _take(lock, run_dir, resume)
+        return train_task_run(config, run_dir, resume=resume, on_log=on_log)
+    finally:
+        lock.release()
+
+
+def _take(lock: RunLock, run_dir: Path, resume: bool) -> None:
+    """Hold the lock (if not yet), then tidy what a killed earlier writer left behind."""
+    if not lock.held:
+        lock.acquire()
+        if not resume and (run_dir / CHECKPOINT).exists():  # another start won the race
+            raise RunError(f"{run_dir} already holds a run; use --resume {run_dir} to continue it")
+    _remove_temp_files(run_dir)
+    if not resume and (run_dir / METRICS).exists():  # an earlier start died before its checkpoint
+        atomic_write_text(run_dir / METRICS, "")
+
+
+def _restore(agent: Any, data: dict[str, Any], path: Path) -> bool:
+    """:meth:`A2C.load_state_dict`, every failure one :class:`RunError` line naming the file."""
+    from fwmrl.envs import EnvStateError
+
+    try:
+        return agent.load_state_dict(data)
+    except EnvStateError as error:
+        raise RunError(f"{path}: the saved env state does not fit this env: {error}") from None
+    except KeyError as error:
+        raise RunError(f"{path}: not a complete A2C checkpoint (no entry {error})") from None
+    except (ValueError, RuntimeError, TypeError, AttributeError) as error:
+        raise RunError(f"{path}: does not fit this config: {_first_line(error)}") from None
+
+
+def _train_rl(
+    config: Config,
+    run_dir: Path,
+    resume: bool,
+    on_log: Callable[[dict[str, Any]], Any] | None,
+    lock: RunLock,
+) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    from fwmrl.agents.a2c import A2C, NonFiniteLossError
+    from fwmrl.agents.evaluation import evaluate
+    from fwmrl.envs import describe_env
+
     set_threads(config.train.num_threads)
+    _check_device(config)
+    data, diff = _prepare_start(config, run_dir, resume)
     agent = A2C(config)
-    resume_update = None
+    try:
+        _check_eval_env(config)
+        record: dict[str, Any] = {}
+        if resume:
+            restored = _restore(agent, data, run_dir / CHECKPOINT)
+            default_seed = config.train.seed + 1_000_003 * agent.update  # as A2C.load_state_dict
+            seed = None if restored else int(data.get("env_reset_seed", default_seed))
+            if not restored:
+                why = (
+                    "the checkpoint (format 1) holds a pickled env, which is never loaded"
+                    if "env_pickle" in data
+                    else f"the state of {describe_env(agent.env)} cannot be saved"
+                )
+                _note(
+                    f"{why}; the envs were reset with seed {seed}: this resume is not "
+                    "bit-identical to an uninterrupted run"
+                )
+            if agent.env_steps >= config.train.total_steps:
+                _note(
+                    f"{run_dir} has done {agent.env_steps} env steps, train.total_steps is "
+                    f"{config.train.total_steps}: nothing to train (pass a larger "
+                    "train.total_steps=N to continue)"
+                )
+            record = {
+                "from_update": agent.update,
+                "env_steps": agent.env_steps,
+                "overrides": {k: [a, b] for k, (a, b) in diff.items()},
+                "env_restored": restored,
+                "env_reset_seed": seed,
+            }
+        _take(lock, run_dir, resume)
+    except BaseException:
+        agent.close()
+        raise
+    fresh_over = not resume and (run_dir / TB).is_dir()
     if resume:
-        data = load_checkpoint(run_dir / CHECKPOINT, map_location=agent.device)
-        if not agent.load_state_dict(data):
-            warnings.warn(
-                "the env state could not be restored from the checkpoint; the envs were reset",
-                stacklevel=2,
-            )
-        resume_update = agent.update
         _truncate_metrics(run_dir, agent.update)
     save_config(config, run_dir / CONFIG)
-    _write_meta(run_dir, resumed=resume)
-    logger = RunLogger(run_dir, config, resume_update)
+    _write_meta(run_dir, resumed=resume, record=record)
+    logger = RunLogger(run_dir, config, agent.update if resume else (0 if fresh_over else None))
     train, log_every = config.train, config.logging.log_every
     progress = tqdm(
         total=train.total_steps,
@@ -285,10 +765,22 @@ def train_run(
     def run_eval() -> dict[str, float]:
         return evaluate(agent.policy, config, train.eval_episodes, seed=train.seed + 10_000)
 
+    def guard(outputs: bool = False) -> None:
+        problem = agent.nonfinite(outputs)
+        if problem is not None:
+            raise NonFiniteLossError(problem)
+
     try:
         while agent.env_steps < train.total_steps:
             steps_before = agent.env_steps
-            metrics = agent.learn_update()
+            try:
+                metrics = agent.learn_update()
+            except NonFiniteLossError:
+                raise
+            except RuntimeError:  # e.g. torch.multinomial on NaN probabilities: say why
+                guard(outputs=True)
+                raise
+            guard()
             progress.update(
                 min(agent.env_steps, train.total_steps) - min(steps_before, train.total_steps)
             )
@@ -325,6 +817,7 @@ def train_run(
                 if on_log is not None:
                     on_log(record)
             if agent.update % train.checkpoint_every == 0 or done:
+                guard(outputs=True)  # a kept checkpoint holds weights that act
                 checkpoint()
     finally:
         progress.close()

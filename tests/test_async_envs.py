@@ -112,7 +112,7 @@ def test_run_directory_and_resume_with_async_envs(tmp_path):
     summary = train_run(config, tmp_path / "run")
     assert summary["env_steps"] == 20 and summary["eval"]["episodes"] == 2.0
     data = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
-    assert data["env_pickle"] is None  # worker processes cannot be pickled
+    assert data["env_state"] is None  # the state of worker processes cannot be saved
     longer = load_config(None, [*TINY, "env.vectorization=async", "train.total_steps=30"])
     with pytest.warns(UserWarning, match="envs were reset"):
         summary = train_run(longer, tmp_path / "run", resume=True)
