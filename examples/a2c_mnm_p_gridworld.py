@@ -1,6 +1,7 @@
 """RecurrentA2C with an MNM-p (perceptron-rule neural memory) policy on FWM-Gridworld-v0.
 
-Run (about two minutes with the default budget)::
+Run (about 30 s with the default budget on the 2-core development machine; fwmrl picks one torch
+thread, see README "Threads")::
 
     .venv/bin/python examples/a2c_mnm_p_gridworld.py --timesteps 10000
 

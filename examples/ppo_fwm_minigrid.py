@@ -1,6 +1,7 @@
 """RecurrentPPO with a Fast Weight Memory policy on MiniGrid-MemoryS7-v0.
 
-Run (about two minutes with the default budget)::
+Run (about 30 s with the default budget on the 2-core development machine; fwmrl picks one torch
+thread, see README "Threads")::
 
     .venv/bin/python examples/ppo_fwm_minigrid.py --timesteps 8000
 
