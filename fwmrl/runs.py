@@ -249,8 +249,12 @@ def config_diff(old: Config, new: Config) -> dict[str, tuple[Any, Any]]:
     }
 
 
-def _describe_diff(diff: dict[str, tuple[Any, Any]], labels: tuple[str, str]) -> str:
-    return ", ".join(f"{k} ({labels[0]} {a!r}, {labels[1]} {b!r})" for k, (a, b) in diff.items())
+def _describe_diff(
+    diff: dict[str, tuple[Any, Any]], labels: tuple[str, str], limit: int = 4
+) -> str:
+    items = [f"{k} ({labels[0]} {a!r}, {labels[1]} {b!r})" for k, (a, b) in diff.items()]
+    more = f" and {len(items) - limit} more keys" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more
 
 
 def _resumable(key: str, config: Config) -> bool:
@@ -262,6 +266,8 @@ def _resumable(key: str, config: Config) -> bool:
 def _read_config_file(path: Path) -> Config:
     """config.yaml as a Config, or a :class:`RunError` saying it is damaged."""
     try:
+        if not path.read_text().strip():
+            raise ConfigError("the file is empty")
         return config_from_dict(read_yaml(path))
     except ConfigError as error:
         raise RunError(
@@ -800,6 +806,9 @@ def _train_rl(
                     **{k: v / count for k, v in sums.items()},
                 }
                 if (train.eval_every and agent.update % train.eval_every == 0) or done:
+                    if done:
+                        progress.close()  # the bar is full: say what the last seconds are for
+                        _say(train.progress, f"final evaluation ({train.eval_episodes} episodes)")
                     record.update({f"eval_{k}": v for k, v in run_eval().items()})
                 logger.log(record)
                 if on_log is not None:
@@ -838,16 +847,24 @@ def _train_rl(
     if train.plot_at_end:
         from fwmrl.plots import plot_runs
 
+        _say(train.progress, "drawing curves.png (and the env's reference returns)")
         with _warn_on_error("curves.png"):
             plot_runs([run_dir], run_dir / "curves.png")
             summary["curves"] = str(run_dir / "curves.png")
     if train.gif_at_end:
         from fwmrl.agents.evaluation import record_gif
 
+        _say(train.progress, "recording eval.gif (one episode)")
         with _warn_on_error("eval.gif"):
             record_gif(agent.policy, config, run_dir / "eval.gif", seed=train.seed)
             summary["gif"] = str(run_dir / "eval.gif")
     return summary
+
+
+def _say(enabled: bool, message: str) -> None:
+    """A progress line on stderr for the steps after training (``train.progress``)."""
+    if enabled:
+        print(f"fwmrl: {message} …", file=sys.stderr, flush=True)
 
 
 @contextlib.contextmanager
