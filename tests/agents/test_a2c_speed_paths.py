@@ -75,4 +75,4 @@ def test_episode_bookkeeping_records_every_finished_episode_in_env_order() -> No
     a2c._track_episodes(np.ones(6), ended, valid)
     assert list(a2c.recent_returns) == [1.0, 3.0, 6.0]
     assert list(a2c.recent_lengths) == [4, 4, 4] and a2c.episodes == 3
-    assert a2c.episode_return.tolist() == [0.0, 2.0, 0.0, 4.0, 5.0, 0.0]
+    assert a2c.episode_return.tolist() == [0.0, 2.0, 0.0, 3.0, 5.0, 0.0]  # env 3: not valid
