@@ -445,3 +445,45 @@ def test_a_huge_learning_rate_stops_cleanly(tmp_path, capsys):
 def test_config_validation_rejects_non_finite_devices_and_seeds(override, expected):
     with pytest.raises(ConfigError, match=expected.replace(".", r"\.").replace("(", r"\(")):
         load_config(None, [override])
+
+
+# ---------------------------------------------------------------------- 8. bounded loops
+
+
+def _endless_env():
+    """An env that never terminates or truncates."""
+    import gymnasium as gym
+
+    class Endless(gym.Env):
+        observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+        action_space = gym.spaces.Discrete(2)
+
+        def reset(self, *, seed=None, options=None):
+            super().reset(seed=seed)
+            return np.zeros(2, np.float32), {}
+
+        def step(self, action):
+            return np.zeros(2, np.float32), 1.0, False, False, {}
+
+    return Endless()
+
+
+def test_evaluation_and_references_cap_endless_episodes():
+    import gymnasium as gym
+
+    from fwmrl.agents import A2C
+    from fwmrl.agents.evaluation import evaluate, reference_returns
+
+    if "FwmrlTestEndless-v0" not in gym.registry:
+        gym.register("FwmrlTestEndless-v0", entry_point=_endless_env)
+    base = [o for o in TINY if not o.startswith("env.kwargs")]
+    config = load_config(None, [*base, "env.id=FwmrlTestEndless-v0", "algo.max_episode_steps=30"])
+    agent = A2C(config)
+    try:
+        with pytest.warns(RunNote, match="3 evaluation episode.* cut at 30 steps"):
+            result = evaluate(agent.policy, config, episodes=3)
+        assert result["length_mean"] == 30 and result["return_mean"] == 30
+        with pytest.warns(RunNote, match="2 reference episode.* cut at 30 steps"):
+            assert reference_returns(config, episodes=2) == {"random": 30.0}
+    finally:
+        agent.close()

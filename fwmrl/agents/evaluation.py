@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,18 +23,22 @@ def evaluate(
     seed: int = 12345,
     deterministic: bool = False,
     num_envs: int | None = None,
-    max_steps: int = 100_000,
+    max_steps: int | None = None,
 ) -> dict[str, float]:
     """Mean return of ``episodes`` episodes on the eval env (``env.kwargs`` + ``env.eval_kwargs``).
 
     Each env runs exactly one episode per round; actions are sampled from the policy (or the argmax
     with ``deterministic=True``) with a generator seeded by ``seed``, so the result is reproducible.
+    An episode is cut after ``max_steps`` steps (default ``algo.max_episode_steps``, 10 000), so an
+    env without a time limit cannot loop forever; a warning says how many were cut.
 
     Returns:
         ``{"return_mean", "return_std", "length_mean", "episodes"}``.
     """
     device = next(policy.parameters()).device
     generator = torch.Generator().manual_seed(seed)
+    max_steps = max_steps or config.algo.max_episode_steps
+    cut = 0
     n = min(episodes, num_envs or config.env.num_envs, episodes)
     env = make_eval_env(config, n)
     returns: list[float] = []
@@ -64,8 +69,11 @@ def evaluate(
             take = min(n, episodes - len(returns))
             returns += ret[:take].tolist()
             lengths += length[:take].tolist()
+            cut += int(alive[:take].sum())
     finally:
         env.close()
+    if cut:
+        _warn_cut(cut, max_steps, "evaluation")
     return {
         "return_mean": float(np.mean(returns)),
         "return_std": float(np.std(returns)),
@@ -156,11 +164,27 @@ def _annotated(frame: np.ndarray, caption: str, legend: str) -> Any:
     return out
 
 
+def _warn_cut(count: int, max_steps: int, what: str) -> None:
+    from fwmrl.runs import RunNote
+
+    warnings.warn(
+        f"{count} {what} episode(s) cut at {max_steps} steps (the env has no time limit of its own; "
+        "algo.max_episode_steps sets the cap)",
+        RunNote,
+        stacklevel=3,
+    )
+
+
 def reference_returns(
-    config: Config, episodes: int = 32, seed: int = 0, eval_env: bool = False
+    config: Config,
+    episodes: int = 32,
+    seed: int = 0,
+    eval_env: bool = False,
+    max_steps: int | None = None,
 ) -> dict[str, float]:
     """Reference returns of the env: ``random`` (uniform random policy, any env) and ``oracle``
-    where the env has one (FWM-Gridworld-v0's shortest-path oracle)."""
+    where the env has one (FWM-Gridworld-v0's shortest-path oracle). Episodes are cut after
+    ``max_steps`` steps (default ``algo.max_episode_steps``), as in :func:`evaluate`."""
     kwargs: dict[str, Any] = dict(config.env.kwargs)
     if eval_env:
         kwargs.update(config.env.eval_kwargs)
@@ -168,17 +192,23 @@ def reference_returns(
         from fwmrl.envs.gridworld import reference_returns as gridworld_references
 
         return gridworld_references(seed, episodes, **kwargs)
+    max_steps = max_steps or config.algo.max_episode_steps
     env = make_env(config.env.id, **kwargs)
     env.action_space.seed(seed)
-    total = 0.0
+    total, cut = 0.0, 0
     try:
         for e in range(episodes):
             env.reset(seed=seed + e)
             done = False
-            while not done:
+            for _ in range(max_steps):
                 _, reward, terminated, truncated, _ = env.step(env.action_space.sample())
                 total += float(reward)
                 done = terminated or truncated
+                if done:
+                    break
+            cut += not done
     finally:
         env.close()
+    if cut:
+        _warn_cut(cut, max_steps, "reference")
     return {"random": total / episodes}
