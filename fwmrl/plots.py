@@ -44,7 +44,8 @@ def run_references(run_dir: str | Path, episodes: int = 100) -> dict[str, float]
     return refs
 
 
-def _marker(xs: list[float]) -> dict[str, Any]:
+def point_markers(xs: Any) -> dict[str, Any]:
+    """Plot arguments that mark every point of a short curve (one point is invisible otherwise)."""
     return {"marker": "o", "ms": 3} if len(xs) <= FEW_POINTS else {}
 
 
@@ -99,7 +100,7 @@ def plot_runs(
         color = f"C{i % 10}"
         xs, ys = _series(records, "episode_return_mean")
         if xs:
-            ax.plot(xs, ys, color=color, label=f"{label} (train)", **_marker(xs))
+            ax.plot(xs, ys, color=color, label=f"{label} (train)", **point_markers(xs))
         xs, ys = _series(records, "eval_return_mean")
         if xs:
             ax.plot(xs, ys, color=color, linestyle="--", marker="o", ms=3, label=f"{label} (eval)")
@@ -143,7 +144,7 @@ def plot_task_runs(run_dirs: list[str | Path], out: str | Path, title: str | Non
         color, label = f"C{i % 10}", Path(run_dir).name
         xs, ys = _series(records, "loss")
         if xs:
-            ax_loss.plot(xs, ys, color=color, label=label, **_marker(xs))
+            ax_loss.plot(xs, ys, color=color, label=label, **point_markers(xs))
         key, _ = TASK_CURVES.get(config.task.kind, ("valid_loss", ""))
         xs, ys = _series(records, key)
         if xs:

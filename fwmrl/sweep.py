@@ -331,7 +331,7 @@ def plot_best(
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from fwmrl.plots import save_figure
+    from fwmrl.plots import point_markers, save_figure
 
     fig, ax = plt.subplots(figsize=(7.5, 4.4), dpi=110)
     for i, row in enumerate(rows[:top_k]):
@@ -348,7 +348,7 @@ def plot_best(
             f"{k.split('.')[-1]}={_fmt(v)}" for k, v in sorted(row["params"].items())
         )
         label = f"#{i + 1} {params} ({row['n']} seeds)"
-        ax.plot(xs, mean, color=f"C{i}", label=label)
+        ax.plot(xs, mean, color=f"C{i}", label=label, **point_markers(xs))
         ax.fill_between(xs, mean - std, mean + std, color=f"C{i}", alpha=0.2)
     ax.set_xlabel("steps")
     ax.set_ylabel(ylabel)

@@ -103,3 +103,22 @@ def test_eval_gif_is_large_and_captioned(tmp_path: Path) -> None:
     assert image.height > GIF_MIN_HEIGHT  # the maze scaled up, plus the caption band
     band = np.asarray(image.convert("RGB"))[-40:]
     assert (band < 128).any(), "the caption band holds no text"
+
+
+def test_sweep_best_plot_shows_single_point_curves(monkeypatch: pytest.MonkeyPatch, tmp_path):
+    """A quick sweep logs one row per trial: its best.png must still show each point."""
+    from fwmrl import sweep
+
+    axes = []
+    original = plots.save_figure
+
+    def keep(fig, out):
+        axes.extend(fig.axes)
+        return original(fig, out)
+
+    monkeypatch.setattr(plots, "save_figure", keep)
+    rows = [{"point": "p0", "seeds": [0, 1], "params": {"algo.lr": 0.001}, "n": 2}]
+    curves = {("p0", 0): [(1280.0, 3.0)], ("p0", 1): [(1280.0, 5.0)]}
+    sweep.plot_best(rows, curves, tmp_path / "best.png", top_k=1)
+    (line,) = [x for x in axes[0].lines if x.get_label().startswith("#1")]
+    assert line.get_marker() == "o" and list(line.get_ydata()) == [4.0]
