@@ -43,6 +43,7 @@ CATBABI_CPU = [
     "core.hidden_size=64",
     "task.generate_stories=500",
     "task.data=runs/data/babi_bench",
+    "task.generate=true",
 ]
 SETUPS = {
     "retrieval": {

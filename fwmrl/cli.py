@@ -5,7 +5,8 @@
     fwmrl train CONFIG [--run-dir DIR] [KEY=VALUE ...]     train (run dir: runs/<config>-<time>)
     fwmrl train --resume RUN_DIR [KEY=VALUE ...]           continue from the run's last checkpoint
     fwmrl eval RUN_DIR [--episodes N] [--gif out.gif]      evaluate the run's last checkpoint
-    fwmrl plot RUN_DIR... -o curves.png                    learning curves with random/oracle references
+    fwmrl eval RUN_DIR --checkpoint best                   supervised/LM: the best-on-validation one
+    fwmrl plot RUN_DIR... -o curves.png [--x cpu_time]     learning curves with random/oracle references
     fwmrl plot-memory RUN_DIR [--input TEXT] [-o memory.png]  write-key / value similarity (FWM, MNM)
     fwmrl envs                                             list the registered fwmrl env ids
     fwmrl sweep SWEEP.yaml [--address ADDR] [KEY=VALUE ...]   Ray Tune sweep (pip install fwmrl[sweep])
@@ -156,6 +157,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     config = load_run_config(args.run_dir, args.overrides)
     if config.task.kind != "rl":
         return _eval_task(args, config)
+    if args.checkpoint != "last":
+        raise RunError(
+            "--checkpoint best: RL runs keep only their last checkpoint (checkpoint.pt); "
+            "best.pt is written by the supervised/LM trainers"
+        )
     policy = load_policy(args.run_dir, config)
     result = evaluate(
         policy, config, args.episodes, seed=args.seed, deterministic=args.deterministic
@@ -175,13 +181,15 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _eval_task(args: argparse.Namespace, config) -> int:  # noqa: ANN001
-    from fwmrl.runs import CHECKPOINT, load_checkpoint
-    from fwmrl.tasks.trainer import SupervisedTrainer
+    from fwmrl.runs import load_checkpoint
+    from fwmrl.tasks.trainer import SupervisedTrainer, checkpoint_path
 
-    run_dir = Path(args.run_dir)
+    path = checkpoint_path(args.run_dir, args.checkpoint)
+    data = load_checkpoint(path)
     trainer = SupervisedTrainer(config)
-    trainer.load_state_dict(load_checkpoint(run_dir / CHECKPOINT))
+    trainer.load_state_dict(data)
     result = {
+        "checkpoint": str(path),
         "steps": trainer.update,
         "parameters": trainer.num_parameters,
         **{split: trainer.evaluate(split) for split in args.splits},
@@ -206,7 +214,13 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
     for run_dir in args.run_dirs:
         load_run_config(run_dir)  # a clear error for a folder that is not a run
-    out = plot_runs(args.run_dirs, args.output, references=not args.no_references, title=args.title)
+    out = plot_runs(
+        args.run_dirs,
+        args.output,
+        references=not args.no_references,
+        title=args.title,
+        x=args.x,
+    )
     print(out)
     return 0
 
@@ -289,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its checkpoint")
     train.set_defaults(func=_cmd_train)
 
-    ev = sub.add_parser("eval", help="evaluate a run's last checkpoint")
+    ev = sub.add_parser("eval", help="evaluate a run's last (or best) checkpoint")
     ev.add_argument("run_dir")
     ev.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     ev.add_argument("--episodes", type=int, default=32)
@@ -303,6 +317,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["train", "valid", "test"],
         help="supervised/LM runs: the splits to evaluate",
     )
+    ev.add_argument(
+        "--checkpoint",
+        choices=["last", "best"],
+        default="last",
+        help="last: checkpoint.pt; best: best.pt, the best validation headline metric "
+        "(supervised/LM runs only)",
+    )
     ev.set_defaults(func=_cmd_eval)
 
     plot = sub.add_parser("plot", help="learning curves of runs on one figure")
@@ -310,6 +331,14 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("-o", "--output", default="curves.png")
     plot.add_argument("--no-references", action="store_true")
     plot.add_argument("--title", help="figure title (default: the env ids or task kinds)")
+    plot.add_argument(
+        "--x",
+        choices=["env_steps", "updates", "wall_time", "cpu_time"],
+        default=None,
+        help="x axis: environment steps (RL default), updates (optimizer steps: the supervised "
+        "default), wall_time (time_s) or cpu_time (cpu_time_s, process CPU seconds); times add "
+        "up over resumes",
+    )
     plot.set_defaults(func=_cmd_plot)
 
     pm = sub.add_parser(

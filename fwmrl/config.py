@@ -241,9 +241,15 @@ class TaskConfig(_Section):
 
     Attributes:
         kind: ``rl``, ``retrieval`` (associative retrieval), ``catbabi`` or ``lm``.
-        data: folder of the bAbI task files (``catbabi``) or of ``train/valid/test.txt`` (``lm``).
-        generate: when ``data`` holds no data, generate it there first (bAbI-style stories or the
-            grammar corpus of :mod:`fwmrl.tasks.corpus`).
+        data: folder of the bAbI task files (``catbabi``: ``en/``, ``en-10k/``, ``en-valid/``,
+            ``en-valid-10k/`` of the v1.2 release, or generated) or of a corpus (``lm``:
+            ``train/valid/test.txt``, ``ptb.*.txt`` or ``wiki.*.tokens``). ``null``: generated
+            data in ``runs/data/generated/<kind>-<parameters>`` (made the first time). A named
+            folder without data is an error (a typo is not silently filled).
+        generate: generate bAbI-style stories or the grammar corpus (:mod:`fwmrl.tasks.corpus`)
+            into the named ``data`` folder when it holds none (default: refuse).
+        reshuffle: catbabi: a new order of the training stories every epoch (drawn from
+            ``train.seed`` and the epoch; epoch 0 keeps the ``data_seed`` order).
         seq_len: truncated-BPTT window (tokens per optimizer step and sequence).
         batch_size: parallel streams per optimizer step; ``eval_batch_size`` for evaluation.
         embedding_size: symbol/word embedding width (the core's input size).
@@ -265,7 +271,8 @@ class TaskConfig(_Section):
 
     kind: Literal["rl", "retrieval", "catbabi", "lm"] = "rl"
     data: str | None = None
-    generate: bool = True
+    generate: bool = False
+    reshuffle: bool = True
     seq_len: int = Field(32, ge=1)
     batch_size: int = Field(32, ge=1)
     eval_batch_size: int = Field(32, ge=1)

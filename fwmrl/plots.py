@@ -62,11 +62,58 @@ def _check_one_kind(run_dirs: list[str | Path]) -> str:
     return "rl" if rl else (next(iter(kinds.values())) if kinds else "rl")
 
 
-def _series(records: list[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
-    xs, ys = [], []
+X_AXES = {
+    "env_steps": ("env_steps", "environment steps"),
+    "updates": ("update", "updates (optimizer steps)"),
+    "wall_time": ("time_s", "wall-clock time (s)"),
+    "cpu_time": ("cpu_time_s", "process CPU time (s)"),
+}
+"""``plot --x`` choices: the metrics key each reads and its axis label."""
+
+
+def x_values(records: list[dict[str, Any]], x: str) -> list[float | None]:
+    """The x value of every record (``None`` where the record lacks it). ``wall_time`` and
+    ``cpu_time`` add up over resumes: each process counts from its own start, so where the value
+    falls back, the value before the fall is added to the rest."""
+    if x not in X_AXES:
+        raise ConfigError(f"plot --x: one of {', '.join(X_AXES)}, got {x!r}")
+    key = X_AXES[x][0]
+    if x not in ("wall_time", "cpu_time"):
+        return [r.get(key) for r in records]
+    out: list[float | None] = []
+    offset, last = 0.0, None
     for r in records:
-        if r.get(key) is not None:
-            xs.append(r["env_steps"])
+        value = r.get(key)
+        if value is None:
+            out.append(None)
+            continue
+        if last is not None and value < last:
+            offset += last
+        last = value
+        out.append(offset + value)
+    return out
+
+
+def _run_records(run_dir: str | Path, x: str) -> tuple[list[dict[str, Any]], list[Any]]:
+    """A run's metrics and their x values; a run that never logged the x key is an error."""
+    records = read_metrics(run_dir)
+    xs = x_values(records, x)
+    if records and all(v is None for v in xs):
+        raise ConfigError(
+            f"plot --x {x}: {run_dir} logged no {X_AXES[x][0]} (a run from before it was "
+            "recorded); choose another --x"
+        )
+    return records, xs
+
+
+def _series(
+    records: list[dict[str, Any]], key: str, xs_all: list[Any] | None = None
+) -> tuple[list[float], list[float]]:
+    xs_all = xs_all if xs_all is not None else [r.get("env_steps") for r in records]
+    xs, ys = [], []
+    for r, x in zip(records, xs_all, strict=True):
+        if r.get(key) is not None and x is not None:
+            xs.append(x)
             ys.append(r[key])
     return xs, ys
 
@@ -76,32 +123,36 @@ def plot_runs(
     out: str | Path,
     references: bool = True,
     title: str | None = None,
+    x: str | None = None,
 ) -> Path:
     """Plot the training return (solid) and eval return (dashed, when logged) of each run against
-    env steps, with horizontal random/oracle references of each distinct env (id and kwargs).
+    ``x`` (:data:`X_AXES`; default env steps), with horizontal random/oracle references of each
+    distinct env (id and kwargs).
 
     Runs of the supervised/LM trainers (``task.kind`` other than ``rl``) are drawn by
-    :func:`plot_task_runs` instead; mixing both kinds raises :class:`ConfigError`.
+    :func:`plot_task_runs` instead (default x: updates); mixing both kinds raises
+    :class:`ConfigError`.
 
     Returns:
         The path of the written figure.
     """
     if _check_one_kind(run_dirs) != "rl":
-        return plot_task_runs(run_dirs, out, title=title)
+        return plot_task_runs(run_dirs, out, title=title, x=x or "updates")
+    x = x or "env_steps"
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
     env_ids = set()
     envs: dict[str, str | Path] = {}  # one run per distinct env, for its references
     for i, run_dir in enumerate(run_dirs):
-        records = read_metrics(run_dir)
+        records, x_all = _run_records(run_dir, x)
         config = load_run_config(run_dir)
         env_ids.add(config.env.id)
         envs.setdefault(json.dumps([config.env.id, config.env.kwargs], sort_keys=True), run_dir)
         label = Path(run_dir).name
         color = f"C{i % 10}"
-        xs, ys = _series(records, "episode_return_mean")
+        xs, ys = _series(records, "episode_return_mean", x_all)
         if xs:
             ax.plot(xs, ys, color=color, label=f"{label} (train)", **point_markers(xs))
-        xs, ys = _series(records, "eval_return_mean")
+        xs, ys = _series(records, "eval_return_mean", x_all)
         if xs:
             ax.plot(xs, ys, color=color, linestyle="--", marker="o", ms=3, label=f"{label} (eval)")
     if references:
@@ -117,7 +168,7 @@ def plot_runs(
                         linestyle=style,
                         label=f"{which}{name} ({refs[name]:.1f})",
                     )
-    ax.set_xlabel("environment steps")
+    ax.set_xlabel(X_AXES[x][1])
     ax.set_ylabel("episode return (mean of last 100)")
     ax.set_title(title or ", ".join(sorted(env_ids)))
     ax.grid(alpha=0.3)
@@ -132,21 +183,24 @@ TASK_CURVES = {
 }
 
 
-def plot_task_runs(run_dirs: list[str | Path], out: str | Path, title: str | None = None) -> Path:
-    """Training loss (left) and the task's validation metric (right) against optimizer steps, one
-    colour per run (supervised/LM runs; ``env_steps`` holds their optimizer step count)."""
+def plot_task_runs(
+    run_dirs: list[str | Path], out: str | Path, title: str | None = None, x: str = "updates"
+) -> Path:
+    """Training loss (left) and the task's validation metric (right) against ``x`` (:data:`X_AXES`:
+    optimizer steps by default; ``env_steps`` holds the optimizer step count here too), one colour
+    per run (supervised/LM runs)."""
     fig, (ax_loss, ax_valid) = plt.subplots(1, 2, figsize=(10, 4.0), dpi=110)
     kinds = set()
     for i, run_dir in enumerate(run_dirs):
         config = load_run_config(run_dir)
         kinds.add(config.task.kind)
-        records = read_metrics(run_dir)
+        records, x_all = _run_records(run_dir, x)
         color, label = f"C{i % 10}", Path(run_dir).name
-        xs, ys = _series(records, "loss")
+        xs, ys = _series(records, "loss", x_all)
         if xs:
             ax_loss.plot(xs, ys, color=color, label=label, **point_markers(xs))
         key, _ = TASK_CURVES.get(config.task.kind, ("valid_loss", ""))
-        xs, ys = _series(records, key)
+        xs, ys = _series(records, key, x_all)
         if xs:
             ax_valid.plot(xs, ys, color=color, marker="o", ms=3, label=label)
     kind = sorted(kinds)[0] if kinds else "lm"
@@ -155,7 +209,7 @@ def plot_task_runs(run_dirs: list[str | Path], out: str | Path, title: str | Non
     if kind == "lm":
         ax_valid.set_yscale("log")
     for ax in (ax_loss, ax_valid):
-        ax.set_xlabel("optimizer steps")
+        ax.set_xlabel("optimizer steps" if x in ("updates", "env_steps") else X_AXES[x][1])
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best")
     fig.suptitle(title or ", ".join(sorted(kinds)))

@@ -764,6 +764,7 @@ def _train_rl(
     count = 0
     last_time, last_steps = time.perf_counter(), agent.env_steps
     start_time = time.perf_counter()
+    cpu_start = time.process_time()
 
     def checkpoint() -> None:
         atomic_torch_save(agent.state_dict(), run_dir / CHECKPOINT)
@@ -800,6 +801,7 @@ def _train_rl(
                     "update": agent.update,
                     "env_steps": agent.env_steps,
                     "time_s": round(now - start_time, 3),
+                    "cpu_time_s": round(time.process_time() - cpu_start, 3),
                     "steps_per_s": (agent.env_steps - last_steps) / max(now - last_time, 1e-9),
                     "episodes": agent.episodes,
                     **agent.episode_stats(),

@@ -152,7 +152,7 @@ def test_killed_and_resumed_run_matches_uninterrupted(tmp_path, monkeypatch):
     train_run(config, tmp_path / "cut", resume=True)
     full, cut = _params(tmp_path / "full"), _params(tmp_path / "cut")
     assert all(torch.equal(full[k], cut[k]) for k in full)
-    strip = ("time_s", "steps_per_s")
+    strip = ("time_s", "cpu_time_s", "steps_per_s")
     rows = [
         [{k: v for k, v in r.items() if k not in strip} for r in read_metrics(tmp_path / d)]
         for d in ("full", "cut")

@@ -316,7 +316,7 @@ def test_killed_at_chosen_writes_and_resumed_matches_uninterrupted(tmp_path, mon
         train_run(config, cut, resume=(cut / "checkpoint.pt").exists())
         data = load_checkpoint(cut / "checkpoint.pt")
         assert all(torch.equal(full["policy"][p], data["policy"][p]) for p in full["policy"])
-        strip = ("time_s", "steps_per_s")
+        strip = ("time_s", "cpu_time_s", "steps_per_s")
         rows = [
             [{k: v for k, v in r.items() if k not in strip} for r in read_metrics(d)]
             for d in (tmp_path / "full", cut)

@@ -94,23 +94,37 @@ def read_babi_file(path: str | Path) -> list[Story]:
 
 
 def find_task_files(folder: str | Path, task: int) -> dict[str, Path]:
-    """``{split: path}`` of ``qa{task}_*_{train,valid,test}.txt`` anywhere under ``folder``
-    (so both a flat folder and the release's ``en-10k/`` layout work)."""
+    """``{split: path}`` of task ``task``'s files anywhere under ``folder``, in either naming of the
+    bAbI v1.2 release: ``qa{task}_{name}_{train,test}.txt`` (``en/``, ``en-10k/``: no validation
+    file) or ``qa{task}_{train,valid,test}.txt`` (``en-valid/``, ``en-valid-10k/``). A flat folder
+    and a folder holding one of those layouts both work; two files for one split are an error."""
     folder = Path(folder)
     found: dict[str, Path] = {}
     for split in SPLITS:
-        matches = sorted(folder.rglob(f"qa{task}_*_{split}.txt"))
+        matches = sorted(
+            {*folder.rglob(f"qa{task}_*_{split}.txt"), *folder.rglob(f"qa{task}_{split}.txt")}
+        )
         if len(matches) > 1:
             names = ", ".join(str(m) for m in matches)
-            raise BabiFormatError(f"several files for task {task} ({split}): {names}")
+            raise BabiFormatError(
+                f"several files for task {task} ({split}): {names} (point task.data at one "
+                "layout folder such as en-10k/ or en-valid-10k/)"
+            )
         if matches:
             found[split] = matches[0]
     if "train" not in found or "test" not in found:
         raise FileNotFoundError(
-            f"no qa{task}_*_train.txt and qa{task}_*_test.txt under {folder} "
-            "(generate bAbI-style files with python -m fwmrl.tasks.babi_generator FOLDER)"
+            f"no qa{task}_*_train.txt and qa{task}_*_test.txt (en/, en-10k/ names) nor "
+            f"qa{task}_train.txt and qa{task}_test.txt (en-valid/, en-valid-10k/ names) under "
+            f"{folder} (generate bAbI-style files with python -m fwmrl.tasks.babi_generator FOLDER)"
         )
     return found
+
+
+def has_babi_files(folder: str | Path) -> bool:
+    """Whether ``folder`` holds a bAbI training file of either release naming."""
+    folder = Path(folder)
+    return folder.is_dir() and any(folder.rglob("qa*_train.txt"))
 
 
 _TOKEN = re.compile(r"[\w'-]+|[^\w\s]")
@@ -147,32 +161,59 @@ def catbabi_stream(
     … <eos>``. Answer targets are scored (group = task); ``mode="qa"`` puts the loss only there,
     ``"lm"`` on every position. Columns may be cut only at story starts.
     """
-    if mode not in ("qa", "lm"):
-        raise ValueError(f"mode must be 'qa' or 'lm', got {mode!r}")
-    words = [EOS]
-    answer_at: list[int] = []
-    groups_at: list[int] = []
-    starts: list[int] = []
+    return pieces_stream(story_pieces(stories, vocab), vocab[EOS], mode)
+
+
+@dataclasses.dataclass(frozen=True)
+class StoryPiece:
+    """A story encoded once: its token ids followed by ``<eos>``, the offsets of its answer tokens
+    within them, and its task."""
+
+    ids: np.ndarray
+    answers: np.ndarray
+    task: int
+
+
+def story_pieces(stories: list[tuple[int, Story]], vocab: dict[str, int]) -> list[StoryPiece]:
+    """The :class:`StoryPiece` of every ``(task, story)`` (tokenised once, for reordering)."""
+    pieces = []
     for task, story in stories:
         tokens, answers = story_tokens(story)
-        starts.append(len(words) - 1)  # the position that reads the <eos> before the story
-        answer_at += [len(words) + a for a in answers]
-        groups_at += [task] * len(answers)
-        words += tokens + [EOS]
-    ids = np.array([vocab[w] for w in words], dtype=np.int64)
+        ids = np.array([vocab[w] for w in tokens] + [vocab[EOS]], dtype=np.int64)
+        pieces.append(StoryPiece(ids, np.array(answers, dtype=np.int64), task))
+    return pieces
+
+
+def pieces_stream(pieces: list[StoryPiece], eos: int, mode: str = "qa") -> Stream:
+    """The catbAbI stream (see :func:`catbabi_stream`) of encoded stories in the given order."""
+    if mode not in ("qa", "lm"):
+        raise ValueError(f"mode must be 'qa' or 'lm', got {mode!r}")
+    lengths = np.array([len(p.ids) for p in pieces], dtype=np.int64)
+    offsets = 1 + np.cumsum(lengths) - lengths  # each story's first token
+    ids = np.concatenate([np.array([eos], dtype=np.int64), *(p.ids for p in pieces)])
+    answer_at = np.concatenate(
+        [
+            np.zeros(0, dtype=np.int64),
+            *(o + p.answers for o, p in zip(offsets, pieces, strict=True)),
+        ]
+    )
+    groups_at = np.concatenate(
+        [np.zeros(0, dtype=np.int64), *(np.full(len(p.answers), p.task) for p in pieces)]
+    )
     n = len(ids) - 1
     score = np.zeros(n, dtype=bool)
     groups = np.full(n, -1, dtype=np.int64)
-    pos = np.array(answer_at, dtype=np.int64) - 1  # predicted from the position before
+    pos = answer_at - 1  # predicted from the position before
     score[pos] = True
     groups[pos] = groups_at
+    starts = offsets - 1  # the positions that read the <eos> before each story
     return Stream(
         inputs=ids[:-1],
         targets=ids[1:],
         loss_mask=score.copy() if mode == "qa" else np.ones(n, dtype=bool),
         score_mask=score,
         groups=groups,
-        boundaries=np.array(starts[1:], dtype=np.int64),
+        boundaries=starts[1:],
     )
 
 
@@ -207,7 +248,9 @@ def catbabi_data(
 ) -> TaskData:
     """catbAbI from a folder of bAbI files: stories of all ``tasks`` shuffled (per split, with
     ``seed``) into one stream per split; the vocabulary is every token of the three splits (bAbI's
-    vocabulary is closed), ``<eos>`` first."""
+    vocabulary is closed), ``<eos>`` first. ``TaskData.reorder_train(rng)`` builds the training
+    stream of the same stories in the order of ``rng.permutation`` (the per-epoch reshuffle) and
+    ``TaskData.files`` lists the files read."""
     splits = load_babi_tasks(folder, tasks, valid_fraction)
     rng = np.random.default_rng(seed)
     words: set[str] = set()
@@ -220,7 +263,21 @@ def catbabi_data(
         raise ValueError("catbAbI needs validation stories: raise task.valid_fraction")
     vocab = [EOS, *sorted(words - {EOS})]
     index = {w: i for i, w in enumerate(vocab)}
-    streams = [catbabi_stream(splits[s], index, mode) for s in SPLITS]
+    pieces = {s: story_pieces(splits[s], index) for s in SPLITS}
+    streams = [pieces_stream(pieces[s], index[EOS], mode) for s in SPLITS]
+    train_pieces = pieces["train"]
+
+    def reorder_train(generator: np.random.Generator) -> Stream:
+        order = generator.permutation(len(train_pieces))
+        return pieces_stream([train_pieces[i] for i in order], index[EOS], mode)
+
+    files = sorted({str(p) for t in tasks for p in find_task_files(folder, t).values()})
     return TaskData(
-        "catbabi", vocab, *streams, pad=index[EOS], group_names={t: f"qa{t}" for t in tasks}
+        "catbabi",
+        vocab,
+        *streams,
+        pad=index[EOS],
+        group_names={t: f"qa{t}" for t in tasks},
+        reorder_train=reorder_train,
+        files=[Path(f) for f in files],
     )

@@ -249,11 +249,21 @@ def generate_babi(
     n_test: int = 100,
     seed: int = 0,
 ) -> list[Path]:
-    """Write train and test files of every task in ``tasks``; returns their paths."""
+    """Write train and test files of every task in ``tasks`` and the folder's generator record
+    (:data:`~fwmrl.tasks.streams.GENERATED_MARKER`, one part per task); returns their paths."""
+    from fwmrl.tasks.streams import write_generated_marker
+
     paths = []
     for task in tasks:
         paths += list(write_task(folder, task, n_train, n_test, seed).values())
+    parts = {str(t): generation_parameters(n_train, n_test, seed) for t in tasks}
+    write_generated_marker(folder, {"generator": "fwmrl.tasks.babi_generator", "parts": parts})
     return paths
+
+
+def generation_parameters(n_train: int, n_test: int, seed: int) -> dict[str, int]:
+    """What one task's generated files depend on (its part of the generator record)."""
+    return {"train_stories": n_train, "test_stories": n_test, "seed": seed}
 
 
 def main(argv: list[str] | None = None) -> int:

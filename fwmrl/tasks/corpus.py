@@ -86,7 +86,8 @@ def corpus_lines(n_lines: int, rng: np.random.Generator) -> list[str]:
 
 
 def write_corpus(folder: str | Path, train_lines: int = 20000, seed: int = 0) -> dict[str, Path]:
-    """Write ``train.txt``, ``valid.txt`` and ``test.txt`` (the latter two a tenth of the size)."""
+    """Write ``train.txt``, ``valid.txt`` and ``test.txt`` (the latter two a tenth of the size) and
+    the folder's generator record (:data:`~fwmrl.tasks.streams.GENERATED_MARKER`)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     sizes = {
@@ -100,7 +101,17 @@ def write_corpus(folder: str | Path, train_lines: int = 20000, seed: int = 0) ->
         text = "".join(f" {line} \n" for line in corpus_lines(n, rng))
         paths[split] = folder / f"{split}.txt"
         paths[split].write_text(text, encoding="utf-8")
+    from fwmrl.tasks.streams import write_generated_marker
+
+    write_generated_marker(
+        folder, {"generator": "fwmrl.tasks.corpus", **corpus_parameters(train_lines, seed)}
+    )
     return paths
+
+
+def corpus_parameters(train_lines: int, seed: int) -> dict[str, int]:
+    """What the generated corpus depends on (its generator record besides the generator)."""
+    return {"train_lines": train_lines, "seed": seed}
 
 
 def main(argv: list[str] | None = None) -> int:

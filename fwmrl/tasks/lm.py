@@ -1,7 +1,11 @@
 """Word-level language modelling on a PTB / WikiText-2 style folder.
 
-The folder holds ``train.txt``, ``valid.txt`` and ``test.txt``: whitespace-separated words, one
-sentence (PTB) or paragraph (WikiText) per line. As in those corpora's standard loaders, every line
+The folder holds one file per split in one of three namings: ``train.txt``, ``valid.txt``,
+``test.txt`` (fwmrl's generated corpus); ``ptb.train.txt``, ``ptb.valid.txt``, ``ptb.test.txt``
+(Mikolov's PTB, ``simple-examples/data``); ``wiki.train.tokens``, ``wiki.valid.tokens``,
+``wiki.test.tokens`` (WikiText-2/-103). Words are whitespace-separated, one sentence (PTB) or
+paragraph or `` = Heading = `` line (WikiText) per line; WikiText's `` @-@ `` and similar split
+marks are ordinary words. As in those corpora's standard loaders, every line
 ends with ``<eos>``, empty lines are skipped, the vocabulary is built from ``train.txt`` alone (most
 frequent first, ties alphabetical), and a word of ``valid``/``test`` missing from it reads as
 ``<unk>`` (PTB already writes ``<unk>`` itself; it is then an ordinary training word). Each split is
@@ -59,17 +63,42 @@ def lm_stream(ids: np.ndarray) -> Stream:
     )
 
 
-def lm_data(folder: str | Path) -> TaskData:
-    """Read ``train/valid/test.txt`` from ``folder``."""
+LAYOUTS = {
+    "generated": "{split}.txt",
+    "ptb": "ptb.{split}.txt",
+    "wikitext": "wiki.{split}.tokens",
+}
+"""File names of the splits in each folder layout ``lm_data`` reads."""
+
+
+def find_lm_files(folder: str | Path) -> dict[str, Path]:
+    """``{split: path}`` of the one layout of :data:`LAYOUTS` that ``folder`` holds completely."""
     folder = Path(folder)
-    missing = [s for s in SPLITS if not (folder / f"{s}.txt").is_file()]
-    if missing:
-        raise FileNotFoundError(
-            f"{folder} lacks {', '.join(f'{s}.txt' for s in missing)} (a corpus folder holds "
-            "train.txt, valid.txt and test.txt; python -m fwmrl.tasks.corpus FOLDER writes one)"
+    complete = {
+        name: {s: folder / pattern.format(split=s) for s in SPLITS}
+        for name, pattern in LAYOUTS.items()
+    }
+    complete = {n: f for n, f in complete.items() if all(p.is_file() for p in f.values())}
+    if len(complete) > 1:
+        raise ValueError(
+            f"{folder} holds the splits of several layouts ({', '.join(complete)}); keep one"
         )
-    words = {s: read_words(folder / f"{s}.txt") for s in SPLITS}
+    if not complete:
+        names = "; ".join(", ".join(p.format(split=s) for s in SPLITS) for p in LAYOUTS.values())
+        raise FileNotFoundError(
+            f"{folder} holds no complete corpus (one of: {names}; "
+            "python -m fwmrl.tasks.corpus FOLDER writes one)"
+        )
+    return next(iter(complete.values()))
+
+
+def lm_data(folder: str | Path) -> TaskData:
+    """Read the three splits of ``folder`` (any layout of :data:`LAYOUTS`)."""
+    files = find_lm_files(folder)
+    words = {s: read_words(files[s]) for s in SPLITS}
     vocab = build_vocab(words["train"])
     index = {w: i for i, w in enumerate(vocab)}
     streams = [lm_stream(encode_words(words[s], index)) for s in SPLITS]
-    return TaskData("lm", vocab, *streams, pad=index[EOS], drop_tail=True)
+    return TaskData(
+        "lm", vocab, *streams, pad=index[EOS], drop_tail=True, files=[files[s] for s in SPLITS]
+    )

@@ -24,19 +24,23 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from fwmrl import distributed
 from fwmrl.config import Config, ConfigError
+from fwmrl.errors import RunError
 from fwmrl.memory import CoreState
 from fwmrl.tasks.model import SequenceModel
 from fwmrl.tasks.streams import (
     HEADLINE,
     Batched,
     MetricSums,
+    Stream,
     TaskData,
     batchify,
     name_metrics,
+    read_generated_marker,
 )
 from fwmrl.threads import set_threads
 
@@ -45,50 +49,184 @@ class NonFiniteLossError(RuntimeError):
     """The loss or the gradient norm became NaN or infinite."""
 
 
+GENERATED_ROOT = Path("runs/data/generated")
+"""Where generated catbAbI/LM data goes when ``task.data`` is null (a folder per set of
+generation parameters, relative to the working directory)."""
+
+
+def default_data_folder(config: Config) -> Path:
+    """The generated-data folder of a config with ``task.data: null``."""
+    task = config.task
+    if task.kind == "catbabi":
+        tasks = "-".join(str(t) for t in sorted(set(task.tasks)))
+        return GENERATED_ROOT / f"babi-qa{tasks}-n{task.generate_stories}-seed{task.data_seed}"
+    return GENERATED_ROOT / f"lm-grammar-lines{CORPUS_LINES}-seed{task.data_seed}"
+
+
+CORPUS_LINES = 20000
+"""Training lines of the generated LM corpus."""
+
+
 def load_task_data(config: Config) -> TaskData:
-    """The :class:`TaskData` of ``config.task`` (generating bAbI-style stories or the grammar corpus
-    into ``task.data`` first when it holds none and ``task.generate`` is true)."""
+    """The :class:`TaskData` of ``config.task``, with ``TaskData.origin`` saying where it came from.
+
+    ``task.data: null`` reads generated data from :func:`default_data_folder`, generating it the
+    first time. A named ``task.data`` folder must hold the data; only with ``task.generate: true``
+    are bAbI-style stories or the grammar corpus generated into it when it holds none. Generated
+    data found in a folder must have been generated with the config's parameters.
+    """
     task = config.task
     if task.kind == "retrieval":
         from fwmrl.tasks.retrieval import retrieval_data
 
-        return retrieval_data(
+        data = retrieval_data(
             task.train_queries,
             task.valid_queries,
             task.test_queries,
             task.data_seed,
             task.vocab_size,
         )
-    if task.data is None:
-        raise ConfigError(f"task.data: the {task.kind} trainer needs a data folder")
-    folder = Path(task.data)
+        keys = ("train_queries", "valid_queries", "test_queries", "data_seed", "vocab_size")
+        data.origin = {
+            "path": None,
+            "generated": True,
+            "generated_now": True,
+            "generator": {
+                "generator": "fwmrl.tasks.retrieval",
+                **{k: getattr(task, k) for k in keys},
+            },
+        }
+        return data
+    named = task.data is not None
+    folder = Path(task.data) if named else default_data_folder(config)
+    may_generate = task.generate or not named
     if task.kind == "catbabi":
-        from fwmrl.tasks.babi import catbabi_data
-        from fwmrl.tasks.babi_generator import STORIES, generate_babi
-
-        has_files = folder.is_dir() and any(folder.rglob("qa*_train.txt"))
-        if not has_files and task.generate:
-            unknown = sorted(set(task.tasks) - set(STORIES))
-            if unknown:
-                raise ConfigError(
-                    f"task.tasks: cannot generate bAbI task(s) {unknown}; generated tasks: "
-                    f"{sorted(STORIES)} (put the real bAbI files in {folder} for the others)"
-                )
-            n = task.generate_stories
-            generate_babi(folder, task.tasks, n, max(n // 10, 1), task.data_seed)
-        try:
-            return catbabi_data(folder, task.tasks, task.mode, task.valid_fraction, task.data_seed)
-        except (FileNotFoundError, ValueError) as error:
-            raise ConfigError(f"task.data: {error}") from None
-    from fwmrl.tasks.corpus import write_corpus
-    from fwmrl.tasks.lm import lm_data
-
-    if not (folder / "train.txt").is_file() and task.generate:
-        write_corpus(folder, seed=task.data_seed)
+        generated_now = _catbabi_files(config, folder, may_generate)
+    else:
+        generated_now = _corpus_files(config, folder, may_generate)
     try:
-        return lm_data(folder)
-    except FileNotFoundError as error:
+        if task.kind == "catbabi":
+            from fwmrl.tasks.babi import catbabi_data
+
+            data = catbabi_data(folder, task.tasks, task.mode, task.valid_fraction, task.data_seed)
+        else:
+            from fwmrl.tasks.lm import lm_data
+
+            data = lm_data(folder)
+    except (FileNotFoundError, ValueError) as error:
         raise ConfigError(f"task.data: {error}") from None
+    marker = read_generated_marker(folder)
+    data.origin = {
+        "path": str(folder.resolve()),
+        "generated": marker is not None,
+        "generated_now": generated_now,
+        "generator": marker,
+    }
+    return data
+
+
+def _missing_folder(folder: Path, what: str, hint: str) -> ConfigError:
+    state = "does not exist" if not folder.exists() else f"holds no {what}"
+    return ConfigError(
+        f"task.data: {folder} {state} (a typo?); point task.data at the data, set task.data=null "
+        f"for generated data, or add task.generate=true to generate {hint} into {folder}"
+    )
+
+
+def _catbabi_files(config: Config, folder: Path, may_generate: bool) -> bool:
+    """Check (and generate where allowed) the bAbI files; whether any were generated now."""
+    from fwmrl.tasks.babi import find_task_files, has_babi_files
+    from fwmrl.tasks.babi_generator import STORIES, generate_babi, generation_parameters
+
+    task = config.task
+    n = task.generate_stories
+    wanted = generation_parameters(n, max(n // 10, 1), task.data_seed)
+    has_files = has_babi_files(folder)
+    if not has_files and not may_generate:
+        raise _missing_folder(folder, "bAbI files (qa*_train.txt)", "bAbI-style stories")
+    marker = read_generated_marker(folder)
+    if has_files and marker is None:
+        return False  # data from elsewhere (the bAbI release): read as it is
+    if has_files and not may_generate:
+        return False  # generated earlier, named explicitly: read as it is
+    parts = (marker or {}).get("parts", {})
+    for t in task.tasks:
+        if str(t) in parts and parts[str(t)] != wanted:
+            raise ConfigError(
+                f"task.data: {folder} holds task {t} generated with {parts[str(t)]}, not the "
+                f"config's {wanted} (task.generate_stories, task.data_seed); use another folder"
+            )
+    missing = []
+    for t in task.tasks:
+        try:
+            find_task_files(folder, t)
+        except FileNotFoundError:
+            missing.append(t)
+    if not missing:
+        return False
+    unknown = sorted(set(missing) - set(STORIES))
+    if unknown:
+        raise ConfigError(
+            f"task.tasks: cannot generate bAbI task(s) {unknown}; generated tasks: "
+            f"{sorted(STORIES)} (put the real bAbI files in {folder} for the others)"
+        )
+    generate_babi(folder, missing, wanted["train_stories"], wanted["test_stories"], task.data_seed)
+    return True
+
+
+def _corpus_files(config: Config, folder: Path, may_generate: bool) -> bool:
+    """Check (and generate where allowed) the LM corpus; whether it was generated now."""
+    from fwmrl.tasks.corpus import corpus_parameters, write_corpus
+    from fwmrl.tasks.lm import find_lm_files
+
+    try:
+        find_lm_files(folder)
+        has_files = True
+    except FileNotFoundError:
+        has_files = False
+    except ValueError as error:
+        raise ConfigError(f"task.data: {error}") from None
+    if has_files:
+        marker = read_generated_marker(folder)
+        wanted = corpus_parameters(CORPUS_LINES, config.task.data_seed)
+        if marker is not None and may_generate:
+            found = {k: marker.get(k) for k in wanted}
+            if found != wanted:
+                raise ConfigError(
+                    f"task.data: {folder} holds a corpus generated with {found}, not {wanted}"
+                )
+        return False
+    if not may_generate:
+        raise _missing_folder(
+            folder,
+            "corpus (train/valid/test.txt, ptb.*.txt or wiki.*.tokens)",
+            "the grammar corpus",
+        )
+    write_corpus(folder, train_lines=CORPUS_LINES, seed=config.task.data_seed)
+    return True
+
+
+def data_record(data: TaskData) -> dict[str, Any]:
+    """What a run read (its ``data.json``): ``origin`` (path, whether the data is generated,
+    whether this run generated it, the generator record) and every file read with its size and
+    SHA-256, plus ``sha256``, the digest of the list (names relative to the path, and digests)."""
+    import hashlib
+
+    root = Path(data.origin["path"]) if data.origin.get("path") else None
+    files = []
+    for path in data.files:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        name = str(path.resolve().relative_to(root)) if root is not None else str(path)
+        files.append({"name": name, "bytes": path.stat().st_size, "sha256": digest.hexdigest()})
+    summary = hashlib.sha256()
+    for f in sorted(files, key=lambda f: f["name"]):
+        summary.update(f"{f['name']}\0{f['sha256']}\n".encode())
+    if not files:  # generated in memory: the digest of its generator's parameters
+        summary.update(json.dumps(data.origin.get("generator"), sort_keys=True).encode())
+    return {"kind": data.kind, **data.origin, "files": files, "sha256": summary.hexdigest()}
 
 
 def build_model(config: Config, vocab_size: int) -> SequenceModel:
@@ -178,17 +316,8 @@ class SupervisedTrainer:
         if self.rank > 0:  # other dropout masks than rank 0's (the parameters are rank 0's)
             torch.manual_seed(config.train.seed + 1_000_003 * self.rank)
         self.optimizer = _optimizer(config, self.model.parameters())
-        task = config.task
-        self.batches = self._batchify("train", task.batch_size)
-        self.global_columns = self.batches.inputs.shape[1]
-        if self.world > 1:  # this rank's columns of the global batch
-            try:
-                self.shard = distributed.shard_columns(self.global_columns, self.world, self.rank)
-            except ValueError as error:
-                raise ConfigError(f"task.batch_size: {error}") from None
-            self.batches = Batched(
-                *(getattr(self.batches, f.name)[:, self.shard] for f in dataclasses.fields(Batched))
-            )
+        self.reshuffle = config.task.reshuffle and self.data.reorder_train is not None
+        self.batches = self._train_batches(0)
         self._eval_cache: dict[str, Batched] = {}
         self.update = self.position = self.epoch = self.tokens = 0
         self.state: CoreState | None = None
@@ -198,8 +327,28 @@ class SupervisedTrainer:
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
 
-    def _batchify(self, split: str, columns: int) -> Batched:
-        stream = self.data.split(split)
+    def _train_batches(self, epoch: int) -> Batched:
+        """This rank's columns of the training stream of ``epoch``: the data's own order in epoch 0
+        and without reshuffling, else the stories in the order drawn from ``(train.seed, epoch)``
+        (so a resumed run rebuilds exactly the stream it was in)."""
+        stream = self.data.train
+        if self.reshuffle and epoch > 0:
+            generator = np.random.default_rng([self.config.train.seed, epoch])
+            stream = self.data.reorder_train(generator)  # type: ignore[misc]
+        batches = self._batchify("train", self.config.task.batch_size, stream)
+        self.global_columns = batches.inputs.shape[1]
+        if self.world > 1:  # this rank's columns of the global batch
+            try:
+                self.shard = distributed.shard_columns(self.global_columns, self.world, self.rank)
+            except ValueError as error:
+                raise ConfigError(f"task.batch_size: {error}") from None
+            batches = Batched(
+                *(getattr(batches, f.name)[:, self.shard] for f in dataclasses.fields(Batched))
+            )
+        return batches
+
+    def _batchify(self, split: str, columns: int, stream: Stream | None = None) -> Batched:
+        stream = self.data.split(split) if stream is None else stream
         columns = min(columns, len(stream))
         try:
             batched = batchify(stream, columns, self.data.pad, self.data.drop_tail)
@@ -214,6 +363,8 @@ class SupervisedTrainer:
         if self.position >= self.batches.length:
             self.position, self.state = 0, None
             self.epoch += 1
+            if self.reshuffle:
+                self.batches = self._train_batches(self.epoch)
         window = self.batches.window(self.position, seq_len)
         self.ddp.train()
         logits, state = self.ddp(window.inputs, self.state)
@@ -327,6 +478,7 @@ class SupervisedTrainer:
             "env_steps": self.update,
             "position": self.position,
             "epoch": self.epoch,
+            "reshuffle": self.reshuffle,
             "tokens": self.tokens,
             "best": self.best,
             "model": self.model.state_dict(),
@@ -348,6 +500,11 @@ class SupervisedTrainer:
         torch.set_rng_state(rng_ranks[self.rank] if same_world else data["torch_rng"])
         self.update, self.position = int(data["update"]), int(data["position"])
         self.epoch, self.tokens = int(data["epoch"]), int(data["tokens"])
+        # checkpoints from before per-epoch reshuffling repeated the epoch-0 stream
+        reshuffle = bool(data.get("reshuffle", False)) and self.data.reorder_train is not None
+        if (reshuffle, self.epoch) != (self.reshuffle, 0):
+            self.reshuffle = reshuffle
+            self.batches = self._train_batches(self.epoch)
         self.best = data["best"]
         if data["core_state"] is None:
             self.state = None
@@ -368,8 +525,12 @@ def train_task_run(
     """Train (or continue) a supervised/LM run until ``train.total_steps`` optimizer steps.
 
     Writes what :func:`fwmrl.runs.train_run` writes for RL: ``config.yaml``, ``meta.json``,
-    ``metrics.jsonl`` (+ TensorBoard/wandb), ``checkpoint.pt`` every ``train.checkpoint_every`` steps
-    and at the end, ``eval.json`` (final validation and test metrics) and ``curves.png``;
+    ``metrics.jsonl`` (+ TensorBoard/wandb, with ``time_s`` and ``cpu_time_s``, the wall and process
+    CPU seconds since the process started), ``checkpoint.pt`` every ``train.checkpoint_every`` steps
+    and at the end, ``best.pt`` (same format) whenever the validation headline metric improves,
+    ``data.json`` (:func:`data_record`: the data's path, origin and file digests; a resume on
+    other data is refused), ``eval.json`` (final validation and test metrics of the last
+    checkpoint) and ``curves.png``;
     ``on_log(record)`` is called with every record.
 
     Under ``torchrun`` (:mod:`fwmrl.distributed`) every rank trains its share of the batch and only
@@ -406,8 +567,13 @@ def train_task_run(
             _truncate_metrics(run_dir, trainer.update)
     logger = None
     if main:
+        record = data_record(trainer.data)
+        if resume:
+            _check_same_data(run_dir, record)
+            _drop_later_best(run_dir, trainer.update)
         save_config(config, run_dir / CONFIG_NAME)
         _write_meta(run_dir, resumed=resume)
+        atomic_write_text(run_dir / DATA_RECORD, json.dumps(record, indent=2) + "\n")
         logger = RunLogger(run_dir, config, resume_update)
     train, log_every = config.train, config.logging.log_every
     progress = tqdm(
@@ -421,6 +587,7 @@ def train_task_run(
     sums: dict[str, float] = {}
     counts: dict[str, int] = {}
     start = last_time = time.perf_counter()
+    cpu_start = time.process_time()
     last_tokens = trainer.tokens
     headline = HEADLINE[trainer.data.kind][0]
     try:
@@ -432,6 +599,7 @@ def train_task_run(
                 counts[key] = counts.get(key, 0) + 1
             done = trainer.update >= train.total_steps
             evaluate = done or (train.eval_every and trainer.update % train.eval_every == 0)
+            improved = False
             if main and (trainer.update % log_every == 0 or done or evaluate):
                 now = time.perf_counter()
                 record: dict[str, Any] = {
@@ -440,13 +608,16 @@ def train_task_run(
                     "tokens": trainer.tokens,
                     "epoch": trainer.epoch,
                     "time_s": round(now - start, 3),
+                    "cpu_time_s": round(time.process_time() - cpu_start, 3),
                     "tokens_per_s": (trainer.tokens - last_tokens) / max(now - last_time, 1e-9),
                     **{k: v / counts[k] for k, v in sums.items()},
                 }
                 if evaluate:
                     valid = trainer.evaluate("valid")
                     record.update({f"valid_{k}": v for k, v in valid.items()})
+                    previous = trainer.best
                     best = trainer.track_best(valid)
+                    improved = best is not None and best != previous
                     if best is not None:
                         record[f"best_valid_{headline}"] = best
                     progress.set_postfix({headline: f"{valid.get(headline, math.nan):.4g}"})
@@ -455,6 +626,12 @@ def train_task_run(
                     on_log(record)
                 sums, counts = {}, {}
                 last_time, last_tokens = now, trainer.tokens
+            if evaluate and trainer.world > 1:  # every rank takes part in state_dict()
+                improved = bool(distributed.broadcast_object(improved))
+            if improved:  # the same format as checkpoint.pt, at the improving step
+                data = trainer.state_dict()
+                if main:
+                    atomic_torch_save(data, run_dir / BEST_CHECKPOINT)
             if trainer.update % train.checkpoint_every == 0 or done:
                 data = trainer.state_dict()  # every rank: gathers the ranks' core states
                 if main:
@@ -484,14 +661,70 @@ def train_task_run(
 
 
 CONFIG_NAME = "config.yaml"
+BEST_CHECKPOINT = "best.pt"
+"""The checkpoint of the best validation headline metric so far (format of ``checkpoint.pt``)."""
+DATA_RECORD = "data.json"
+"""What a run read: :func:`data_record` of its data."""
 
 
-def load_task_model(run_dir: str | Path) -> tuple[SequenceModel, list[str], Config]:
-    """The model of a task run's last checkpoint (CPU, eval mode), its vocabulary and config."""
-    from fwmrl.runs import CHECKPOINT, load_checkpoint, load_run_config
+def _check_same_data(run_dir: Path, record: dict[str, Any]) -> None:
+    """Refuse to resume on other data than the run read (its ``data.json``, where it has one)."""
+    path = run_dir / DATA_RECORD
+    if not path.is_file():
+        return
+    try:
+        old = json.loads(path.read_text())
+    except ValueError:
+        raise RunError(f"{path}: damaged (not JSON)") from None
+    if old.get("sha256") != record["sha256"]:
+        changed = sorted(
+            {(f["name"], f["sha256"]) for f in old.get("files", [])}
+            ^ {(f["name"], f["sha256"]) for f in record["files"]}
+        )
+        names = ", ".join(sorted({n for n, _ in changed})) or "the generator parameters"
+        raise ConfigError(
+            f"task.data: the data differ from those this run read ({path}: "
+            f"{str(old.get('sha256'))[:12]}…, now {record['sha256'][:12]}…; changed: {names})"
+        )
+
+
+def _drop_later_best(run_dir: Path, update: int) -> None:
+    """A ``best.pt`` saved after the checkpoint a run resumes from belongs to the abandoned steps."""
+    from fwmrl.runs import load_checkpoint
+
+    path = run_dir / BEST_CHECKPOINT
+    if path.is_file() and int(load_checkpoint(path)["update"]) > update:
+        path.unlink()
+
+
+def checkpoint_path(run_dir: str | Path, which: str = "last") -> Path:
+    """``checkpoint.pt`` (``which="last"``) or ``best.pt`` (``"best"``) of a task run.
+
+    Raises:
+        RunError: an unknown ``which``, or no ``best.pt`` (no validation yet, or an older run).
+    """
+    from fwmrl.runs import CHECKPOINT
+
+    if which not in ("last", "best"):
+        raise RunError(f"--checkpoint: 'last' or 'best', got {which!r}")
+    path = Path(run_dir) / (CHECKPOINT if which == "last" else BEST_CHECKPOINT)
+    if which == "best" and not path.is_file():
+        raise RunError(
+            f"--checkpoint best: {path} does not exist (no validation has run yet, or the run "
+            "predates best.pt); use --checkpoint last"
+        )
+    return path
+
+
+def load_task_model(
+    run_dir: str | Path, which: str = "last"
+) -> tuple[SequenceModel, list[str], Config]:
+    """The model of a task run's last (or best, :func:`checkpoint_path`) checkpoint (CPU, eval
+    mode), its vocabulary and config."""
+    from fwmrl.runs import load_checkpoint, load_run_config
 
     config = load_run_config(run_dir)
-    data = load_checkpoint(Path(run_dir) / CHECKPOINT)
+    data = load_checkpoint(checkpoint_path(run_dir, which))
     vocab = list(data["vocab"])
     model = build_model(config, len(vocab))
     model.load_state_dict(data["model"])

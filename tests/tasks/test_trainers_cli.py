@@ -41,6 +41,7 @@ def _tiny(kind: str, tmp_path: Path) -> tuple[str, list[str]]:
     if kind == "catbabi":
         return "configs/catbabi_fwm.yaml", [
             f"task.data={tmp_path / 'babi'}",
+            "task.generate=true",
             "task.generate_stories=20",
             "task.tasks=[1, 6]",
             "task.mode=lm",
@@ -160,11 +161,14 @@ def test_bad_task_configs_exit_with_one_line(tmp_path, capsys):
         "task.generate=false",
     ]
     assert main([*args, "--run-dir", str(tmp_path / "r")]) == 2
-    assert "train.txt" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"task.data: {missing} does not exist" in err and "task.generate=true" in err
+    assert not missing.exists()  # nothing generated into a mistyped folder
     args = [
         "train",
         str(ROOT / "configs/catbabi_fwm.yaml"),
         f"task.data={missing}",
+        "task.generate=true",
         "task.tasks=[4]",
     ]
     assert main([*args, "--run-dir", str(tmp_path / "r2")]) == 2
