@@ -558,6 +558,9 @@ def train_task_run(
     data = load_task_data(config) if main else None  # rank 0 generates missing data first
     distributed.barrier()
     trainer = SupervisedTrainer(config, data if main else load_task_data(config))
+    record = data_record(trainer.data) if main else {}
+    if resume and main:  # before the checkpoint: a changed file is named, not just the vocabulary
+        _check_same_data(run_dir, record)
     resume_update = None
     if resume:  # rank 0 reads the checkpoint and sends it to the other ranks
         data = load_checkpoint(run_dir / CHECKPOINT, map_location="cpu") if main else None
@@ -567,9 +570,7 @@ def train_task_run(
             _truncate_metrics(run_dir, trainer.update)
     logger = None
     if main:
-        record = data_record(trainer.data)
         if resume:
-            _check_same_data(run_dir, record)
             _drop_later_best(run_dir, trainer.update)
         save_config(config, run_dir / CONFIG_NAME)
         _write_meta(run_dir, resumed=resume)
