@@ -5,9 +5,11 @@ The folder holds one file per split in one of three namings: ``train.txt``, ``va
 (Mikolov's PTB, ``simple-examples/data``); ``wiki.train.tokens``, ``wiki.valid.tokens``,
 ``wiki.test.tokens`` (WikiText-2/-103). Words are whitespace-separated, one sentence (PTB) or
 paragraph or `` = Heading = `` line (WikiText) per line; WikiText's `` @-@ `` and similar split
-marks are ordinary words. As in those corpora's standard loaders, every line
-ends with ``<eos>``, empty lines are skipped, the vocabulary is built from ``train.txt`` alone (most
-frequent first, ties alphabetical), and a word of ``valid``/``test`` missing from it reads as
+marks are ordinary words. As in those corpora's standard loaders (PyTorch's
+``word_language_model``, AWD-LSTM's ``data.py``: ``line.split() + ['<eos>']``), every line ends
+with ``<eos>``, blank lines too (WikiText separates paragraphs and headings with `` `` lines; their
+``<eos>`` tokens are part of its published token counts), the vocabulary is built from the training
+split alone (most frequent first, ties alphabetical), and a word of ``valid``/``test`` missing from it reads as
 ``<unk>`` (PTB already writes ``<unk>`` itself; it is then an ordinary training word). Each split is
 one stream cut into ``B`` equal columns (the remainder is dropped) and read with truncated BPTT;
 the metric is perplexity, ``exp`` of the mean cross-entropy per token.
@@ -28,13 +30,11 @@ SPLITS = ("train", "valid", "test")
 
 
 def read_words(path: str | Path) -> list[str]:
-    """The words of a corpus file with ``<eos>`` after every non-empty line."""
+    """The words of a corpus file with ``<eos>`` after every line (a blank line is one ``<eos>``)."""
     words: list[str] = []
     with open(path, encoding="utf-8") as f:
         for line in f:
-            tokens = line.split()
-            if tokens:
-                words += tokens + [EOS]
+            words += line.split() + [EOS]
     return words
 
 

@@ -19,7 +19,10 @@ def test_lm_folder_vocab_unk_and_eos(tmp_path):
     assert data.vocab[4:] == ["cat", "dog", "mat", "on"]
     inv = data.vocab
     train = [inv[i] for i in data.train.inputs] + [inv[data.train.targets[-1]]]
-    assert train == ["the", "cat", "sat", "<eos>", "the", "dog", "sat", "on", "the", "mat", "<eos>"]
+    assert train == [
+        *["the", "cat", "sat", "<eos>", "<eos>"],  # the blank line is an <eos> of its own
+        *["the", "dog", "sat", "on", "the", "mat", "<eos>"],
+    ]
     valid = [inv[i] for i in data.valid.inputs] + [inv[data.valid.targets[-1]]]
     assert valid == ["the", UNK, "sat", EOS]
     assert [inv[i] for i in data.test.inputs] == [UNK, UNK, "cat"]
