@@ -9,6 +9,7 @@
     fwmrl plot RUN_DIR... -o curves.png [--x cpu_time]     learning curves with random/oracle references
     fwmrl plot-memory RUN_DIR [--input TEXT] [-o memory.png]  write-key / value similarity (FWM, MNM)
     fwmrl envs                                             list the registered fwmrl env ids
+    fwmrl export RUN_DIR -o docs/results/EXP/RUN.csv       evaluation history as CSV (+ config)
     fwmrl sweep SWEEP.yaml [--address ADDR] [KEY=VALUE ...]   Ray Tune sweep (pip install fwmrl[sweep])
 
 The same commands train and evaluate the supervised and language-modelling trainers
@@ -225,6 +226,13 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from fwmrl.results import export_run
+
+    print(export_run(args.run_dir, args.output))
+    return 0
+
+
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from fwmrl.sweep import load_sweep, new_sweep_dir, run_sweep
 
@@ -354,6 +362,14 @@ def build_parser() -> argparse.ArgumentParser:
     pm.add_argument("--steps", type=int, default=40, help="steps of the default input")
     pm.add_argument("-o", "--output", default=None, help="PNG path (default RUN_DIR/memory.png)")
     pm.set_defaults(func=_cmd_plot_memory)
+
+    ex = sub.add_parser(
+        "export",
+        help="a run's evaluation history as CSV (+ its config) for docs/results/",
+    )
+    ex.add_argument("run_dir")
+    ex.add_argument("-o", "--output", required=True, help="CSV path; the config goes beside it")
+    ex.set_defaults(func=_cmd_export)
 
     sw = sub.add_parser(
         "sweep", help="hyper-parameter sweep / several seeds on Ray Tune (pip install fwmrl[sweep])"
