@@ -18,18 +18,16 @@ and what is allowed. Core arguments are checked against the core's constructor t
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import math
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from fwmrl.atomic import atomic_write_text
 from fwmrl.errors import ConfigError
 from fwmrl.memory import CoreConfigError, available_cores, core_arguments, make_core
 
@@ -443,16 +441,4 @@ def resolve_config(data: dict[str, Any], overrides: list[str] | None = None) -> 
 def save_config(config: Config, path: str | Path) -> None:
     """Write the resolved config as YAML, atomically (temporary file, fsync, ``os.replace``): a crash
     leaves the old file or the new one, and a symlink at ``path`` is replaced, its target untouched."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(yaml.safe_dump(config.to_dict(), sort_keys=False))
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic_write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
