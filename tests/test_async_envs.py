@@ -10,7 +10,7 @@ from gymnasium.vector import AsyncVectorEnv, SyncVectorEnv
 
 from fwmrl.agents import A2C
 from fwmrl.config import ConfigError, load_config
-from fwmrl.envs import GridworldVectorEnv, make_sb3_vec_env, make_vec_env
+from fwmrl.envs import GridworldVectorEnv, make_vec_env
 from fwmrl.runs import load_checkpoint, read_metrics, train_run
 
 
@@ -122,6 +122,8 @@ def test_run_directory_and_resume_with_async_envs(tmp_path):
 
 def test_sb3_subproc_vec_env_matches_dummy():
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+    from fwmrl.sb3 import make_sb3_vec_env
 
     dummy = make_sb3_vec_env("MiniGrid-MemoryS7-v0", 2, seed=5)
     subproc = make_sb3_vec_env("MiniGrid-MemoryS7-v0", 2, seed=5, subproc=True, start_method="fork")

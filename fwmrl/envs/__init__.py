@@ -18,7 +18,7 @@ from fwmrl.envs.keyvalue import (
     generate_batch,
     generate_sequence,
 )
-from fwmrl.envs.make import make_env, make_sb3_vec_env, make_vec_env
+from fwmrl.envs.make import make_env, make_vec_env
 from fwmrl.envs.minigrid_wrappers import FlatMiniGridObs
 from fwmrl.envs.registration import ENV_IDS, register_envs
 from fwmrl.envs.state import describe_env, load_vector_env_state, vector_env_state
@@ -44,7 +44,6 @@ __all__ = [
     "graph_banks",
     "load_vector_env_state",
     "make_env",
-    "make_sb3_vec_env",
     "make_vec_env",
     "normalized_score",
     "reference_returns",

@@ -77,28 +77,3 @@ def make_vec_env(
     if vectorization == "async":
         return gym.vector.AsyncVectorEnv(fns, context=async_context)
     return gym.vector.SyncVectorEnv(fns)
-
-
-def make_sb3_vec_env(
-    env_id: str,
-    n_envs: int,
-    seed: int | None = None,
-    subproc: bool = False,
-    env_kwargs: dict[str, Any] | None = None,
-    start_method: str | None = None,
-) -> Any:
-    """An SB3 ``VecEnv`` of :func:`make_env` envs for the SB3 path (:mod:`fwmrl.sb3`).
-
-    ``subproc=True`` steps each env in its own worker process (SB3's ``SubprocVecEnv``); otherwise
-    a ``DummyVecEnv`` steps them in this process. Sub-env ``i`` is seeded with ``seed + i`` either way.
-    """
-    from stable_baselines3.common.env_util import make_vec_env as sb3_make_vec_env
-    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
-
-    return sb3_make_vec_env(
-        functools.partial(make_env, env_id, **(env_kwargs or {})),
-        n_envs=n_envs,
-        seed=seed,
-        vec_env_cls=SubprocVecEnv if subproc else DummyVecEnv,
-        vec_env_kwargs={"start_method": start_method} if subproc and start_method else None,
-    )

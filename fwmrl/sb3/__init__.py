@@ -5,6 +5,7 @@
 - :class:`MemoryRecurrentPPO`: sb3-contrib's ``RecurrentPPO`` (subclass, same calls) for them.
 - :class:`RecurrentA2C`: SB3's A2C conventions, truncated BPTT over each rollout.
 - :class:`MemoryRolloutBuffer`: stores core states only at sequence starts.
+- :func:`make_sb3_vec_env`: a ``DummyVecEnv`` / ``SubprocVecEnv`` of fwmrl (or MiniGrid) envs.
 
 States through ``predict`` are tuples of batch-first NumPy arrays (see :mod:`fwmrl.sb3.policies`).
 """
@@ -18,6 +19,7 @@ from fwmrl.sb3.buffers import (
 )
 from fwmrl.sb3.policies import MemoryPolicy, MemoryStates, MultiInputMemoryPolicy
 from fwmrl.sb3.ppo import MemoryRecurrentPPO
+from fwmrl.sb3.vec_env import make_sb3_vec_env
 
 __all__ = [
     "MemoryDictRolloutBuffer",
@@ -28,5 +30,6 @@ __all__ = [
     "MemoryStates",
     "MultiInputMemoryPolicy",
     "RecurrentA2C",
+    "make_sb3_vec_env",
     "memory_buffer_class",
 ]
