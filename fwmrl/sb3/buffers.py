@@ -10,7 +10,9 @@ by the core itself). The state cost of a rollout is therefore::
 
     n_envs * (n_steps / sequence_length) * policy.state_numel * 4 bytes
 
-i.e. one state per environment with the default ``sequence_length = n_steps``.
+i.e. one state per environment with the buffers' default ``sequence_length = n_steps`` (what
+:class:`~fwmrl.sb3.RecurrentA2C` uses), ``n_steps / sequence_length`` with
+:class:`~fwmrl.sb3.MemoryRecurrentPPO`'s (8 with its constructor defaults).
 """
 
 from __future__ import annotations
@@ -123,11 +125,36 @@ class _SequenceStorage:
         arrays += list(obs.values()) if isinstance(obs, dict) else [obs]
         return sum(a.nbytes for a in arrays) + self.state_nbytes
 
-    def _gather(
-        self, array: np.ndarray, time_index: np.ndarray, env_index: np.ndarray
-    ) -> th.Tensor:
-        # array [n_steps, n_envs, ...] -> [L, S, ...]
-        return self.to_torch(array[time_index, env_index])  # type: ignore[attr-defined]
+    def _as_sequences(self, array: np.ndarray, dtype: np.dtype | None = None) -> th.Tensor:
+        """``[n_steps, n_envs, ...]`` -> tensor ``[L, n_sequences, ...]``, sequence ``chunk * n_envs
+        + env`` (the order of :attr:`sequence_states`)."""
+        length, tail = self.sequence_length, array.shape[2:]
+        chunks = self.buffer_size // length
+        by_chunk = array.reshape(chunks, length, self.n_envs, *tail).swapaxes(0, 1)
+        flat = by_chunk.reshape(length, chunks * self.n_envs, *tail)
+        return self.to_torch(flat if dtype is None else flat.astype(dtype))  # type: ignore[attr-defined]
+
+    def minibatch_sequences(self, batch_size: int | None) -> int:
+        """Sequences per minibatch for ``batch_size`` steps (``None``: all of them).
+
+        Raises a ``ValueError`` unless ``batch_size`` is ``None`` or a positive multiple of
+        :attr:`sequence_length` (a minibatch holds whole sequences only).
+        """
+        if batch_size is None:
+            return self.n_sequences
+        length = self.sequence_length
+        if (
+            isinstance(batch_size, bool)
+            or not isinstance(batch_size, (int, np.integer))
+            or batch_size <= 0
+            or batch_size % length
+        ):
+            raise ValueError(
+                f"{type(self).__name__}.get: 'batch_size' (steps per minibatch) must be None or a "
+                f"positive multiple of sequence_length={length} (a minibatch holds "
+                f"batch_size // sequence_length whole sequences), got {batch_size!r}"
+            )
+        return int(batch_size) // length
 
     def get(  # type: ignore[override]
         self, batch_size: int | None = None
@@ -137,35 +164,48 @@ class _SequenceStorage:
         Parameters
         ----------
         batch_size:
-            Steps per minibatch; each minibatch holds ``max(1, batch_size // sequence_length)``
-            sequences. ``None``: one minibatch with every sequence.
+            Steps per minibatch, a multiple of ``sequence_length``: each minibatch holds
+            ``batch_size // sequence_length`` sequences of ``sequence_length`` steps (the last one
+            fewer when they do not divide :attr:`n_sequences`). ``None``: one minibatch with every
+            sequence.
         """
         if not self.full:
             raise RuntimeError(f"{type(self).__name__}.get: the rollout is not complete yet")
-        length = self.sequence_length
-        per_batch = self.n_sequences if batch_size is None else max(1, batch_size // length)
+        per_batch = self.minibatch_sequences(batch_size)
+        # The whole rollout as [L, n_sequences, ...] tensors, once per call; a minibatch is then
+        # one index_select per field.
+        obs = self.observations
+        if isinstance(obs, dict):
+            observations: Any = {k: self._as_sequences(v) for k, v in obs.items()}
+        else:
+            observations = self._as_sequences(obs)
+        actions = self._as_sequences(self.actions, np.dtype(np.float32))
+        old_values = self._as_sequences(self.values)
+        old_log_prob = self._as_sequences(self.log_probs)
+        advantages = self._as_sequences(self.advantages)
+        returns = self._as_sequences(self.returns)
+        episode_starts = self._as_sequences(self.episode_starts).bool()
         all_states = MemoryStates.cat(self.sequence_states)  # index = chunk * n_envs + env
         order = np.random.permutation(self.n_sequences)  # noqa: NPY002 (SB3 seeds the global RNG)
         for start in range(0, self.n_sequences, per_batch):
-            seq = order[start : start + per_batch]
-            chunk, env = seq // self.n_envs, seq % self.n_envs
-            time_index = chunk[None, :] * length + np.arange(length)[:, None]  # [L, S]
-            env_index = np.broadcast_to(env[None, :], time_index.shape)
-            obs = self.observations
-            if isinstance(obs, dict):
-                observations = {k: self._gather(v, time_index, env_index) for k, v in obs.items()}
+            index = th.as_tensor(order[start : start + per_batch], device=actions.device)
+
+            def pick(tensor: th.Tensor, index: th.Tensor = index) -> th.Tensor:
+                return tensor.index_select(1, index)
+
+            if isinstance(observations, dict):
+                batch_obs: PyTorchObs = {k: pick(v) for k, v in observations.items()}
             else:
-                observations = self._gather(obs, time_index, env_index)
-            index = th.as_tensor(seq, device=all_states.pi.device)
+                batch_obs = pick(observations)
             yield MemoryRolloutSamples(
-                observations=observations,
-                actions=self._gather(self.actions.astype(np.float32), time_index, env_index),
-                old_values=self._gather(self.values, time_index, env_index),
-                old_log_prob=self._gather(self.log_probs, time_index, env_index),
-                advantages=self._gather(self.advantages, time_index, env_index),
-                returns=self._gather(self.returns, time_index, env_index),
-                episode_starts=self._gather(self.episode_starts, time_index, env_index).bool(),
-                states=all_states[index],
+                observations=batch_obs,
+                actions=pick(actions),
+                old_values=pick(old_values),
+                old_log_prob=pick(old_log_prob),
+                advantages=pick(advantages),
+                returns=pick(returns),
+                episode_starts=pick(episode_starts),
+                states=all_states[index.to(all_states.pi.device)],
             )
 
 

@@ -68,6 +68,20 @@ class MemoryAlgorithmMixin:
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "_last_states"]  # type: ignore[misc]
 
+    def _terminal_values(self, observations: list[Any], states: MemoryStates) -> np.ndarray:
+        """Values ``[k]`` of ``k`` terminal observations (one per env) from their envs' states."""
+        if isinstance(observations[0], dict):
+            stacked: Any = {
+                key: np.stack([obs[key] for obs in observations]) for key in observations[0]
+            }
+        else:
+            stacked = np.stack(observations)
+        obs_tensor = self.policy.obs_to_tensor(stacked)[0]
+        no_start = th.zeros(len(observations), dtype=th.bool, device=self.device)
+        with th.no_grad():
+            values = self.policy.predict_values(obs_tensor, states, no_start)
+        return values.cpu().numpy().reshape(-1)
+
     def collect_rollouts(
         self,
         env: VecEnv,
@@ -125,20 +139,18 @@ class MemoryAlgorithmMixin:
                 actions = actions.reshape(-1, 1)
 
             # Bootstrap truncated episodes from the value of the terminal observation, read with
-            # the state the environment reached (before any reset).
-            for idx, done in enumerate(dones):
-                if (
-                    done
-                    and infos[idx].get("terminal_observation") is not None
-                    and infos[idx].get("TimeLimit.truncated", False)
-                ):
-                    terminal_obs = self.policy.obs_to_tensor(infos[idx]["terminal_observation"])[0]
-                    with th.no_grad():
-                        no_start = th.zeros(1, dtype=th.bool, device=self.device)
-                        terminal_value = self.policy.predict_values(
-                            terminal_obs, new_states[idx], no_start
-                        )[0]
-                    rewards[idx] += self.gamma * terminal_value
+            # the state the environment reached (before any reset): one critic pass for all.
+            truncated = [
+                idx
+                for idx in np.flatnonzero(dones)
+                if infos[idx].get("terminal_observation") is not None
+                and infos[idx].get("TimeLimit.truncated", False)
+            ]
+            if truncated:
+                rewards[truncated] += self.gamma * self._terminal_values(
+                    [infos[idx]["terminal_observation"] for idx in truncated],
+                    new_states[th.as_tensor(truncated, device=self.device)],
+                )
 
             rollout_buffer.add(
                 self._last_obs,

@@ -10,11 +10,13 @@ How recurrent states travel
 Inside the algorithms a state is a :class:`MemoryStates` (the actor core's
 :class:`~fwmrl.memory.CoreState`, plus the critic's when the critic has its own memory). Through
 :meth:`MemoryPolicy.predict` -- and so ``model.predict`` and ``evaluate_policy`` -- states travel the
-way SB3 expects, as a **tuple of NumPy arrays**: the actor state's fields in declaration order, then
-the critic state's fields, each **batch first** ``[n_envs, ...]`` (e.g. FWM with a separate critic:
-``(pi.h, pi.c, pi.F, vf.h, vf.c, vf.F)``). ``state=None`` starts fresh sequences (the core's own,
-possibly learned, initial state). Passing a :class:`MemoryStates` instead returns one, which avoids the
-NumPy round trip for large states.
+way SB3 expects, as a **tuple of NumPy arrays**: the actor state's fields in declaration order, each
+**batch first** ``[n_envs, ...]`` (e.g. FWM: ``(pi.h, pi.c, pi.F)``). Acting needs no value, so
+``predict`` runs only the actor's core (as sb3-contrib's ``RecurrentPPO``, whose ``predict`` state is
+the actor LSTM's ``(h, c)``). ``state=None`` starts fresh sequences (the core's own, possibly learned,
+initial state). Passing a :class:`MemoryStates` instead returns one (its actor part advanced, no
+critic part), which avoids the NumPy round trip for large states. The arrays are the state tensors'
+own memory on CPU (no copies either way).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.distributions import Distribution
 from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.preprocessing import preprocess_obs
 from stable_baselines3.common.torch_layers import (
     BaseFeaturesExtractor,
     CombinedExtractor,
@@ -270,29 +273,50 @@ class MemoryPolicy(ActorCriticPolicy):
         """Floats of recurrent state per environment (actor and critic cores together)."""
         return sum(core.state_numel for core in self.cores())
 
+    def _actor_state_layout(self) -> tuple[type[CoreState], tuple[str, ...], list[tuple[int, ...]]]:
+        """The actor state's type, field names and per-sequence field shapes (computed once)."""
+        layout = getattr(self, "_state_layout", None)
+        if layout is None:
+            template = self.memory_actor.initial_state(1, "cpu")
+            names = tuple(name for name, _ in template.tensors())
+            shapes = [tuple(t.shape[1:]) for _, t in template.tensors()]
+            layout = (type(template), names, shapes)
+            self._state_layout = layout
+        return layout
+
     def states_from_numpy(self, state: Sequence[np.ndarray]) -> MemoryStates:
-        """Rebuild a :class:`MemoryStates` from the tuple :meth:`MemoryStates.to_numpy` returns."""
-        templates = [core.initial_state(1, "cpu") for core in self.cores()]
-        names = [[name for name, _ in t.tensors()] for t in templates]
-        expected = sum(len(n) for n in names)
-        if not isinstance(state, (tuple, list)) or len(state) != expected:
-            fields = [
-                f"{part}.{n}" for part, ns in zip(("pi", "vf"), names, strict=False) for n in ns
-            ]
+        """Rebuild the :class:`MemoryStates` (actor part) from the tuple :meth:`predict` returns.
+
+        The arrays become tensors without a copy where their dtype and device already match.
+        """
+        state_type, names, shapes = self._actor_state_layout()
+        if not isinstance(state, (tuple, list)) or len(state) != len(names):
             got = type(state).__name__ if not isinstance(state, (tuple, list)) else len(state)
             raise ValueError(
                 f"MemoryPolicy.predict: 'state' must be None, a MemoryStates, or a tuple of "
-                f"{expected} arrays {fields} (batch first), got {got}"
+                f"{len(names)} arrays {[f'pi.{n}' for n in names]} (the actor core's state, "
+                f"batch first, as predict returns it), got {got}"
             )
-        parts, i = [], 0
-        dtype = next(self.memory_actor.parameters()).dtype
-        for template, ns in zip(templates, names, strict=True):
-            data = {}
-            for name in ns:
-                data[name] = th.as_tensor(np.asarray(state[i]), device=self.device).to(dtype)
-                i += 1
-            parts.append(type(template)(**data))
-        return MemoryStates(*parts)
+        dtype = self.memory_actor_dtype
+        device = self.device
+        data: dict[str, th.Tensor] = {}
+        batch = 0
+        for name, shape, array in zip(names, shapes, state, strict=True):
+            tensor = th.as_tensor(array, dtype=dtype, device=device)
+            batch = tensor.shape[0] if tensor.dim() and not data else batch
+            if tensor.dim() == 0 or tuple(tensor.shape) != (batch, *shape):
+                raise ValueError(
+                    f"MemoryPolicy.predict: 'state' field pi.{name} must have shape "
+                    f"[n_envs, {', '.join(map(str, shape))}] with the same n_envs in every "
+                    f"field, got {tuple(tensor.shape)}"
+                )
+            data[name] = tensor
+        return MemoryStates(state_type(**data))
+
+    @property
+    def memory_actor_dtype(self) -> th.dtype:
+        """Floating dtype of the actor core's parameters (and so of its state)."""
+        return next(self.memory_actor.parameters()).dtype
 
     @property
     def aux_loss(self) -> th.Tensor | None:
@@ -303,11 +327,37 @@ class MemoryPolicy(ActorCriticPolicy):
         return th.stack(losses).sum() if len(losses) > 1 else losses[0]
 
     # ------------------------------------------------------------ computation
+    def _extract(self, obs: PyTorchObs, critic: bool) -> th.Tensor:
+        """Features for one head only (the actor's, or the critic's with ``critic=True``)."""
+        if self.share_features_extractor:
+            extractor = self.features_extractor
+        else:
+            extractor = self.vf_features_extractor if critic else self.pi_features_extractor
+        return extractor(preprocess_obs(obs, self.observation_space, self.normalize_images))
+
     def _features(self, obs: PyTorchObs) -> tuple[th.Tensor, th.Tensor]:
         features = self.extract_features(obs)
         if self.share_features_extractor:
             return features, features  # type: ignore[return-value]
         return features  # type: ignore[return-value]
+
+    def _run_core(
+        self, core: MemoryCore, features: th.Tensor, state: CoreState, resets: th.Tensor, n_seq: int
+    ) -> tuple[th.Tensor, CoreState]:
+        """``core`` over ``T * n_seq`` time-major flattened features: outputs ``[T * n_seq, D]``."""
+        length = features.shape[0] // n_seq
+        y, state = core(features.reshape(length, n_seq, -1), state, resets)
+        return y.reshape(length * n_seq, -1), state
+
+    def _resets(self, episode_starts: th.Tensor, n_seq: int, device: th.device) -> th.Tensor:
+        return episode_starts.reshape(-1, n_seq).to(device=device, dtype=th.bool)
+
+    def _check_batch(self, states: MemoryStates | CoreState, n_seq: int) -> None:
+        if states.batch_size != n_seq:
+            raise ValueError(
+                f"MemoryPolicy: 'states' holds {states.batch_size} environments but the "
+                f"observations hold {n_seq}"
+            )
 
     def _sequence_latents(
         self, obs: PyTorchObs, states: MemoryStates, episode_starts: th.Tensor, n_seq: int
@@ -316,23 +366,16 @@ class MemoryPolicy(ActorCriticPolicy):
 
         Returns latents ``[T * n_seq, D_pi]``, ``[T * n_seq, D_vf]`` and the final states.
         """
-        if states.batch_size != n_seq:
-            raise ValueError(
-                f"MemoryPolicy: 'states' holds {states.batch_size} environments but the "
-                f"observations hold {n_seq}"
-            )
+        self._check_batch(states, n_seq)
         pi_features, vf_features = self._features(obs)
-        length = pi_features.shape[0] // n_seq
-        resets = episode_starts.reshape(length, n_seq).to(device=pi_features.device, dtype=th.bool)
-        x_pi = pi_features.reshape(length, n_seq, -1)
-        y_pi, pi_state = self.memory_actor(x_pi, states.pi, resets)
-        y_pi = y_pi.reshape(length * n_seq, -1)
+        resets = self._resets(episode_starts, n_seq, pi_features.device)
+        y_pi, pi_state = self._run_core(self.memory_actor, pi_features, states.pi, resets, n_seq)
         vf_state = None
         if self.memory_critic is not None:
             assert states.vf is not None, "MemoryStates.vf missing for a separate critic memory"
-            x_vf = vf_features.reshape(length, n_seq, -1)
-            y_vf, vf_state = self.memory_critic(x_vf, states.vf, resets)
-            y_vf = y_vf.reshape(length * n_seq, -1)
+            y_vf, vf_state = self._run_core(
+                self.memory_critic, vf_features, states.vf, resets, n_seq
+            )
         elif self.critic_projection is not None:
             y_vf = self.critic_projection(vf_features)
         else:
@@ -340,6 +383,32 @@ class MemoryPolicy(ActorCriticPolicy):
         latent_pi = self.mlp_extractor.forward_actor(y_pi)
         latent_vf = self.mlp_extractor.forward_critic(y_vf)
         return latent_pi, latent_vf, MemoryStates(pi_state, vf_state)
+
+    def _actor_latent(
+        self, obs: PyTorchObs, state: CoreState, episode_starts: th.Tensor, n_seq: int
+    ) -> tuple[th.Tensor, CoreState]:
+        """The actor's path only (extractor, actor core, actor MLP): latent and actor state."""
+        self._check_batch(state, n_seq)
+        features = self._extract(obs, critic=False)
+        resets = self._resets(episode_starts, n_seq, features.device)
+        y_pi, state = self._run_core(self.memory_actor, features, state, resets, n_seq)
+        return self.mlp_extractor.forward_actor(y_pi), state
+
+    def _critic_latent(
+        self, obs: PyTorchObs, states: MemoryStates, episode_starts: th.Tensor, n_seq: int
+    ) -> th.Tensor:
+        """The critic's path only (the actor core too when the memory is shared)."""
+        self._check_batch(states, n_seq)
+        features = self._extract(obs, critic=True)
+        if self.critic_projection is not None:
+            return self.mlp_extractor.forward_critic(self.critic_projection(features))
+        resets = self._resets(episode_starts, n_seq, features.device)
+        if self.memory_critic is not None:
+            assert states.vf is not None, "MemoryStates.vf missing for a separate critic memory"
+            y_vf, _ = self._run_core(self.memory_critic, features, states.vf, resets, n_seq)
+        else:
+            y_vf, _ = self._run_core(self.memory_actor, features, states.pi, resets, n_seq)
+        return self.mlp_extractor.forward_critic(y_vf)
 
     def forward(  # type: ignore[override]
         self,
@@ -378,18 +447,21 @@ class MemoryPolicy(ActorCriticPolicy):
     def get_distribution(  # type: ignore[override]
         self, obs: PyTorchObs, states: MemoryStates, episode_starts: th.Tensor
     ) -> tuple[Distribution, MemoryStates]:
-        """Action distribution of one step, and the states after it."""
+        """Action distribution of one step, and the states after it.
+
+        Only the actor's path runs (as in sb3-contrib): the returned :class:`MemoryStates` holds
+        the actor's state and no critic state (``vf`` is ``None``).
+        """
         n_envs = episode_starts.shape[0]
-        latent_pi, _, states = self._sequence_latents(obs, states, episode_starts, n_envs)
-        return self._get_action_dist_from_latent(latent_pi), states
+        latent_pi, pi_state = self._actor_latent(obs, states.pi, episode_starts, n_envs)
+        return self._get_action_dist_from_latent(latent_pi), MemoryStates(pi_state)
 
     def predict_values(  # type: ignore[override]
         self, obs: PyTorchObs, states: MemoryStates, episode_starts: th.Tensor
     ) -> th.Tensor:
-        """Values ``[n_envs, 1]`` of one step from ``states``."""
+        """Values ``[n_envs, 1]`` of one step from ``states`` (only the critic's path runs)."""
         n_envs = episode_starts.shape[0]
-        _, latent_vf, _ = self._sequence_latents(obs, states, episode_starts, n_envs)
-        return self.value_net(latent_vf)
+        return self.value_net(self._critic_latent(obs, states, episode_starts, n_envs))
 
     def evaluate_sequences(
         self,
@@ -463,7 +535,8 @@ class MemoryPolicy(ActorCriticPolicy):
             One observation or a batch ``[n_envs, ...]`` (a dict for ``Dict`` spaces).
         state:
             ``None`` (fresh sequences), the tuple of batch-first NumPy arrays returned by the
-            previous call, or a :class:`MemoryStates`.
+            previous call (the actor core's fields), or a :class:`MemoryStates` (its critic part,
+            if any, is not used: acting runs only the actor's core).
         episode_start:
             ``[n_envs]`` booleans: where to reset the state before this step (``None``: nowhere).
         deterministic:
@@ -472,10 +545,12 @@ class MemoryPolicy(ActorCriticPolicy):
         Returns
         -------
         actions, state:
-            Actions (without the batch dimension for a single observation) and the state after the
-            step, as a NumPy tuple -- or a :class:`MemoryStates` if one was passed.
+            Actions (without the batch dimension for a single observation) and the actor's state
+            after the step, as a NumPy tuple -- or a :class:`MemoryStates` (``vf=None``) if one
+            was passed.
         """
-        self.set_training_mode(False)
+        if self.training:  # the recursive switch costs more than a step of a small policy
+            self.set_training_mode(False)
         if (
             isinstance(observation, tuple)
             and len(observation) == 2
@@ -490,9 +565,9 @@ class MemoryPolicy(ActorCriticPolicy):
         n_envs = first.shape[0]
         as_numpy = not isinstance(state, MemoryStates)
         if state is None:
-            states = self.initial_state(n_envs)
+            states = MemoryStates(self.memory_actor.initial_state(n_envs, self.device))
         elif isinstance(state, MemoryStates):
-            states = state.to(self.device)
+            states = MemoryStates(state.pi.to(self.device))
         else:
             states = self.states_from_numpy(state)
         if states.batch_size != n_envs:

@@ -26,6 +26,33 @@ from fwmrl.sb3.policies import MemoryPolicy, MultiInputMemoryPolicy
 
 SelfMemoryRecurrentPPO = TypeVar("SelfMemoryRecurrentPPO", bound="MemoryRecurrentPPO")
 
+#: Sequences a minibatch holds at least with the default ``sequence_length`` (where possible).
+MIN_SEQUENCES_PER_MINIBATCH = 8
+
+
+def default_sequence_length(
+    n_steps: int,
+    batch_size: int | None,
+    n_envs: int,
+    min_sequences: int = MIN_SEQUENCES_PER_MINIBATCH,
+) -> int:
+    """The ``sequence_length`` :class:`MemoryRecurrentPPO` uses when none is given.
+
+    The largest divisor ``L`` of ``n_steps`` that divides ``batch_size`` and leaves at least
+    ``min_sequences`` sequences in a minibatch (of ``batch_size`` steps, at most the rollout's
+    ``n_envs * n_steps``; ``batch_size=None``: the whole rollout); ``1`` where none does. The
+    constructor's defaults (``n_steps=128, batch_size=128``) give ``L = 16``: minibatches of 8
+    sequences of 16 steps.
+    """
+    rollout = n_steps * n_envs
+    steps = rollout if batch_size is None else min(batch_size, rollout)
+    for length in range(n_steps, 0, -1):
+        if n_steps % length or (batch_size is not None and batch_size % length):
+            continue
+        if steps // length >= min_sequences:
+            return length
+    return 1
+
 
 def _check_optional_positive_int(owner: str, name: str, value: Any) -> int | None:
     if value is None:
@@ -38,9 +65,14 @@ def _check_optional_positive_int(owner: str, name: str, value: Any) -> int | Non
 class MemoryRecurrentPPO(MemoryAlgorithmMixin, RecurrentPPO):
     """Recurrent PPO (clip) with any fwmrl memory core (``isinstance(model, RecurrentPPO)`` holds).
 
-    Same parameters as :class:`sb3_contrib.RecurrentPPO`, plus ``sequence_length``. Minibatches
-    are made of whole sequences: each holds ``max(1, batch_size // sequence_length)`` sequences of
-    ``sequence_length`` steps, re-run from the state stored at their first step.
+    Same parameters as :class:`sb3_contrib.RecurrentPPO`, plus ``sequence_length``. The rollout
+    (``n_steps`` per env) is cut into ``n_envs * n_steps / sequence_length`` sequences of
+    ``sequence_length`` consecutive steps of one env; a minibatch holds
+    ``batch_size // sequence_length`` of them, drawn at random (``batch_size`` steps; the last
+    minibatch of an epoch holds the rest), and re-runs each from the core state stored at its
+    first step (the gradient is truncated there). With the defaults (``n_steps=128,
+    batch_size=128, n_envs=8``) that is 8 sequences of 16 steps per minibatch, 8 minibatches per
+    epoch.
 
     Parameters
     ----------
@@ -54,8 +86,12 @@ class MemoryRecurrentPPO(MemoryAlgorithmMixin, RecurrentPPO):
     stats_window_size, tensorboard_log, policy_kwargs, verbose, seed, device:
         As in sb3-contrib's ``RecurrentPPO`` (same defaults).
     sequence_length:
-        Steps per training sequence (the truncated-BPTT window); must divide ``n_steps``.
-        ``None`` (default) uses ``n_steps``: one sequence, and one stored state, per environment.
+        Steps per training sequence (the truncated-BPTT window); must divide ``n_steps``, and
+        ``batch_size`` must be a multiple of it. ``None`` (default): the largest divisor of
+        ``n_steps`` and ``batch_size`` that keeps at least 8 sequences per minibatch
+        (:func:`default_sequence_length`); the value used is ``model.sequence_length`` (saved
+        with the model). ``sequence_length=n_steps`` keeps one sequence, and one stored state,
+        per environment.
     """
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {  # type: ignore[misc]
@@ -92,6 +128,8 @@ class MemoryRecurrentPPO(MemoryAlgorithmMixin, RecurrentPPO):
         _init_setup_model: bool = True,
     ) -> None:
         owner = type(self).__name__
+        if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps <= 0:
+            raise ValueError(f"{owner}: 'n_steps' must be a positive integer, got {n_steps!r}")
         self.sequence_length = _check_optional_positive_int(
             owner, "sequence_length", sequence_length
         )
@@ -125,11 +163,7 @@ class MemoryRecurrentPPO(MemoryAlgorithmMixin, RecurrentPPO):
             self._setup_model()
 
     def _setup_model(self) -> None:
-        if self.sequence_length is not None and self.n_steps % self.sequence_length:
-            raise ValueError(
-                f"{type(self).__name__}: 'sequence_length' must divide n_steps={self.n_steps}, "
-                f"got {self.sequence_length}"
-            )
+        self.sequence_length = self._resolve_sequence_length()
         self.rollout_buffer_class = self._check_buffer_class(self.rollout_buffer_class)
         self.rollout_buffer_kwargs = {
             **(self.rollout_buffer_kwargs or {}),
@@ -145,6 +179,24 @@ class MemoryRecurrentPPO(MemoryAlgorithmMixin, RecurrentPPO):
                     f"got {self.clip_range_vf}"
                 )
             self.clip_range_vf = FloatSchedule(self.clip_range_vf)
+
+    def _resolve_sequence_length(self) -> int:
+        """``sequence_length`` checked against ``n_steps`` and ``batch_size``, or its default."""
+        owner, length, batch = type(self).__name__, self.sequence_length, self.batch_size
+        if length is None:
+            return default_sequence_length(self.n_steps, batch, self.n_envs)
+        if self.n_steps % length:
+            raise ValueError(
+                f"{owner}: 'sequence_length' must divide n_steps={self.n_steps}, got {length}"
+            )
+        if batch is not None and batch % length:
+            fits = [d for d in range(1, self.n_steps + 1) if not self.n_steps % d and not batch % d]
+            raise ValueError(
+                f"{owner}: 'batch_size' (steps per minibatch) must be a multiple of "
+                f"sequence_length={length} so that a minibatch holds whole sequences, got "
+                f"batch_size={batch}; with this batch_size, sequence_length may be one of {fits}"
+            )
+        return length
 
     def _policy_loss(self, advantages: th.Tensor, ratio: th.Tensor, clip_range: float) -> th.Tensor:
         """Clipped surrogate loss (hook)."""

@@ -11,6 +11,7 @@ from sb3_contrib import RecurrentPPO
 from sb3_helpers import CORES, gridworld_vec, minigrid_vec, tiny_policy_kwargs
 
 from fwmrl.sb3 import MemoryRecurrentPPO, RecurrentA2C
+from fwmrl.sb3.ppo import default_sequence_length
 
 ENVS = {"gridworld": gridworld_vec, "minigrid": minigrid_vec}
 
@@ -82,6 +83,48 @@ def test_sequences_recompute_the_rollout(core: str) -> None:
     model.train = check_instead_of_training  # type: ignore[method-assign]
     model.learn(total_timesteps=2 * 16 * 3)
     assert checked and checked[0] == (8, 2 * 3)  # 8 steps, 2 sequences per env
+
+
+@pytest.mark.parametrize(
+    ("n_steps", "batch_size", "n_envs", "expected"),
+    [
+        (128, 128, 8, 16),  # the constructor's defaults: 8 sequences of 16 steps
+        (128, None, 8, 128),  # one minibatch of the whole rollout: 8 sequences of 128
+        (128, 64, 1, 8),
+        (100, 100, 4, 10),  # 10 of 10
+        (128, 4096, 8, 128),  # minibatch larger than the rollout: the rollout's 8 sequences
+        (16, 8, 2, 1),  # no divisor leaves 8 sequences of 2 steps or more
+    ],
+)
+def test_default_sequence_length(n_steps, batch_size, n_envs, expected) -> None:
+    assert default_sequence_length(n_steps, batch_size, n_envs) == expected
+
+
+def test_default_minibatches_hold_many_sequences() -> None:
+    """With the constructor's defaults every minibatch is 8 sequences of 16 steps, not one of 128."""
+    model = MemoryRecurrentPPO(
+        "MemoryPolicy", gridworld_vec(n_envs=8), policy_kwargs=tiny_policy_kwargs("fwm")
+    )
+    assert (model.n_steps, model.batch_size, model.n_epochs) == (128, 128, 10)
+    assert model.sequence_length == 16
+    shapes = []
+
+    def record_minibatches() -> None:
+        for batch in model.rollout_buffer.get(model.batch_size):
+            shapes.append(batch.episode_starts.shape)
+            assert batch.states.batch_size == batch.episode_starts.shape[1]
+
+    model.train = record_minibatches  # type: ignore[method-assign]
+    model.learn(8 * 128)
+    assert shapes == [(16, 8)] * 8
+    # An explicit value is kept: the previous default, one 128-step sequence per minibatch.
+    old = MemoryRecurrentPPO(
+        "MemoryPolicy",
+        gridworld_vec(n_envs=8),
+        sequence_length=128,
+        policy_kwargs=tiny_policy_kwargs("fwm"),
+    )
+    assert old.sequence_length == 128 and old.rollout_buffer.minibatch_sequences(128) == 1
 
 
 @pytest.mark.parametrize("critic_memory", ["shared", "none"])

@@ -57,6 +57,9 @@ def test_save_load_identical_predictions(core: str, algo: str, tmp_path) -> None
     model.save(path)
     loaded = cls.load(path, env=env, device="cpu")
     assert type(loaded.policy) is MemoryPolicy and loaded.policy.core_name == core
+    if algo == "ppo":
+        assert isinstance(loaded, RecurrentPPO)
+        assert loaded.sequence_length == model.sequence_length == 1  # n_steps 8, batch_size 8
     obs = _observations(env, 6)
     starts = [np.ones(2, bool)] + [np.zeros(2, bool)] * 5
     a1, s1 = _rollout(model, obs, starts)
@@ -104,9 +107,15 @@ def test_state_format_is_batch_first_numpy_tuple() -> None:
     obs = gridworld_vec().reset()
     actions, state = model.predict(obs)
     assert actions.shape == (2,)
-    # separate critic memory: (pi.h, pi.c, pi.F, vf.h, vf.c, vf.F)
-    assert len(state) == 6 and all(isinstance(a, np.ndarray) and a.shape[0] == 2 for a in state)
+    # the actor core's fields only (acting runs no critic, as in sb3-contrib): (pi.h, pi.c, pi.F)
+    assert len(state) == 3 and all(isinstance(a, np.ndarray) and a.shape[0] == 2 for a in state)
     assert state[2].shape == (2, 4, 4, 4)
+    # The arrays go back in without a copy.
+    rebuilt = model.policy.states_from_numpy(state)
+    assert rebuilt.vf is None
+    assert all(
+        t.data_ptr() == a.ctypes.data for (_, t), a in zip(rebuilt.pi.tensors(), state, strict=True)
+    )
     # A single (non-vectorised) observation gives a single action and a batch of one.
     action, single = model.predict(obs[0])
     assert np.ndim(action) == 0 and single[0].shape[0] == 1
@@ -114,6 +123,28 @@ def test_state_format_is_batch_first_numpy_tuple() -> None:
     _, ms = model.predict(obs, state=model.policy.initial_state(2))
     assert isinstance(ms, MemoryStates)
     np.testing.assert_allclose(ms.to_numpy()[2], state[2], atol=1e-6)
+
+
+@pytest.mark.parametrize("critic_memory", ["separate", "shared", "none"])
+def test_predict_acts_as_forward_does(critic_memory: str) -> None:
+    """predict runs the actor's path only: the same actions and actor states as forward()."""
+    model = _ppo("fwm", critic_memory=critic_memory)
+    policy = model.policy
+    with th.no_grad():
+        for p in policy.parameters():
+            p.add_(th.randn_like(p) * 0.5)
+    obs = _observations(gridworld_vec(), 6)
+    states, state = policy.initial_state(2), None
+    for t, o in enumerate(obs):
+        starts = np.array([t == 0, t in (0, 3)])
+        action, state = model.predict(o, state=state, episode_start=starts, deterministic=True)
+        with th.no_grad():
+            expected, _, _, states = policy(
+                th.as_tensor(o), states, th.as_tensor(starts), deterministic=True
+            )
+        np.testing.assert_array_equal(action, expected.numpy())
+        for a, (_, t_ref) in zip(state, states.pi.tensors(), strict=True):
+            np.testing.assert_allclose(a, t_ref.numpy(), atol=1e-6)
 
 
 def test_predict_rejects_bad_states() -> None:
@@ -126,6 +157,10 @@ def test_predict_rejects_bad_states() -> None:
         model.predict(obs, state=tuple(a[:1] for a in state))
     with pytest.raises(ValueError, match="'episode_start'"):
         model.predict(obs, state=state, episode_start=np.ones(3, bool))
+    with pytest.raises(ValueError, match=r"field pi.c must have shape \[n_envs, 1, 8\]"):
+        model.predict(obs, state=(state[0], state[1][:, :, :4]))
+    with pytest.raises(ValueError, match="same n_envs in every field"):
+        model.predict(obs, state=(state[0], state[1][:1]))
 
 
 @pytest.mark.parametrize("core", ["fwm", "mnm_p"])
@@ -158,6 +193,14 @@ def test_clear_errors() -> None:
         MemoryRecurrentPPO("MemoryPolicy", env, n_steps=8, sequence_length=3)
     with pytest.raises(ValueError, match="'batch_size'"):
         MemoryRecurrentPPO("MemoryPolicy", env, batch_size=0)
+    with pytest.raises(
+        ValueError,
+        match=r"'batch_size' \(steps per minibatch\) must be a multiple of sequence_length=32.*"
+        r"got batch_size=48; .* one of \[1, 2, 4, 8, 16\]",
+    ):
+        MemoryRecurrentPPO("MemoryPolicy", env, n_steps=128, batch_size=48, sequence_length=32)
+    with pytest.raises(ValueError, match="'n_steps' must be a positive integer, got 0"):
+        MemoryRecurrentPPO("MemoryPolicy", env, n_steps=0)
     with pytest.raises(ValueError, match="'n_steps'"):
         RecurrentA2C("MemoryPolicy", env, n_steps=0)
     from stable_baselines3.common.buffers import RolloutBuffer
