@@ -68,11 +68,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
         config = load_config(config_path, overrides)
         run_dir = Path(args.run_dir) if args.run_dir else new_run_dir(config_path)
     if distributed.world_size() > 1 and config.task.kind == "rl":
-        raise ConfigError(
-            "task.kind: torchrun data-parallel training is for the supervised/LM trainers "
-            "(retrieval, catbabi, lm); scale A2C with env.num_envs, env.vectorization=async "
-            "or fwmrl sweep"
-        )
+        from fwmrl.agents.a2c import env_shard
+
+        try:  # data-parallel A2C: each rank steps env.num_envs / N of the envs
+            env_shard(config.env.num_envs, distributed.world_size(), distributed.rank())
+        except ConfigError:
+            if not distributed.is_main():
+                return 2  # every rank finds the same; rank 0 says it
+            raise
     with _process_group(config.train.device):
         if not args.resume:
             run_dir = distributed.broadcast_object(run_dir)  # rank 0's name (time stamp)

@@ -117,6 +117,54 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def any_rank(flag: bool, device: torch.device | str = "cpu") -> bool:
+    """Whether ``flag`` is True on any rank (``flag`` itself with one process)."""
+    if not is_distributed():
+        return flag
+    box = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(box, op=dist.ReduceOp.MAX)
+    return bool(box.item())
+
+
+def concat_batches(parts: list[Any], key: str = "") -> Any:
+    """Nested dicts of arrays, tensors and lists from every rank joined along the batch (rank
+    order): arrays and tensors are concatenated on dimension 0, lists are concatenated, and
+    strings, numbers and ``None`` must be equal on every rank (:class:`ValueError` naming
+    ``key``)."""
+    import numpy as np
+
+    first = parts[0]
+    if isinstance(first, dict):
+        if any(not isinstance(p, dict) or p.keys() != first.keys() for p in parts):
+            raise ValueError(f"{key or 'state'}: the ranks hold different entries")
+        return {k: concat_batches([p[k] for p in parts], f"{key}.{k}" if key else k) for k in first}
+    if isinstance(first, (list, tuple)):
+        return [item for p in parts for item in p]
+    if isinstance(first, np.ndarray):
+        return np.concatenate(parts)
+    if isinstance(first, torch.Tensor):
+        return torch.cat(parts)
+    if any(p != first for p in parts[1:]):
+        raise ValueError(f"{key or 'state'}: the ranks hold different values {parts}")
+    return first
+
+
+def batch_slice(data: Any, index: slice, total: int, key: str = "") -> Any:
+    """The rows ``index`` of nested batch data of ``total`` rows (the inverse of
+    :func:`concat_batches`: arrays, tensors and lists are sliced on dimension 0, anything else
+    kept; :class:`ValueError` naming the entry whose first dimension is not ``total``)."""
+    if isinstance(data, dict):
+        return {
+            k: batch_slice(v, index, total, f"{key}.{k}" if key else k) for k, v in data.items()
+        }
+    if isinstance(data, (list, tuple)) or hasattr(data, "shape"):
+        size = len(data) if isinstance(data, (list, tuple)) else data.shape[0] if data.shape else 0
+        if size != total:
+            raise ValueError(f"{key or 'state'}: expected {total} rows (one per env), got {size}")
+        return list(data[index]) if isinstance(data, (list, tuple)) else data[index]
+    return data
+
+
 def shard_columns(total: int, world: int, rank_: int) -> slice:
     """The columns of a ``total``-column batch that rank ``rank_`` of ``world`` trains on."""
     if total % world:

@@ -702,22 +702,27 @@ def _train_rl(
 ) -> dict[str, Any]:
     from tqdm import tqdm
 
+    from fwmrl import distributed
     from fwmrl.agents.a2c import A2C, NonFiniteLossError
     from fwmrl.agents.evaluation import evaluate
     from fwmrl.envs import describe_env
 
+    # under torchrun: rank 0 checks, writes, logs and evaluates; every rank trains its envs
+    main = distributed.is_main()
     set_threads(config.train.num_threads)
     _check_device(config)
-    data, diff = _prepare_start(config, run_dir, resume)
+    data, diff = _prepare_start(config, run_dir, resume) if main else ({}, {})
     agent = A2C(config)
     try:
-        _check_eval_env(config)
+        if main:
+            _check_eval_env(config)
         record: dict[str, Any] = {}
         if resume:
+            data = distributed.broadcast_object(data)  # rank 0's checked checkpoint
             restored = _restore(agent, data, run_dir / CHECKPOINT)
             default_seed = config.train.seed + 1_000_003 * agent.update  # as A2C.load_state_dict
             seed = None if restored else int(data.get("env_reset_seed", default_seed))
-            if not restored:
+            if not restored and main:
                 why = (
                     "the checkpoint (format 1) holds a pickled env, which is never loaded"
                     if "env_pickle" in data
@@ -727,7 +732,7 @@ def _train_rl(
                     f"{why}; the envs were reset with seed {seed}: this resume is not "
                     "bit-identical to an uninterrupted run"
                 )
-            if agent.env_steps >= config.train.total_steps:
+            if agent.env_steps >= config.train.total_steps and main:
                 _note(
                     f"{run_dir} has done {agent.env_steps} env steps, train.total_steps is "
                     f"{config.train.total_steps}: nothing to train (pass a larger "
@@ -740,16 +745,22 @@ def _train_rl(
                 "env_restored": restored,
                 "env_reset_seed": seed,
             }
-        _take(lock, run_dir, resume)
+            if agent.world > 1:
+                record["world_size"] = agent.world
+        if main:
+            _take(lock, run_dir, resume)
     except BaseException:
         agent.close()
         raise
-    fresh_over = not resume and (run_dir / TB).is_dir()
-    if resume:
-        _truncate_metrics(run_dir, agent.update)
-    save_config(config, run_dir / CONFIG)
-    _write_meta(run_dir, resumed=resume, record=record)
-    logger = RunLogger(run_dir, config, agent.update if resume else (0 if fresh_over else None))
+    logger = None
+    if main:
+        fresh_over = not resume and (run_dir / TB).is_dir()
+        if resume:
+            _truncate_metrics(run_dir, agent.update)
+        save_config(config, run_dir / CONFIG)
+        _write_meta(run_dir, resumed=resume, record=record)
+        resume_update = agent.update if resume else (0 if fresh_over else None)
+        logger = RunLogger(run_dir, config, resume_update)
     train, log_every = config.train, config.logging.log_every
     progress = tqdm(
         total=train.total_steps,
@@ -757,7 +768,7 @@ def _train_rl(
         unit="step",
         unit_scale=True,
         dynamic_ncols=True,
-        disable=not train.progress,
+        disable=not train.progress or not main,
         desc=run_dir.name,
     )
     sums: dict[str, float] = {}
@@ -767,7 +778,9 @@ def _train_rl(
     cpu_start = time.process_time()
 
     def checkpoint() -> None:
-        atomic_torch_save(agent.state_dict(), run_dir / CHECKPOINT)
+        data = agent.state_dict()  # every rank: gathers the ranks' envs
+        if main:
+            atomic_torch_save(data, run_dir / CHECKPOINT)
 
     def run_eval() -> dict[str, float]:
         return evaluate(agent.policy, config, train.eval_episodes, seed=train.seed + 10_000)
@@ -795,13 +808,16 @@ def _train_rl(
                 sums[key] = sums.get(key, 0.0) + value
             count += 1
             done = agent.env_steps >= train.total_steps
-            if agent.update % log_every == 0 or done:
+            logs = agent.update % log_every == 0 or done
+            if logs:  # CPU seconds of all ranks (a collective: every rank logs at these updates)
+                cpu_time = sum(distributed.all_gather_objects(time.process_time() - cpu_start))
+            if logs and main:
                 now = time.perf_counter()
                 record: dict[str, Any] = {
                     "update": agent.update,
                     "env_steps": agent.env_steps,
                     "time_s": round(now - start_time, 3),
-                    "cpu_time_s": round(time.process_time() - cpu_start, 3),
+                    "cpu_time_s": round(cpu_time, 3),
                     "steps_per_s": (agent.env_steps - last_steps) / max(now - last_time, 1e-9),
                     "episodes": agent.episodes,
                     **agent.episode_stats(),
@@ -821,7 +837,7 @@ def _train_rl(
                 if "episode_return_mean" in record:
                     postfix["return"] = f"{record['episode_return_mean']:.2f}"
                 progress.set_postfix(postfix)
-            elif train.eval_every and agent.update % train.eval_every == 0:
+            elif not logs and main and train.eval_every and agent.update % train.eval_every == 0:
                 stats = {f"eval_{k}": v for k, v in run_eval().items()}
                 record = {"update": agent.update, "env_steps": agent.env_steps, **stats}
                 logger.log(record)
@@ -832,8 +848,12 @@ def _train_rl(
                 checkpoint()
     finally:
         progress.close()
-        logger.close()
+        if logger is not None:
+            logger.close()
         agent.close()
+    distributed.barrier()  # the final checkpoint is written before any rank moves on
+    if not main:  # rank 0 evaluates and draws
+        return {"rank": agent.rank, "update": agent.update, "env_steps": agent.env_steps}
     final = read_metrics(run_dir)[-1] if read_metrics(run_dir) else {}
     evaluation = {k[5:]: v for k, v in final.items() if k.startswith("eval_")}
     if not evaluation:  # resumed a finished run: nothing new was logged

@@ -93,14 +93,6 @@ def test_shard_columns():
         shard_columns(8, 3, 0)
 
 
-def test_rl_under_torchrun_is_a_clean_error(monkeypatch, capsys, tmp_path):
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    cfg = str(ROOT / "configs/gridworld_fwm.yaml")
-    assert main(["train", cfg, "--run-dir", str(tmp_path / "r")]) == 2
-    assert "data-parallel training is for the supervised/LM trainers" in capsys.readouterr().err
-    assert not (tmp_path / "r").exists()
-
-
 @pytest.mark.slow
 def test_data_parallel_resume_on_either_world_size(tmp_path):
     # MNM-p: a learned initial memory (unused after the first window) and the meta (aux) loss

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from fwmrl import distributed
 from fwmrl.agents.policy import MemoryActorCritic
 from fwmrl.config import Config, ConfigError
 from fwmrl.envs import (
@@ -120,28 +122,61 @@ def compute_advantages(
     return advantages, returns
 
 
+def env_shard(num_envs: int, world: int, rank: int) -> slice:
+    """The envs (indices of the global ``env.num_envs``) that rank ``rank`` of ``world`` steps.
+
+    Raises:
+        ConfigError: ``num_envs`` is not a multiple of ``world``.
+    """
+    if num_envs % world:
+        divisors = [n for n in range(1, num_envs + 1) if num_envs % n == 0]
+        raise ConfigError(
+            f"env.num_envs: {num_envs} envs cannot be split evenly over {world} processes; "
+            f"use an env.num_envs that is a multiple of {world}, or a number of processes "
+            f"that divides {num_envs} ({', '.join(map(str, divisors[:12]))}"
+            f"{', ...' if len(divisors) > 12 else ''})"
+        )
+    per = num_envs // world
+    return slice(rank * per, (rank + 1) * per)
+
+
 class A2C:
     """Synchronous A2C over a batched vector env with a :class:`MemoryActorCritic` policy.
+
+    Under ``torchrun`` (:mod:`fwmrl.distributed`) each of the ``N`` ranks steps its own
+    ``env.num_envs / N`` of the envs (rank ``r`` the envs ``r·B/N … (r+1)·B/N − 1`` of a one-process
+    run, seeded as those are), every rank draws the whole batch's sampling uniforms and uses its
+    own rows, the loss is normalised by the global number of valid steps and the gradients are
+    summed over the ranks before clipping, so an update is the one-process update up to
+    floating-point summation order. Episode statistics are gathered from every rank.
 
     Args:
         config: the experiment (:class:`fwmrl.config.Config`); ``env``, ``core``, ``policy``,
             ``algo`` and ``train.seed`` / ``train.device`` are used here.
 
     Attributes:
-        env: the vector env (next-step autoreset).
+        env: the vector env (next-step autoreset): this rank's envs.
+        num_envs: this rank's envs; ``global_num_envs`` all ranks' (``env.num_envs``) and
+            ``env_slice`` this rank's share of them.
+        rank, world: this process's rank and the number of data-parallel processes.
         policy: the actor-critic.
         optimizer: Adam or RMSprop over the policy's parameters.
         update: updates done so far.
-        env_steps: env steps done so far (``T * B`` per update, autoreset steps included).
+        env_steps: env steps done so far over all ranks (``T * B`` per update, autoreset steps
+            included).
     """
 
     def __init__(self, config: Config) -> None:
         self.config = config
         algo = config.algo
-        self.device = torch.device(config.train.device)
-        torch.manual_seed(config.train.seed)  # parameter initialisation
+        self.rank, self.world = distributed.rank(), distributed.world_size()
+        self.global_num_envs = config.env.num_envs
+        self.env_slice = env_shard(config.env.num_envs, self.world, self.rank)
+        self.device = distributed.local_device(config.train.device)
+        torch.manual_seed(config.train.seed)  # parameter initialisation (the same on every rank)
         self.generator = torch.Generator().manual_seed(config.train.seed + 1)  # action sampling
-        self.env = make_env_or_explain(config, config.env.num_envs, config.env.kwargs)
+        local = self.env_slice.stop - self.env_slice.start
+        self.env = make_env_or_explain(config, local, config.env.kwargs)
         self.num_envs = self.env.num_envs
         try:
             self.policy = MemoryActorCritic(
@@ -161,12 +196,15 @@ class A2C:
         self.episodes = 0
         self.recent_returns: collections.deque[float] = collections.deque(maxlen=100)
         self.recent_lengths: collections.deque[int] = collections.deque(maxlen=100)
+        self._finished: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # _flush_episodes
+        self._tracked_steps = 0
         self._reset_envs(seed=config.train.seed)
 
     # ------------------------------------------------------------------ env bookkeeping
     def _reset_envs(self, seed: int | None) -> None:
-        """Reset every env and start fresh episodes (and core states)."""
-        obs, _ = self.env.reset(seed=seed)
+        """Reset every env and start fresh episodes (and core states); ``seed`` is the one of the
+        whole batch (env ``i`` of all ranks gets ``seed + i``)."""
+        obs, _ = self.env.reset(seed=None if seed is None else seed + self.env_slice.start)
         self.obs = np.asarray(obs)
         self.starts = np.ones(self.num_envs, dtype=bool)  # obs is the first of an episode
         self.autoreset = np.zeros(self.num_envs, dtype=bool)  # the next step resets the env
@@ -180,9 +218,12 @@ class A2C:
     def _sample(self, logits: Tensor) -> Tensor:
         """One action per row of ``logits [B, A]`` by inverting the CDF at a uniform draw: action
         ``k`` where ``cdf_{k-1} ≤ u < cdf_k``, exactly the categorical distribution (a third of
-        ``torch.multinomial``'s time at these sizes)."""
+        ``torch.multinomial``'s time at these sizes). Under ``torchrun`` every rank draws the
+        uniforms of all ranks' rows and uses its own (the generator stays the same everywhere)."""
         probs = torch.softmax(logits.float(), dim=-1).cpu()
-        draw = torch.rand(probs.shape[0], 1, generator=self.generator)
+        rows = probs.shape[0]
+        draw = torch.rand(rows * self.world, 1, generator=self.generator)
+        draw = draw[self.rank * rows : (self.rank + 1) * rows]
         action = (probs.cumsum(dim=-1) <= draw).sum(dim=-1)
         return action.clamp_(max=probs.shape[-1] - 1)  # u above a rounded-down cdf_A
 
@@ -218,11 +259,12 @@ class A2C:
             self.starts = self.autoreset  # after an autoreset step, next_obs starts an episode
             self.autoreset = ended
             self.obs = np.asarray(next_obs)
-            self.env_steps += self.num_envs
+            self.env_steps += self.global_num_envs
             if episode_mode:
                 alive &= ~ended
-                if not alive.any():
+                if not distributed.any_rank(bool(alive.any()), self.device):
                     break
+        self._flush_episodes()
         # bootstrap value of the observation after the rollout (the state is not advanced)
         _, last_value, _ = self.policy.step(
             self._tensor(self.obs), self.state, self._tensor(self.starts)
@@ -249,16 +291,41 @@ class A2C:
         self.episode_return += np.where(valid, reward, 0.0)
         self.episode_length += valid
         done = np.flatnonzero(ended & valid)
-        if len(done):  # in env order, as appending one by one would
-            self.recent_returns.extend(self.episode_return[done].tolist())
-            self.recent_lengths.extend(self.episode_length[done].tolist())
-            self.episodes += len(done)
+        if len(done):  # (step, global env) keys: all ranks' episodes in one-process order
+            key = self._tracked_steps * self.global_num_envs + done + self.env_slice.start
+            self._finished.append(
+                (key, self.episode_return[done].copy(), self.episode_length[done].copy())
+            )
             self.episode_return[done] = 0.0
             self.episode_length[done] = 0
+        self._tracked_steps += 1
+        if self.world == 1:
+            self._flush_episodes()
+
+    def _flush_episodes(self) -> None:
+        """Add the episodes finished since the last call, of every rank, to the statistics in the
+        order a one-process run finishes them (by step, then env); a collective under
+        ``torchrun``."""
+        parts = self._finished
+        if self.world > 1:
+            local = [np.concatenate(x) for x in zip(*parts, strict=True)] if parts else []
+            parts = [p for p in distributed.all_gather_objects(local) if p]
+        self._finished, self._tracked_steps = [], 0
+        if not parts:
+            return
+        keys, returns, lengths = (np.concatenate(x) for x in zip(*parts, strict=True))
+        order = np.argsort(keys, kind="stable")
+        self.recent_returns.extend(returns[order].tolist())
+        self.recent_lengths.extend(lengths[order].tolist())
+        self.episodes += len(order)
 
     # ------------------------------------------------------------------ 2 + 3. learn
     def train_on_rollout(self, rollout: Rollout) -> dict[str, float]:
-        """One gradient step on a rollout; returns the loss terms."""
+        """One gradient step on a rollout; returns the loss terms.
+
+        Under ``torchrun`` each rank's rollout holds its own envs: the loss terms are this rank's
+        sums over the global number of valid steps, and the gradients (and the reported terms)
+        are summed over the ranks before clipping, so every rank takes the one-process step."""
         algo = self.config.algo
         advantages, returns = compute_advantages(
             rollout.rewards,
@@ -271,10 +338,17 @@ class A2C:
             algo.bootstrap_truncated,
         )
         mask = rollout.valid.float()
-        n_valid = mask.sum().clamp_min(1.0)
+        valid_returns = returns[rollout.valid]
+        residuals = valid_returns - rollout.values[:-1][rollout.valid]
+        sums = torch.stack(
+            [mask.sum(), (advantages * mask).sum(), valid_returns.sum(), residuals.sum()]
+        )
+        sums = distributed.all_reduce_sum(sums)  # over all ranks' envs
+        n_valid = sums[0].clamp_min(1.0)
         if algo.normalize_advantage:
-            mean = (advantages * mask).sum() / n_valid
-            std = (((advantages - mean) * mask) ** 2).sum().div(n_valid).sqrt()
+            mean = sums[1] / n_valid
+            spread = distributed.all_reduce_sum((((advantages - mean) * mask) ** 2).sum())
+            std = spread.div(n_valid).sqrt()
             advantages = (advantages - mean) / (std + 1e-8) * mask
 
         logits, values, _ = self.policy(rollout.obs, rollout.initial_state, rollout.starts)
@@ -289,15 +363,25 @@ class A2C:
         aux = self.policy.aux_loss_per_step  # MNM's meta loss, per step
         aux_loss = (aux * mask).sum() / n_valid if aux is not None else torch.zeros(())
         loss = loss + aux_loss
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(
-                f"the loss became {loss.item()} at update {self.update + 1} "
-                f"(policy {policy_loss.item():.4g}, value {value_loss.item():.4g}, "
-                f"entropy {entropy_mean.item():.4g}, aux {aux_loss.item():.4g})"
-            )
-
+        mean_return, mean_residual = sums[2:] / n_valid
+        terms = torch.stack(
+            [
+                loss.detach(),
+                policy_loss.detach(),
+                value_loss.detach(),
+                entropy_mean.detach(),
+                aux_loss.detach().to(loss.device),
+                ((valid_returns - mean_return) ** 2).sum(),
+                ((residuals - mean_residual) ** 2).sum(),
+            ]
+        )
+        if self.world == 1:
+            self._check_loss(terms)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.world > 1:
+            terms = self._sum_gradients(terms)  # the global loss terms, the same on every rank
+            self._check_loss(terms)
         max_norm = algo.max_grad_norm if algo.max_grad_norm is not None else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), max_norm)
         if not torch.isfinite(grad_norm):
@@ -306,20 +390,46 @@ class A2C:
             )
         self.optimizer.step()
         self.update += 1
-        valid_values = rollout.values[:-1][rollout.valid]
-        explained = 1.0 - torch.var(returns[rollout.valid] - valid_values) / (
-            torch.var(returns[rollout.valid]) + 1e-8
-        )
+        loss_value, policy_value, value_value, entropy_value, aux_value, *spreads = terms.tolist()
+        n = float(sums[0])  # unbiased variances, as torch.var
+        explained = 1.0 - spreads[1] / (spreads[0] + 1e-8 * (n - 1)) if n > 1 else math.nan
         return {
-            "loss": loss.item(),
-            "policy_loss": policy_loss.item(),
-            "value_loss": value_loss.item(),
-            "entropy": entropy_mean.item(),
-            "aux_loss": aux_loss.item(),
+            "loss": loss_value,
+            "policy_loss": policy_value,
+            "value_loss": value_value,
+            "entropy": entropy_value,
+            "aux_loss": aux_value,
             "grad_norm": grad_norm.item(),
-            "explained_variance": explained.item(),
+            "explained_variance": explained,
             "rollout_steps": float(rollout.rewards.shape[0]),
         }
+
+    def _check_loss(self, terms: Tensor) -> None:
+        """:class:`NonFiniteLossError` when the loss (``terms[0]``; then policy, value, entropy,
+        aux) is NaN or infinite."""
+        if not torch.isfinite(terms[0]):
+            loss, policy, value, entropy, aux = terms[:5].tolist()
+            raise NonFiniteLossError(
+                f"the loss became {loss} at update {self.update + 1} "
+                f"(policy {policy:.4g}, value {value:.4g}, entropy {entropy:.4g}, aux {aux:.4g})"
+            )
+
+    def _sum_gradients(self, extra: Tensor) -> Tensor:
+        """Sum the policy's gradients over the ranks in place (a parameter that has no gradient on
+        any rank keeps none, as in a one-process run) in one all-reduce with ``extra``; returns the
+        sum of ``extra``."""
+        params = list(self.policy.parameters())
+        pieces = [
+            p.grad.reshape(-1) if p.grad is not None else p.new_zeros(p.numel()) for p in params
+        ]
+        has_grad = extra.new_tensor([float(p.grad is not None) for p in params])
+        flat = distributed.all_reduce_sum(torch.cat([*pieces, has_grad, extra.to(has_grad)]))
+        offset = sum(p.numel() for p in params)
+        chunks = flat[:offset].split([p.numel() for p in params])
+        had = flat[offset : offset + len(params)].tolist()
+        for p, chunk, any_grad in zip(params, chunks, had, strict=True):
+            p.grad = chunk.view_as(p) if any_grad > 0 else None
+        return flat[offset + len(params) :]
 
     def learn_update(self) -> dict[str, float]:
         """Collect one rollout and train on it."""
@@ -353,10 +463,42 @@ class A2C:
         optimizer, RNG states, counters, the carried core state and env bookkeeping, and the env's
         own state (:func:`fwmrl.envs.vector_env_state`: generator states, positions, goals, task
         parameters) where the env can save it. Otherwise ``env_state`` is ``None`` and
-        ``env_reset_seed`` is the seed the envs are reset with on resume."""
-        env_state = vector_env_state(self.env)
+        ``env_reset_seed`` is the seed the envs are reset with on resume.
+
+        Under ``torchrun`` every rank must call it: the envs' states, the env bookkeeping and the
+        core states of all ranks are gathered and joined in rank order, so the checkpoint holds
+        the whole batch exactly as a one-process run of the same ``env.num_envs`` would (and
+        resumes on any number of processes that divides it); ``core_state_ranks`` and
+        ``torch_rng_ranks`` keep each rank's own core state (in the form, dense or factors, it
+        had) and torch RNG state for a resume on the same number of processes."""
+        local = {
+            "env_state": vector_env_state(self.env),
+            "rollout": {
+                "obs": self.obs,
+                "starts": self.starts,
+                "autoreset": self.autoreset,
+                "episode_return": self.episode_return,
+                "episode_length": self.episode_length,
+            },
+            "core_state": {k: v.cpu() for k, v in self.state.state_dict().items()},
+            "torch_rng": torch.get_rng_state(),
+        }
+        parts = distributed.all_gather_objects(local) if self.world > 1 else [local]
+        env_states = [part["env_state"] for part in parts]
+        env_state = (
+            None if any(e is None for e in env_states) else distributed.concat_batches(env_states)
+        )
+        rollout = distributed.concat_batches([part["rollout"] for part in parts])
+        core_states = [part["core_state"] for part in parts]
+        ranks: dict[str, Any] = {}
+        if self.world > 1:
+            ranks = {
+                "core_state_ranks": core_states,
+                "torch_rng_ranks": [part["torch_rng"] for part in parts],
+            }
         return {
             "format": CHECKPOINT_FORMAT,
+            "world_size": self.world,
             "update": self.update,
             "env_steps": self.env_steps,
             "episodes": self.episodes,
@@ -367,13 +509,10 @@ class A2C:
             "recent_returns": torch.tensor(list(self.recent_returns), dtype=torch.float64),
             "recent_lengths": torch.tensor(list(self.recent_lengths), dtype=torch.int64),
             "rollout": {
-                "obs": torch.as_tensor(self.obs),
-                "starts": torch.as_tensor(self.starts),
-                "autoreset": torch.as_tensor(self.autoreset),
-                "episode_return": torch.as_tensor(self.episode_return),
-                "episode_length": torch.as_tensor(self.episode_length),
-                "core_state": {k: v.cpu() for k, v in self.state.state_dict().items()},
+                **{k: torch.as_tensor(v) for k, v in rollout.items()},
+                "core_state": self._joined_core_state(core_states),
             },
+            **ranks,
             "env_state": None if env_state is None else _tensors(env_state),
             "env_reset_seed": self.config.train.seed + 1_000_003 * self.update,
             "env": describe_env(self.env),
@@ -388,6 +527,10 @@ class A2C:
         The optimizer continues from its saved state with this config's ``algo.lr`` and
         ``algo.eps`` (a resume override of either takes effect).
 
+        Under ``torchrun`` each rank takes its own envs' rows of the checkpoint's whole-batch env
+        state, bookkeeping and core state; on the number of processes that wrote the checkpoint
+        each rank gets back exactly its own core state and torch RNG state.
+
         Raises:
             EnvStateError: the saved env state does not fit this env (names the entry).
             ValueError, KeyError, RuntimeError: the checkpoint does not fit this config.
@@ -396,8 +539,9 @@ class A2C:
         self.optimizer.load_state_dict(data["optimizer"])
         for group in self.optimizer.param_groups:
             group["lr"], group["eps"] = self.config.algo.lr, self.config.algo.eps
-        torch.set_rng_state(data["torch_rng"])
-        self.generator.set_state(data["sampler_rng"])
+        same_world = self.world > 1 and len(data.get("core_state_ranks") or []) == self.world
+        torch.set_rng_state(data["torch_rng_ranks"][self.rank] if same_world else data["torch_rng"])
+        self.generator.set_state(data["sampler_rng"])  # the same on every rank
         self.update, self.env_steps = int(data["update"]), int(data["env_steps"])
         self.episodes = int(data["episodes"])
         self.recent_returns.clear()
@@ -406,38 +550,76 @@ class A2C:
         self.recent_lengths.extend(data["recent_lengths"].tolist())
         env_state = data.get("env_state")
         if env_state is not None:
-            load_vector_env_state(self.env, _arrays(env_state))
+            env_state = _arrays(env_state)
+            if self.world > 1:  # this rank's envs of the whole batch
+                try:
+                    env_state = distributed.batch_slice(
+                        env_state, self.env_slice, self.global_num_envs
+                    )
+                except ValueError as error:
+                    raise EnvStateError(str(error)) from None
+            load_vector_env_state(self.env, env_state)
             rollout = data["rollout"]
+            total = self.global_num_envs
             shapes = {
-                "obs": (self.num_envs, *self.env.single_observation_space.shape),
+                "obs": (total, *self.env.single_observation_space.shape),
                 **dict.fromkeys(
-                    ("starts", "autoreset", "episode_return", "episode_length"), (self.num_envs,)
+                    ("starts", "autoreset", "episode_return", "episode_length"), (total,)
                 ),
             }
             restored = {}
             for key, shape in shapes.items():
-                value = rollout[key].numpy().copy()
+                value = rollout[key].numpy()
                 if value.shape != shape:
                     raise ValueError(f"rollout.{key}: expected shape {shape}, got {value.shape}")
-                restored[key] = value
+                restored[key] = value[self.env_slice].copy()
             self.obs, self.starts, self.autoreset = (
                 restored[k] for k in ("obs", "starts", "autoreset")
             )
             self.episode_return = restored["episode_return"]
             self.episode_length = restored["episode_length"]
             state_type = type(self.policy.initial_state(1))
-            self.state = state_type.from_state_dict(rollout["core_state"]).to(self.device)
+            if same_world:
+                state = state_type.from_state_dict(data["core_state_ranks"][self.rank])
+            else:
+                state = state_type.from_state_dict(rollout["core_state"])
+                if state.batch_size != total:
+                    raise ValueError(
+                        f"rollout.core_state: expected {total} sequences, got {state.batch_size}"
+                    )
+                state = state[self.env_slice] if self.world > 1 else state
+            self.state = state.to(self.device)
             return True
         seed = data.get("env_reset_seed", self.config.train.seed + 1_000_003 * self.update)
         self._reset_envs(seed=int(seed))
         return False
+
+    def _joined_core_state(self, states: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+        """The whole batch's core state from every rank's (rank order). Ranks whose states differ
+        in form (FWM: factors with different numbers of writes, or dense) are joined densely."""
+        if len(states) == 1:
+            return states[0]
+        state_type = type(self.policy.initial_state(1))
+        parts = [state_type.from_state_dict(s) for s in states]
+        try:
+            return type(parts[0]).cat(parts).state_dict()
+        except (TypeError, RuntimeError):  # different types or shapes: one form for all
+            dense = [p.to_dense() if hasattr(p, "to_dense") else p for p in parts]
+            return type(dense[0]).cat(dense).state_dict()
 
     def nonfinite(self, outputs: bool = False) -> str | None:
         """What became NaN or infinite (the parameters, the current observations, or with
         ``outputs=True`` the policy's logits and value on them), or ``None`` when all is finite.
 
         The run job calls it after every optimizer step, and with ``outputs=True`` before writing a
-        checkpoint, so a kept checkpoint always holds weights that act."""
+        checkpoint, so a kept checkpoint always holds weights that act. Under ``torchrun`` every
+        rank must call it and all get the same answer (the first rank's problem)."""
+        problem = self._local_nonfinite(outputs)
+        if self.world > 1 and distributed.any_rank(problem is not None, self.device):
+            return next(p for p in distributed.all_gather_objects(problem) if p is not None)
+        return problem
+
+    def _local_nonfinite(self, outputs: bool) -> str | None:
         for name, param in self.policy.named_parameters():
             if not bool(torch.isfinite(param).all()):
                 return f"parameter {name} became non-finite after update {self.update}"
