@@ -41,6 +41,7 @@ backward.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 from typing import Any
 
@@ -286,13 +287,27 @@ class MNMCore(MemoryCore):
             return super()._scan(x, state, resets)
         return lowrank_scan(self, x, state, resets)  # type: ignore[arg-type]
 
-    def _step(self, x: Tensor, state: MNMState) -> tuple[Tensor, MNMState, Tensor]:  # type: ignore[override]
-        batch, d_k, heads = x.shape[0], self.key_size, self.num_heads
-        h, c = self.controller(torch.cat([x, state.read], dim=-1), (state.h, state.c))
+    def interface(self, h: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The controller's interface vector ``u = tanh(W_u h + b_u)`` split into the write keys,
+        written values and read keys ``[B, H, d_k]`` and the write strength ``β [B, 1, 1]``."""
+        batch, d_k, heads = h.shape[0], self.key_size, self.num_heads
         u = torch.tanh(self.interaction(h))
         beta_in, kvr = u.split([d_k, 3 * heads * d_k], dim=-1)
-        k_w, v_w, k_r = kvr.reshape(batch, heads, 3, d_k).unbind(dim=2)  # [B, H, d_k] each
+        k_w, v_w, k_r = kvr.reshape(batch, heads, 3, d_k).unbind(dim=2)
         beta = torch.sigmoid(self.beta(beta_in)).view(batch, 1, 1)
+        return k_w, v_w, k_r, beta
+
+    def controller_step(
+        self, x: Tensor, read: Tensor, h: Tensor, c: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """One controller step on ``[x_t, previous read]``: ``(h, c, k_w, v_w, k_r, β)`` (both
+        scans and the memory plot use it)."""
+        h, c = self.controller(torch.cat([x, read], dim=-1), (h, c))
+        return (h, c, *self.interface(h))
+
+    def _step(self, x: Tensor, state: MNMState) -> tuple[Tensor, MNMState, Tensor]:  # type: ignore[override]
+        heads = self.num_heads
+        h, c, k_w, v_w, k_r, beta = self.controller_step(x, state.read, state.h, state.c)
 
         old = (state.w1, state.w2, state.w3)
         acts = memory_forward(old, k_w)
@@ -319,70 +334,39 @@ class MNMCore(MemoryCore):
         )
 
 
+def _rule_fixed_to(rule: str) -> Any:
+    """An ``__init__`` for a subclass of :class:`MNMCore` whose write rule is ``rule``: the same
+    arguments as ``MNMCore`` but ``rule``, which the class name fixes (``make_core`` and config
+    validation read this signature)."""
+
+    def __init__(self: MNMCore, input_size: int, **kwargs: Any) -> None:
+        if "rule" in kwargs:
+            raise ValueError(
+                f"{type(self).__name__}: the write rule is fixed to {rule!r}; "
+                "use mnm_g (gradient) or mnm_p (perceptron) to choose it"
+            )
+        MNMCore.__init__(self, input_size, rule=rule, **kwargs)
+
+    base = inspect.signature(MNMCore.__init__)
+    params = [
+        p if p.name in ("self", "input_size") else p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+        for p in base.parameters.values()
+        if p.name != "rule"
+    ]
+    __init__.__signature__ = base.replace(parameters=params)  # type: ignore[attr-defined]
+    return __init__
+
+
 class MNMGCore(MNMCore):
     """MNM-g: :class:`MNMCore` with the gradient write rule (registry name ``mnm_g``)."""
 
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int = 128,
-        key_size: int = 128,
-        memory_size: int = 128,
-        num_heads: int = 1,
-        output_size: int | None = None,
-        learn_initial_memory: bool = True,
-        meta_loss_weight: float = 1.0,
-        recompute_chunk: int | None = None,
-        implementation: str = "lowrank",
-        chunk_size: int = 16,
-    ) -> None:
-        super().__init__(
-            input_size,
-            hidden_size=hidden_size,
-            key_size=key_size,
-            memory_size=memory_size,
-            num_heads=num_heads,
-            rule="gradient",
-            output_size=output_size,
-            learn_initial_memory=learn_initial_memory,
-            meta_loss_weight=meta_loss_weight,
-            recompute_chunk=recompute_chunk,
-            implementation=implementation,
-            chunk_size=chunk_size,
-        )
+    __init__ = _rule_fixed_to("gradient")
 
 
 class MNMPCore(MNMCore):
     """MNM-p: :class:`MNMCore` with the learned local (perceptron) rule (registry ``mnm_p``)."""
 
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int = 128,
-        key_size: int = 128,
-        memory_size: int = 128,
-        num_heads: int = 1,
-        output_size: int | None = None,
-        learn_initial_memory: bool = True,
-        meta_loss_weight: float = 1.0,
-        recompute_chunk: int | None = None,
-        implementation: str = "lowrank",
-        chunk_size: int = 16,
-    ) -> None:
-        super().__init__(
-            input_size,
-            hidden_size=hidden_size,
-            key_size=key_size,
-            memory_size=memory_size,
-            num_heads=num_heads,
-            rule="perceptron",
-            output_size=output_size,
-            learn_initial_memory=learn_initial_memory,
-            meta_loss_weight=meta_loss_weight,
-            recompute_chunk=recompute_chunk,
-            implementation=implementation,
-            chunk_size=chunk_size,
-        )
+    __init__ = _rule_fixed_to("perceptron")
 
 
 def _check_weight(owner: str, value: Any) -> float:

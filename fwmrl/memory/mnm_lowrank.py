@@ -137,17 +137,13 @@ def lowrank_scan(
 
 
 def _chunk(core: MNMCore, x: Tensor, state: MNMState) -> tuple[Tensor, MNMState, Tensor]:
-    batch, d_k, heads = x.shape[1], core.key_size, core.num_heads
+    d_k, heads = core.key_size, core.num_heads
     deferred = torch.is_grad_enabled() and x.shape[0] > 1
     layers = [_Layer(w, deferred and w.requires_grad) for w in (state.w1, state.w2, state.w3)]
     h, c, read = state.h, state.c, state.read
     outputs, metas = [], []
     for x_t in x:
-        h, c = core.controller(torch.cat([x_t, read], dim=-1), (h, c))
-        u = torch.tanh(core.interaction(h))
-        beta_in, kvr = u.split([d_k, 3 * heads * d_k], dim=-1)
-        k_w, v_w, k_r = kvr.reshape(batch, heads, 3, d_k).unbind(dim=2)  # [B, H, d_k] each
-        beta = torch.sigmoid(core.beta(beta_in)).view(batch, 1, 1)
+        h, c, k_w, v_w, k_r, beta = core.controller_step(x_t, read, h, c)  # [B, H, d_k] keys
 
         # First layer at W_{t-1} and at W_t share W_0's product with the keys.
         keys = torch.cat([k_w, k_r], dim=1)

@@ -9,7 +9,8 @@ The keys and values are captured with forward hooks on the core's own projection
 
 * FWM: ``write_proj(z)`` splits into ``ŝ, r̂, v̂, b̂``; the write key is the outer product
   ``tanh(ŝ) ⊗ tanh(r̂)`` (flattened, the address of the write in ``F``) and the value ``tanh(v̂)``.
-* MNM: ``u = tanh(interaction(h))`` splits into ``β', (k^w_i, v^w_i, k^r_i)_i``; the write keys
+* MNM: the controller's hidden state ``h`` goes through the core's own
+  :meth:`~fwmrl.memory.mnm.MNMCore.interface` (the split both MNM scans use); the write keys
   ``k^w`` and values ``v^w`` of all heads are concatenated.
 """
 
@@ -50,12 +51,16 @@ def capture_core_writes(core: torch.nn.Module, run: Callable[[], None]) -> tuple
     if isinstance(core, FWMCore):
         module = core.write_proj
     elif isinstance(core, MNMCore):
-        module = core.interaction
+        module = core.controller
     else:
         raise ConfigError(
             f"plot-memory needs an FWM or MNM core, this run has {type(core).__name__}"
         )
-    handle = module.register_forward_hook(lambda _m, _i, out: captured.append(out.detach()))
+
+    def keep(_module: torch.nn.Module, _inputs: object, out: Tensor | tuple[Tensor, ...]) -> None:
+        captured.append((out[0] if isinstance(out, tuple) else out).detach())  # LSTMCell: (h, c)
+
+    handle = module.register_forward_hook(keep)
     try:
         with torch.no_grad():
             run()
@@ -67,10 +72,9 @@ def capture_core_writes(core: torch.nn.Module, run: Callable[[], None]) -> tuple
         s_hat, r_hat, v_hat, _ = w.split([m, m, m, 1], dim=-1)
         keys = (torch.tanh(s_hat)[:, :, None] * torch.tanh(r_hat)[:, None, :]).flatten(1)
         return keys, torch.tanh(v_hat)
-    u = torch.tanh(torch.cat(captured, dim=0))  # [T, d_k + 3 H d_k]
-    d_k, heads = core.key_size, core.num_heads
-    kvr = u[:, d_k:].reshape(-1, heads, 3, d_k)
-    return kvr[:, :, 0].flatten(1), kvr[:, :, 1].flatten(1)
+    with torch.no_grad():
+        k_w, v_w, _, _ = core.interface(torch.cat(captured, dim=0))  # h [T, d_h] -> [T, H, d_k]
+    return k_w.flatten(1), v_w.flatten(1)
 
 
 def cosine_matrix(x: Tensor) -> Tensor:
