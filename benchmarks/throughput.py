@@ -3,6 +3,7 @@ speed work, and (``--sb3``) fwmrl next to SB3 and sb3-contrib, in one run.
 
     .venv/bin/python benchmarks/throughput.py [--baseline REV] [--repeats 2] [--threads 1]
     .venv/bin/python benchmarks/throughput.py --sb3 [--envs 64] [--steps 50000] [--ppo-steps 4096]
+    .venv/bin/python benchmarks/throughput.py --distributed 2 [--only graphnav_fwm_paper ...]
 
 Target rows (issue 12): A2C training updates (collect + returns + forward/backward + Adam) of
 ``configs/graphnav_fwm_paper.yaml`` (FWM, 600 envs, full-episode BPTT), ``graphnav_lstm.yaml``
@@ -21,6 +22,14 @@ sb3-contrib ``RecurrentPPO`` + ``MlpLstmPolicy`` and SB3 ``A2C`` + ``MlpPolicy``
 the single env, SB3's default hyper-parameters). Each row trains for ``--steps`` env steps after a
 warm-up (RecurrentPPO, which is about 300 times slower, for ``--ppo-steps`` after one rollout); the
 printed table has each row's ratio to sb3-contrib's RecurrentPPO.
+
+Data-parallel rows (``--distributed N``): the same A2C updates of each target config with the
+global ``env.num_envs`` of the config, on one process and on ``N`` processes of a gloo process
+group (each stepping ``num_envs / N`` envs, gradients all-reduced: what ``torchrun
+--nproc_per_node=N -m fwmrl train`` runs), ``--threads`` torch threads per process, alternating in
+the same run; the rate is the global env steps over the slowest rank's wall time of the timed
+updates. The speed-up can only show when ``N`` cores are idle: the table's header gives the load
+average before and after.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import subprocess
 import sys
 import tarfile
@@ -104,6 +114,108 @@ def worker(config: str, overrides: list[str], updates: int, warmup: int) -> dict
         "optimizer": spent["optimizer"],
     }
     return {"rate": (agent.env_steps - steps) / (collect + learn), "parts": parts}
+
+
+def data_parallel_worker(config: str, overrides: list[str], updates: int, warmup: int) -> float:
+    """:func:`worker`'s updates on this rank of a ``torchrun``-style process group (the
+    ``RANK``/``WORLD_SIZE``/``MASTER_*`` variables; one process without them); returns the global
+    env steps per second of the timed updates (the same on every rank)."""
+    from fwmrl import distributed
+    from fwmrl.agents import A2C
+    from fwmrl.config import load_config
+
+    distributed.init_distributed("cpu")
+    config_ = load_config(
+        Path("configs") / f"{config}.yaml",
+        [*overrides, "logging.wandb=disabled", "train.progress=false"],
+    )
+    agent = A2C(config_)
+    for _ in range(warmup):
+        agent.learn_update()
+    distributed.barrier()
+    start, steps = time.perf_counter(), agent.env_steps
+    for _ in range(updates):
+        agent.learn_update()
+    distributed.barrier()  # the slowest rank's time
+    rate = (agent.env_steps - steps) / (time.perf_counter() - start)
+    agent.close()
+    distributed.shutdown()
+    return rate
+
+
+def run_data_parallel(config: str, updates: int, nproc: int, threads: int) -> float:
+    """:func:`data_parallel_worker` on ``nproc`` fresh processes (one: no process group)."""
+    code = (
+        "import json, sys, torch; sys.path.insert(0, sys.argv[1]); import throughput as b; "
+        "c, u, t = json.loads(sys.argv[2]); torch.set_num_threads(t); "
+        "print('RESULT', json.dumps(b.data_parallel_worker(c, [], u, 1)))"
+    )
+    request = json.dumps([config, updates, threads])
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    ranks = []
+    for rank in range(nproc):
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "OMP_NUM_THREADS": str(threads),
+            "MKL_NUM_THREADS": str(threads),
+        }
+        if nproc > 1:
+            env.update(
+                RANK=str(rank),
+                LOCAL_RANK=str(rank),
+                WORLD_SIZE=str(nproc),
+                MASTER_ADDR="127.0.0.1",
+                MASTER_PORT=str(port),
+            )
+        ranks.append(
+            subprocess.Popen(
+                [sys.executable, "-c", code, str(Path(__file__).parent), request],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    outputs = [rank.communicate() for rank in ranks]
+    lines = [line for line in outputs[0][0].splitlines() if line.startswith("RESULT ")]
+    if any(rank.returncode for rank in ranks) or not lines:
+        raise RuntimeError(f"{config} on {nproc} processes failed:\n{outputs[0][1][-3000:]}")
+    return json.loads(lines[-1][len("RESULT ") :])
+
+
+def data_parallel(nproc: int, repeats: int, threads: int, only: list[str] | None) -> None:
+    """Env steps/s of the target configs on one process and on ``nproc``, and their ratio."""
+    commit = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    load_before = os.getloadavg()
+    rows = [row for row in TARGETS if only is None or row[1] in only]
+    table = []
+    for label, config, _, updates, _ in rows:
+        best = {1: 0.0, nproc: 0.0}
+        for _ in range(repeats):
+            for n in best:
+                best[n] = max(best[n], run_data_parallel(config, updates, n, threads))
+        table.append((label, best[1], best[nproc]))
+        print(f"{label}: 1 process {best[1]:,.0f}, {nproc}: {best[nproc]:,.0f}", file=sys.stderr)
+    load_after = os.getloadavg()
+    print(
+        f"Data-parallel A2C, env steps/s (global env.num_envs of each config), best of {repeats} "
+        f"fresh runs per cell, {threads} torch thread(s) per process, {os.cpu_count()} CPUs, "
+        f"load average (1 min) {load_before[0]:.2f} before, {load_after[0]:.2f} after; "
+        f"torch {torch.__version__}, commit {commit}\n"
+    )
+    print(f"| row | 1 process | {nproc} processes | × | target |")
+    print("|---|---:|---:|---:|---:|")
+    for label, one, many in table:
+        print(f"| {label} | {one:,.0f} | {many:,.0f} | {many / one:.2f} | ≥ 1.7× |")
 
 
 def source_tree(revision: str, into: Path) -> Path:
@@ -267,8 +379,19 @@ def main() -> None:
     parser.add_argument("--ppo-steps", type=int, default=4096)
     parser.add_argument("--warmup", type=int, default=5_000)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--distributed",
+        type=int,
+        metavar="N",
+        help="data-parallel rows: one process against N (gloo) with the same global num_envs",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.distributed is not None and args.distributed < 2:
+        parser.error(f"--distributed: give 2 or more processes, got {args.distributed}")
+    if args.distributed:
+        data_parallel(args.distributed, args.repeats, args.threads, args.only)
+        return
     if not args.sb3:
         targets(args.baseline, args.repeats, args.threads, args.only)
         return
