@@ -284,7 +284,9 @@ class MemoryPolicy(ActorCriticPolicy):
             self._state_layout = layout
         return layout
 
-    def states_from_numpy(self, state: Sequence[np.ndarray]) -> MemoryStates:
+    def states_from_numpy(
+        self, state: Sequence[np.ndarray], _device: th.device | None = None
+    ) -> MemoryStates:
         """Rebuild the :class:`MemoryStates` (actor part) from the tuple :meth:`predict` returns.
 
         The arrays become tensors without a copy where their dtype and device already match.
@@ -298,7 +300,7 @@ class MemoryPolicy(ActorCriticPolicy):
                 f"batch first, as predict returns it), got {got}"
             )
         dtype = self.memory_actor_dtype
-        device = self.device
+        device = self.device if _device is None else _device
         data: dict[str, th.Tensor] = {}
         batch = 0
         for name, shape, array in zip(names, shapes, state, strict=True):
@@ -439,10 +441,27 @@ class MemoryPolicy(ActorCriticPolicy):
         n_envs = episode_starts.shape[0]
         latent_pi, latent_vf, states = self._sequence_latents(obs, states, episode_starts, n_envs)
         values = self.value_net(latent_vf)
+        actions, log_prob = self._sample(latent_pi, deterministic)
+        return actions.reshape((-1, *self.action_space.shape)), values, log_prob, states
+
+    def _sample(self, latent_pi: th.Tensor, deterministic: bool) -> tuple[th.Tensor, th.Tensor]:
+        """Actions and their log-probabilities from the actor's latent.
+
+        ``Discrete`` actions skip building a ``torch.distributions.Categorical`` (its argument
+        checks cost more than a small policy's step): the same distribution, the softmax of the
+        logits, sampled by the same ``torch.multinomial`` call (the mode: ``argmax``). Other
+        action spaces go through SB3's distribution.
+        """
+        if isinstance(self.action_space, spaces.Discrete):
+            log_probs = th.log_softmax(self.action_net(latent_pi), dim=-1)
+            if deterministic:
+                actions = log_probs.argmax(dim=-1)
+            else:
+                actions = th.multinomial(log_probs.exp(), 1, True).squeeze(-1)
+            return actions, log_probs.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
         distribution = self._get_action_dist_from_latent(latent_pi)
         actions = distribution.get_actions(deterministic=deterministic)
-        log_prob = distribution.log_prob(actions)
-        return actions.reshape((-1, *self.action_space.shape)), values, log_prob, states
+        return actions, distribution.log_prob(actions)
 
     def get_distribution(  # type: ignore[override]
         self, obs: PyTorchObs, states: MemoryStates, episode_starts: th.Tensor
@@ -517,8 +536,9 @@ class MemoryPolicy(ActorCriticPolicy):
         episode_starts: th.Tensor,
         deterministic: bool = False,
     ) -> tuple[th.Tensor, MemoryStates]:
-        distribution, states = self.get_distribution(observation, states, episode_starts)
-        return distribution.get_actions(deterministic=deterministic), states
+        n_envs = episode_starts.shape[0]
+        latent_pi, pi_state = self._actor_latent(observation, states.pi, episode_starts, n_envs)
+        return self._sample(latent_pi, deterministic)[0], MemoryStates(pi_state)
 
     def predict(  # type: ignore[override]
         self,
@@ -564,21 +584,22 @@ class MemoryPolicy(ActorCriticPolicy):
         first = next(iter(obs_tensor.values())) if isinstance(obs_tensor, dict) else obs_tensor
         n_envs = first.shape[0]
         as_numpy = not isinstance(state, MemoryStates)
+        device = first.device
         if state is None:
-            states = MemoryStates(self.memory_actor.initial_state(n_envs, self.device))
+            states = MemoryStates(self.memory_actor.initial_state(n_envs, device))
         elif isinstance(state, MemoryStates):
-            states = MemoryStates(state.pi.to(self.device))
+            states = MemoryStates(state.pi.to(device))
         else:
-            states = self.states_from_numpy(state)
+            states = self.states_from_numpy(state, _device=device)
         if states.batch_size != n_envs:
             raise ValueError(
                 f"MemoryPolicy.predict: 'state' holds {states.batch_size} environments but "
                 f"'observation' holds {n_envs}"
             )
         if episode_start is None:
-            starts = th.zeros(n_envs, dtype=th.bool, device=self.device)
+            starts = th.zeros(n_envs, dtype=th.bool, device=device)
         else:
-            starts = th.as_tensor(np.asarray(episode_start), device=self.device).reshape(-1).bool()
+            starts = th.as_tensor(np.asarray(episode_start), device=device).reshape(-1).bool()
             if starts.shape[0] != n_envs:
                 raise ValueError(
                     f"MemoryPolicy.predict: 'episode_start' must have {n_envs} entries, "
