@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 
 import fwmrl
-from fwmrl.errors import ConfigError, RunError, SweepError
+from fwmrl.errors import ConfigError, NonFiniteLossError, RunError, SweepError
 
 # Everything that imports torch is imported inside the commands: ``fwmrl --help`` stays fast.
 
@@ -101,9 +101,7 @@ def _process_group(device: str):  # noqa: ANN202
 
 def _train(config, run_dir: Path, resume: bool) -> int:  # noqa: ANN001
     from fwmrl import distributed
-    from fwmrl.agents.a2c import NonFiniteLossError
     from fwmrl.runs import CHECKPOINT, train_run
-    from fwmrl.tasks.trainer import NonFiniteLossError as TaskNonFiniteLossError
 
     main = distributed.is_main()
     if main:
@@ -111,7 +109,7 @@ def _train(config, run_dir: Path, resume: bool) -> int:  # noqa: ANN001
     try:
         with _one_line_notes():
             summary = train_run(config, run_dir, resume=resume)
-    except (NonFiniteLossError, TaskNonFiniteLossError) as error:
+    except NonFiniteLossError as error:
         last = run_dir / CHECKPOINT
         kept = (
             f"last good checkpoint: {last}" if last.is_file() else "no checkpoint was written yet"
@@ -284,6 +282,9 @@ overrides (KEY=VALUE, after the config file; values are read as YAML):
 examples:
   fwmrl train configs/gridworld_fwm.yaml --run-dir runs/a train.total_steps=200000
   fwmrl train --resume runs/a train.total_steps=400000
+data-parallel (A2C and the supervised/LM trainers; gloo on CPU, nccl on GPU):
+  torchrun --nproc_per_node=2 -m fwmrl train configs/graphnav_fwm_paper.yaml --run-dir runs/g
+  (each process steps env.num_envs / N envs; rank 0 writes the run; resume on any N dividing it)
 threads: torch uses train.num_threads (default 1, fastest for fwmrl's small models);
   FWMRL_NUM_THREADS overrides it for the Python API, the examples and the SB3 policies.
 """

@@ -29,16 +29,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from fwmrl.atomic import atomic_write_text
 from fwmrl.errors import ConfigError
-from fwmrl.memory import CoreConfigError, available_cores, core_arguments, make_core
+from fwmrl.memory import NO_CORE, CoreConfigError, available_cores, core_arguments, make_core
 
 MAX_SEED = 2**32 - 1
 """Seeds are integers in ``[0, MAX_SEED]`` (NumPy and torch generators take them all)."""
 
 DEVICE_PATTERN = r"^(cpu|cuda(:[0-9]+)?|mps)$"
 """``train.device``: ``cpu``, ``cuda``, ``cuda:N`` or ``mps``."""
-
-NO_CORE = "none"
-"""Core name of the memoryless baseline (the encoder MLP feeds the heads directly)."""
 
 
 class _Section(BaseModel):

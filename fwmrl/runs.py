@@ -29,7 +29,6 @@ import math
 import os
 import platform
 import sys
-import tempfile
 import time
 import uuid
 import warnings
@@ -41,6 +40,7 @@ from typing import Any
 import torch
 
 import fwmrl
+from fwmrl.atomic import atomic_file, atomic_write_text
 from fwmrl.config import Config, config_from_dict, read_yaml, save_config
 from fwmrl.errors import ConfigError, RunError
 from fwmrl.threads import set_threads
@@ -117,40 +117,9 @@ def stamped_dir(name: str, base: str | Path) -> Path:
 
 
 def atomic_torch_save(data: Any, path: str | Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, fsync, then ``os.replace``: a crash
-    leaves either the old file or the new one, never a partial one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(data, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write a text file atomically (temporary file, fsync, ``os.replace``): a crash leaves the old
-    file or the new one. A symlink at ``path`` is replaced by the file, its target left alone."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """``torch.save`` that replaces ``path`` whole or not at all (:func:`fwmrl.atomic.atomic_file`)."""
+    with atomic_file(path, "wb") as f:
+        torch.save(data, f)
 
 
 def verify_checkpoint(path: str | Path) -> None:

@@ -46,14 +46,11 @@ from fwmrl.envs import (
     make_vec_env,
     vector_env_state,
 )
+from fwmrl.errors import NonFiniteLossError
 from fwmrl.memory import CoreState
 
 CHECKPOINT_FORMAT = 2
 """Version of :meth:`A2C.state_dict` (1: the env was pickled, which is never loaded any more)."""
-
-
-class NonFiniteLossError(RuntimeError):
-    """The loss or the gradient norm became NaN or infinite."""
 
 
 @dataclasses.dataclass

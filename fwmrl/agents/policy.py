@@ -10,10 +10,8 @@ import torch
 from gymnasium import spaces
 from torch import Tensor, nn
 
-from fwmrl.memory import CoreState, MemoryCore, make_core
+from fwmrl.memory import NO_CORE, CoreState, MemoryCore, make_core
 from fwmrl.threads import apply_default_threads
-
-NO_CORE = "none"
 
 
 @dataclasses.dataclass

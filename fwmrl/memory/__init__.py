@@ -6,6 +6,7 @@ from fwmrl.memory.fwm import FWMCore, FWMState
 from fwmrl.memory.gated_fw import GatedFWCore, GatedFWState
 from fwmrl.memory.lstm import LSTMCore, LSTMState
 from fwmrl.memory.registry import (
+    NO_CORE,
     CoreConfigError,
     available_cores,
     core_arguments,
@@ -15,6 +16,7 @@ from fwmrl.memory.registry import (
 )
 
 __all__ = [
+    "NO_CORE",
     "CoreConfigError",
     "CoreState",
     "FWMCore",

@@ -17,6 +17,11 @@ _CORES: dict[str, str | type[MemoryCore]] = {
 }
 
 
+NO_CORE = "none"
+"""The core name of the memoryless baseline: no core is built, and a policy's encoder feeds its heads
+directly (:class:`fwmrl.agents.policy.NoMemoryCore`)."""
+
+
 class CoreConfigError(ValueError):
     """An unknown core name or an argument the core does not take."""
 

@@ -29,8 +29,8 @@ import torch
 
 from fwmrl import distributed
 from fwmrl.config import Config, ConfigError
-from fwmrl.errors import RunError
-from fwmrl.memory import CoreState
+from fwmrl.errors import NonFiniteLossError, RunError
+from fwmrl.memory import NO_CORE, CoreState
 from fwmrl.tasks.model import SequenceModel
 from fwmrl.tasks.streams import (
     HEADLINE,
@@ -43,11 +43,6 @@ from fwmrl.tasks.streams import (
     read_generated_marker,
 )
 from fwmrl.threads import set_threads
-
-
-class NonFiniteLossError(RuntimeError):
-    """The loss or the gradient norm became NaN or infinite."""
-
 
 GENERATED_ROOT = Path("runs/data/generated")
 """Where generated catbAbI/LM data goes when ``task.data`` is null (a folder per set of
@@ -232,7 +227,7 @@ def data_record(data: TaskData) -> dict[str, Any]:
 def build_model(config: Config, vocab_size: int) -> SequenceModel:
     """The :class:`SequenceModel` a config describes."""
     task = config.task
-    if config.core.name == "none":
+    if config.core.name == NO_CORE:
         raise ConfigError("core.name: the supervised trainers need a memory core, not 'none'")
     if task.dropout_weight > 0 and config.core.kwargs.get("recompute_chunk"):
         raise ConfigError(
@@ -541,6 +536,7 @@ def train_task_run(
 
     from fwmrl.runs import (
         CHECKPOINT,
+        CONFIG,
         RunLogger,
         _truncate_metrics,
         _warn_on_error,
@@ -572,7 +568,7 @@ def train_task_run(
     if main:
         if resume:
             _drop_later_best(run_dir, trainer.update)
-        save_config(config, run_dir / CONFIG_NAME)
+        save_config(config, run_dir / CONFIG)
         _write_meta(run_dir, resumed=resume)
         atomic_write_text(run_dir / DATA_RECORD, json.dumps(record, indent=2) + "\n")
         logger = RunLogger(run_dir, config, resume_update)
@@ -661,7 +657,6 @@ def train_task_run(
     return summary
 
 
-CONFIG_NAME = "config.yaml"
 BEST_CHECKPOINT = "best.pt"
 """The checkpoint of the best validation headline metric so far (format of ``checkpoint.pt``)."""
 DATA_RECORD = "data.json"
