@@ -82,3 +82,17 @@ def test_fwmrl_command_parses_and_its_config_loads(argv: list[str]) -> None:
         load_config(ROOT / config, [i for i in items if "=" in i])
     elif args.command == "sweep":
         load_sweep(ROOT / args.sweep)
+
+
+def test_readme_quotes_the_recorded_main_job() -> None:
+    """README's main-job sentence is what scripts/readme_figures.py recorded."""
+    import json
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        from readme_figures import readme_sentence
+    finally:
+        sys.path.pop(0)
+    job = json.loads((ROOT / "docs/images/main_job.json").read_text())
+    assert readme_sentence(job) in " ".join(README.read_text().split())
+    assert job["command"].endswith("--run-dir runs/readme-main")
