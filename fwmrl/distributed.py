@@ -1,4 +1,4 @@
-"""Data-parallel training of the supervised/LM trainers with ``torch.distributed``.
+"""Data-parallel training of the supervised/LM trainers and of A2C with ``torch.distributed``.
 
 Launch any ``fwmrl train`` of a supervised or language-modelling config with ``torchrun``::
 
@@ -14,6 +14,18 @@ that of a one-process run with the same global batch, up to floating-point summa
 alone writes the run directory (config, metrics, TensorBoard/wandb, checkpoints, evaluation);
 checkpoints hold the full-batch core state, so a run resumes on any number of ranks that divides the
 batch, and a one-process run resumes a data-parallel checkpoint and vice versa.
+
+A2C (``task.kind: rl``) runs the same way::
+
+    torchrun --nproc_per_node=2 -m fwmrl train configs/graphnav_fwm_paper.yaml --run-dir runs/g2
+
+``env.num_envs`` stays the *global* number of envs: rank ``r`` steps the envs
+``r·B/N … (r+1)·B/N − 1`` of a one-process run, seeded as those (env ``i`` gets ``seed + i``);
+every rank draws the sampling uniforms of the whole batch and uses its rows, so the actions are
+the one-process actions; the loss is normalised by the global number of valid steps and the
+gradients are summed over the ranks (:class:`fwmrl.agents.a2c.A2C`). Rank 0 alone writes the run
+directory and evaluates; checkpoints hold the whole batch's env state, bookkeeping and core state
+(gathered from every rank), so a run resumes on any number of ranks that divides ``env.num_envs``.
 
 Without ``WORLD_SIZE`` (or with ``WORLD_SIZE=1``) every function here is a no-op for one process.
 """
