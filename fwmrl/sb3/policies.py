@@ -136,7 +136,9 @@ class MemoryPolicy(ActorCriticPolicy):
         As in SB3; any observation space SB3 supports works (``CombinedExtractor`` for ``Dict``,
         see :class:`MultiInputMemoryPolicy`).
     optimizer_class, optimizer_kwargs:
-        As in SB3 (the cores' parameters are optimised with the rest).
+        As in SB3 (the cores' parameters are optimised with the rest); for Adam,
+        ``optimizer_kwargs=None`` means ``{"eps": 1e-5, "foreach": True}`` (SB3's ``eps``, and
+        one call per operation for all parameters: the same update, faster on CPU).
     core:
         Name of the memory core, one of :func:`fwmrl.memory.available_cores`
         (``"fwm"``, ``"gated_fw"``, ``"lstm"``, ``"mnm_g"``, ``"mnm_p"``).
@@ -197,6 +199,10 @@ class MemoryPolicy(ActorCriticPolicy):
         self.core_name = core
         self.core_kwargs = dict(core_kwargs or {})
         self.critic_memory = critic_memory
+        if optimizer_kwargs is None and optimizer_class is th.optim.Adam:
+            # SB3's default (eps=1e-5), stepping all parameters in one call per operation (the
+            # per-tensor loop costs about 1 ms per update on one CPU thread)
+            optimizer_kwargs = {"eps": 1e-5, "foreach": True}
         super().__init__(
             observation_space,
             action_space,
