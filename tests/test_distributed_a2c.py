@@ -27,6 +27,7 @@ from fwmrl.runs import load_checkpoint, read_metrics, train_run
 ROOT = Path(__file__).resolve().parents[1]
 GRIDWORLD = str(ROOT / "configs/gridworld_fwm.yaml")  # truncated BPTT, 20 steps per update
 GRAPHNAV = str(ROOT / "configs/graphnav_fwm_paper.yaml")  # episode mode, Monte-Carlo returns
+MNM_P = str(ROOT / "configs/gridworld_mnm_p.yaml")  # learned initial memory, meta (aux) loss
 SMALL = [
     "env.num_envs=8",
     "train.num_threads=1",
@@ -39,7 +40,7 @@ SMALL = [
     "logging.tensorboard=false",
     "logging.wandb=disabled",
 ]
-STEPS = {GRIDWORLD: 8 * 20, GRAPHNAV: 8 * 30}  # env steps per update
+STEPS = {GRIDWORLD: 8 * 20, GRAPHNAV: 8 * 30, MNM_P: 8 * 20}  # env steps per update
 
 
 def torchrun(*args: str, nproc: int = 2) -> subprocess.CompletedProcess:
@@ -165,10 +166,21 @@ def graphnav(tmp_path_factory) -> tuple[Path, str]:
     return root, out, "".join(errors)
 
 
-@pytest.mark.parametrize("runs", ["gridworld", "graphnav"])
+@pytest.fixture(scope="module")
+def mnm_p(tmp_path_factory) -> tuple[Path, str]:
+    """MNM-p (parameters without a gradient in some updates, an aux loss), 3 updates."""
+    root = tmp_path_factory.mktemp("mnm_p")
+    args = [*SMALL, updates(MNM_P, 3)]
+    errors = fork_ranks("train", MNM_P, "--run-dir", str(root / "two"), *args, log=root / "log")
+    train_run(load_config(MNM_P, args), root / "one")
+    out = "".join((root / f"log/rank{r}.out").read_text() for r in range(2))
+    return root, out, "".join(errors)
+
+
+@pytest.mark.parametrize("runs", ["gridworld", "graphnav", "mnm_p"])
 def test_two_processes_take_the_one_process_updates(request, runs):
     root, stdout, stderr = request.getfixturevalue(runs)
-    config = GRIDWORLD if runs == "gridworld" else GRAPHNAV
+    config = {"gridworld": GRIDWORLD, "graphnav": GRAPHNAV, "mnm_p": MNM_P}[runs]
     n = 4 if config == GRIDWORLD else 3
     two = load_checkpoint(root / "two/checkpoint.pt")
     one = load_checkpoint(root / "one/checkpoint.pt")
@@ -183,7 +195,7 @@ def test_two_processes_take_the_one_process_updates(request, runs):
     records_two, records_one = read_metrics(root / "two"), read_metrics(root / "one")
     assert [r["update"] for r in records_two] == list(range(1, n + 1))
     for r2, r1 in zip(records_two, records_one, strict=True):
-        for key in ("loss", "policy_loss", "value_loss", "entropy", "grad_norm"):
+        for key in ("loss", "policy_loss", "value_loss", "entropy", "aux_loss", "grad_norm"):
             assert r2[key] == pytest.approx(r1[key], rel=1e-5, abs=1e-6), key
         assert r2["explained_variance"] == pytest.approx(r1["explained_variance"], abs=1e-4)
         assert r2["env_steps"] == r1["env_steps"] and r2["episodes"] == r1["episodes"]
