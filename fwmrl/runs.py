@@ -608,6 +608,11 @@ def train_run(
     a refused start leaves the folder as it was (and creates none). A fresh start into a folder whose
     earlier start died before its first checkpoint starts its metrics over.
 
+    Under ``torchrun`` (:mod:`fwmrl.distributed`) every rank trains its share of ``env.num_envs``
+    (RL) or of the batch (supervised/LM); rank 0 alone checks the run directory, holds the lock,
+    writes, logs, evaluates and calls ``on_log``, and sends a resumed checkpoint to the other ranks,
+    which return ``{"rank": r, ...}`` once training is done.
+
     Raises:
         NonFiniteLossError: when the loss, the parameters or the policy's outputs become NaN/inf
             (the last checkpoint, whose weights are finite and act, is kept).
