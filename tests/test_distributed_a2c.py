@@ -93,6 +93,10 @@ def fork_ranks(*args: str, log: Path, nproc: int = 2) -> list[str]:
         process.start()
     for process in ranks:
         process.join(timeout=300)
+    for process in ranks:
+        if process.is_alive():  # a rank that hangs fails the test instead of outliving it
+            process.kill()
+            process.join()
     errors = [(log / f"rank{r}.err").read_text() for r in range(nproc)]
     codes = [process.exitcode for process in ranks]
     assert codes == [0] * nproc, f"exit codes {codes}: {errors[0][-3000:]}"
