@@ -58,12 +58,14 @@ class Rollout:
     """``T`` steps of ``B`` envs, time-major.
 
     Attributes:
-        obs: observations ``[T, B, *obs_shape]`` the actions were taken from.
+        obs: the observations the actions were taken from, as the policy's flat features
+            ``[T, B, obs_size]`` (:meth:`MemoryActorCritic.preprocess`).
         starts: bool ``[T, B]``: ``obs[t, b]`` is the first observation of an episode (core reset).
         valid: bool ``[T, B]``: step ``t`` is a real transition that is learned from; False for the
             autoreset step after an episode ended (and, with ``n_steps: episode``, after an env's
             first episode).
-        actions: ``[T, B]`` int64.
+        actions: ``[T, B, *action_shape]`` as the policy's action distribution stores them (int64
+            for Discrete/MultiDiscrete/MultiBinary; float32 unclipped samples for Box).
         rewards: ``[T, B]`` float32.
         terminated, truncated: bool ``[T, B]``: the episode ended at step ``t`` (the env's flags).
         values: ``[T + 1, B]`` values of the collection pass; ``values[T]`` is the bootstrap value of
@@ -202,7 +204,7 @@ class A2C:
         """Reset every env and start fresh episodes (and core states); ``seed`` is the one of the
         whole batch (env ``i`` of all ranks gets ``seed + i``)."""
         obs, _ = self.env.reset(seed=None if seed is None else seed + self.env_slice.start)
-        self.obs = np.asarray(obs)
+        self.obs = self._features(obs)
         self.starts = np.ones(self.num_envs, dtype=bool)  # obs is the first of an episode
         self.autoreset = np.zeros(self.num_envs, dtype=bool)  # the next step resets the env
         self.state = self.policy.initial_episode_state(self.num_envs, self.device)
@@ -212,17 +214,23 @@ class A2C:
     def _tensor(self, array: np.ndarray) -> Tensor:
         return torch.as_tensor(array, device=self.device)
 
-    def _sample(self, logits: Tensor) -> Tensor:
-        """One action per row of ``logits [B, A]`` by inverting the CDF at a uniform draw: action
-        ``k`` where ``cdf_{k-1} ≤ u < cdf_k``, exactly the categorical distribution (a third of
-        ``torch.multinomial``'s time at these sizes). Under ``torchrun`` every rank draws the
-        uniforms of all ranks' rows and uses its own (the generator stays the same everywhere)."""
-        probs = torch.softmax(logits.float(), dim=-1).cpu()
-        rows = probs.shape[0]
-        draw = torch.rand(rows * self.world, 1, generator=self.generator)
+    def _features(self, obs: Any) -> np.ndarray:
+        """The envs' observations as the policy's flat float32 features ``[B, obs_size]``
+        (:mod:`fwmrl.agents.spaces`: one-hot, image scaling, Dict/Tuple concatenation)."""
+        return self.policy.flatten(obs, batch_dims=1).numpy()
+
+    def _sample(self, params: Tensor) -> Tensor:
+        """One action per row of the head outputs ``params [B, P]``, a deterministic function of
+        uniform draws (:class:`fwmrl.agents.spaces.ActionDistribution`; Discrete: the CDF
+        inverted at the draw, exactly the categorical distribution in a third of
+        ``torch.multinomial``'s time). Under ``torchrun`` every rank draws the uniforms of all
+        ranks' rows and uses its own (the generator stays the same everywhere)."""
+        dist = self.policy.action_dist
+        rows = params.shape[0]
+        draw = torch.rand(rows * self.world, dist.noise_size, generator=self.generator)
         draw = draw[self.rank * rows : (self.rank + 1) * rows]
-        action = (probs.cumsum(dim=-1) <= draw).sum(dim=-1)
-        return action.clamp_(max=probs.shape[-1] - 1)  # u above a rounded-down cdf_A
+        log_std = None if self.policy.log_std is None else self.policy.log_std.detach().cpu()
+        return dist.sample(params.cpu(), draw, log_std)
 
     # ------------------------------------------------------------------ 1. collect
     @torch.no_grad()
@@ -239,9 +247,10 @@ class A2C:
         record: dict[str, list[Any]] = collections.defaultdict(list)
         for _ in range(max_steps):
             obs, starts = self._tensor(self.obs), self._tensor(self.starts)
-            logits, value, self.state = self.policy.step(obs, self.state, starts)
+            logits, value, self.state = self.policy.step_flat(obs, self.state, starts)
             action = self._sample(logits)
-            next_obs, reward, terminated, truncated, _ = self.env.step(action.numpy())
+            env_action = self.policy.action_dist.to_env(action)
+            next_obs, reward, terminated, truncated, _ = self.env.step(env_action)
             valid = ~self.autoreset & alive  # False: this step only reset the env
             record["obs"].append(obs)
             record["starts"].append(starts)
@@ -255,7 +264,7 @@ class A2C:
             self._track_episodes(np.asarray(reward), ended, valid)
             self.starts = self.autoreset  # after an autoreset step, next_obs starts an episode
             self.autoreset = ended
-            self.obs = np.asarray(next_obs)
+            self.obs = self._features(next_obs)
             self.env_steps += self.global_num_envs
             if episode_mode:
                 alive &= ~ended
@@ -263,7 +272,7 @@ class A2C:
                     break
         self._flush_episodes()
         # bootstrap value of the observation after the rollout (the state is not advanced)
-        _, last_value, _ = self.policy.step(
+        _, last_value, _ = self.policy.step_flat(
             self._tensor(self.obs), self.state, self._tensor(self.starts)
         )
         record["values"].append(last_value)
@@ -276,7 +285,7 @@ class A2C:
             obs=stack("obs"),
             starts=stack("starts", torch.bool),
             valid=stack("valid", torch.bool),
-            actions=stack("actions", torch.int64),
+            actions=stack("actions", self.policy.action_dist.action_dtype),
             rewards=stack("rewards", torch.float32),
             terminated=stack("terminated", torch.bool),
             truncated=stack("truncated", torch.bool),
@@ -348,10 +357,12 @@ class A2C:
             std = spread.div(n_valid).sqrt()
             advantages = (advantages - mean) / (std + 1e-8) * mask
 
-        logits, values, _ = self.policy(rollout.obs, rollout.initial_state, rollout.starts)
-        log_probs = torch.log_softmax(logits, dim=-1)
-        action_log_prob = log_probs.gather(-1, rollout.actions.unsqueeze(-1)).squeeze(-1)
-        entropy = -(log_probs.exp() * log_probs).sum(-1)
+        params, values, _ = self.policy.forward_flat(
+            rollout.obs, rollout.initial_state, rollout.starts
+        )
+        dist, log_std = self.policy.action_dist, self.policy.log_std
+        action_log_prob = dist.log_prob(params, rollout.actions, log_std)
+        entropy = dist.entropy(params, log_std)
 
         policy_loss = -(advantages.detach() * action_log_prob * mask).sum() / n_valid
         value_loss = ((returns.detach() - values) ** 2 * mask).sum() / n_valid
@@ -559,7 +570,7 @@ class A2C:
             rollout = data["rollout"]
             total = self.global_num_envs
             shapes = {
-                "obs": (total, *self.env.single_observation_space.shape),
+                "obs": (total, self.policy.obs_size),
                 **dict.fromkeys(
                     ("starts", "autoreset", "episode_return", "episode_length"), (total,)
                 ),
@@ -624,7 +635,7 @@ class A2C:
             return f"the env returned non-finite observations (update {self.update})"
         if outputs:
             with torch.no_grad():
-                logits, value, _ = self.policy.step(
+                logits, value, _ = self.policy.step_flat(
                     self._tensor(self.obs), self.state, self._tensor(self.starts)
                 )
             if not bool(torch.isfinite(logits).all() and torch.isfinite(value).all()):

@@ -53,13 +53,9 @@ def evaluate(
             alive = np.ones(n, dtype=bool)
             ret, length = np.zeros(n), np.zeros(n, dtype=np.int64)
             for _ in range(max_steps):
-                logits, _, state = policy.step(torch.as_tensor(obs, device=device), state, starts)
-                if deterministic:
-                    action = logits.argmax(-1).cpu()
-                else:
-                    probs = torch.softmax(logits.float(), -1).cpu()
-                    action = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-                obs, reward, terminated, truncated, _ = env.step(action.numpy())
+                params, _, state = policy.step(obs, state, starts)
+                action = policy.sample(params.cpu(), generator, deterministic)
+                obs, reward, terminated, truncated, _ = env.step(policy.action_dist.to_env(action))
                 ret += np.where(alive, reward, 0.0)
                 length += alive
                 alive &= ~np.asarray(terminated | truncated, dtype=bool)
@@ -112,11 +108,10 @@ def record_gif(
     total = 0.0
     try:
         for t in range(1, max_frames):
-            obs_t = torch.as_tensor(np.asarray(obs), device=device).unsqueeze(0)
-            logits, _, state = policy.step(obs_t, state, start)
+            flat = policy.preprocess(obs, batch_dims=0).unsqueeze(0)  # one env: a batch of one
+            params, _, state = policy.step_flat(flat, state, start)
             start = torch.zeros(1, dtype=torch.bool, device=device)
-            probs = torch.softmax(logits.float(), -1).cpu()
-            action = int(torch.multinomial(probs, 1, generator=generator))
+            action = policy.action_dist.to_env(policy.sample(params.cpu(), generator))[0]
             obs, reward, terminated, truncated, _ = env.step(action)
             total += float(reward)
             frames.append(env.render())

@@ -5,11 +5,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import numpy as np
 import torch
 from gymnasium import spaces
 from torch import Tensor, nn
 
+from fwmrl.agents.spaces import DiagGaussian, ObservationFlattener, action_distribution
 from fwmrl.memory import NO_CORE, CoreState, MemoryCore, make_core
 from fwmrl.threads import apply_default_threads
 
@@ -42,27 +42,18 @@ class NoMemoryCore(MemoryCore):
         return x, state
 
 
-def observation_size(space: spaces.Space) -> int:
-    """Features of a flattened observation: ``prod(shape)`` for a Box, ``n`` (one-hot) for Discrete."""
-    if isinstance(space, spaces.Box):
-        return int(np.prod(space.shape))
-    if isinstance(space, spaces.Discrete):
-        return int(space.n)
-    raise ValueError(
-        f"observation space {space} is not supported; use a Box or Discrete observation space "
-        "(MiniGrid ids are flattened automatically)"
-    )
-
-
 class MemoryActorCritic(nn.Module):
     """Actor-critic whose recurrent part is any fwmrl memory core.
 
-    ``obs[T, B, ...] → encoder MLP → core (reset where an episode starts) → y[T, B, D]`` then a linear
-    policy head (action logits) and a linear value head, both on ``y``.
+    ``obs[T, B, ...] → flat features → encoder MLP → core (reset where an episode starts) →
+    y[T, B, D]`` then a linear policy head (the action distribution's parameters: logits, or the
+    Gaussian's means) and a linear value head, both on ``y``. Spaces: :mod:`fwmrl.agents.spaces`.
 
     Args:
-        observation_space: a single env's observation space (Box or Discrete).
-        action_space: a single env's action space (Discrete).
+        observation_space: a single env's observation space (Box, Discrete, MultiDiscrete,
+            MultiBinary, or Dict/Tuple of them).
+        action_space: a single env's action space (Discrete, MultiDiscrete, MultiBinary or Box;
+            a Box gets a learned state-independent ``log_std``).
         core: core name (``lstm``, ``fwm``, ``gated_fw``, ``mnm_g``, ``mnm_p`` or ``none``).
         core_kwargs: the core's constructor arguments (``input_size`` is set here).
         encoder_sizes: hidden sizes of the encoder MLP; ``[]`` feeds the flat observation to the core.
@@ -80,13 +71,10 @@ class MemoryActorCritic(nn.Module):
     ) -> None:
         super().__init__()
         apply_default_threads()
-        if not isinstance(action_space, spaces.Discrete):
-            raise ValueError(
-                f"action space {action_space} is not supported; fwmrl's A2C takes Discrete actions"
-            )
-        self.observation_space = observation_space
-        self.obs_size = observation_size(observation_space)
-        self.n_actions = int(action_space.n)
+        self.observation_space, self.action_space = observation_space, action_space
+        self.flatten = ObservationFlattener(observation_space)
+        self.action_dist = action_distribution(action_space)
+        self.obs_size = self.flatten.size
         act = {"tanh": nn.Tanh, "relu": nn.ReLU}[activation]
         layers: list[nn.Module] = []
         width = self.obs_size
@@ -98,7 +86,12 @@ class MemoryActorCritic(nn.Module):
             self.core: MemoryCore = NoMemoryCore(width)
         else:
             self.core = make_core(core, input_size=width, **(core_kwargs or {}))
-        self.policy_head = nn.Linear(self.core.output_size, self.n_actions)
+        self.policy_head = nn.Linear(self.core.output_size, self.action_dist.param_size)
+        self.log_std = (
+            nn.Parameter(torch.zeros(self.action_dist.param_size))
+            if isinstance(self.action_dist, DiagGaussian)
+            else None
+        )
         self.value_head = nn.Linear(self.core.output_size, 1)
         # small initial logits: a near-uniform starting policy (as in CleanRL / SB3)
         nn.init.orthogonal_(self.policy_head.weight, gain=0.01)
@@ -119,16 +112,15 @@ class MemoryActorCritic(nn.Module):
             return self.core.initial_state(batch_size, device)
         return make(batch_size, device)
 
-    def preprocess(self, obs: Tensor) -> Tensor:
-        """Raw observations ``[..., *obs_shape]`` → float features ``[..., obs_size]``."""
-        if isinstance(self.observation_space, spaces.Discrete):
-            return nn.functional.one_hot(obs.long(), self.n_obs_classes).float()
-        lead = obs.shape[: obs.dim() - len(self.observation_space.shape)]
-        return obs.reshape(*lead, self.obs_size).float()
+    def preprocess(self, obs: Any, batch_dims: int = 2) -> Tensor:
+        """Raw observations (``batch_dims`` leading batch dimensions; a dict/tuple for Dict/Tuple
+        spaces) → float features ``[..., obs_size]``."""
+        return self.flatten(obs, batch_dims).to(self.policy_head.weight.device)
 
     @property
-    def n_obs_classes(self) -> int:
-        return self.obs_size
+    def n_actions(self) -> int:
+        """Outputs of the policy head (the number of actions for a Discrete space)."""
+        return self.action_dist.param_size
 
     def forward(
         self, obs: Tensor, state: CoreState, resets: Tensor
@@ -143,16 +135,46 @@ class MemoryActorCritic(nn.Module):
         Returns:
             ``(logits [T, B, A], values [T, B], state after the last step)``.
         """
-        features = self.encoder(self.preprocess(obs))
-        y, state = self.core(features, state, resets)
-        return self.policy_head(y), self.value_head(y).squeeze(-1), state
+        return self._run(self.preprocess(obs, batch_dims=2), state, resets)
 
     def step(
         self, obs: Tensor, state: CoreState, reset: Tensor
     ) -> tuple[Tensor, Tensor, CoreState]:
         """One step: ``obs[B, ...]``, ``reset[B]`` → ``(logits [B, A], values [B], state)``."""
-        logits, values, state = self.forward(obs.unsqueeze(0), state, reset.unsqueeze(0))
+        return self.step_flat(self.preprocess(obs, batch_dims=1), state, reset)
+
+    def forward_flat(
+        self, flat: Tensor, state: CoreState, resets: Tensor
+    ) -> tuple[Tensor, Tensor, CoreState]:
+        """:meth:`forward` on features ``[T, B, obs_size]`` already made by :meth:`preprocess`
+        (the trainers flatten each observation once, when the env returns it)."""
+        return self._run(flat, state, resets)
+
+    def step_flat(
+        self, flat: Tensor, state: CoreState, reset: Tensor
+    ) -> tuple[Tensor, Tensor, CoreState]:
+        """:meth:`step` on features ``[B, obs_size]``."""
+        logits, values, state = self._run(flat.unsqueeze(0), state, reset.unsqueeze(0))
         return logits.squeeze(0), values.squeeze(0), state
+
+    def _run(
+        self, flat: Tensor, state: CoreState, resets: Tensor
+    ) -> tuple[Tensor, Tensor, CoreState]:
+        y, state = self.core(self.encoder(flat), state, resets)
+        return self.policy_head(y), self.value_head(y).squeeze(-1), state
+
+    def sample(
+        self,
+        params: Tensor,
+        generator: torch.Generator | None = None,
+        deterministic: bool = False,
+    ) -> Tensor:
+        """Actions for the head outputs ``params [B, param_size]`` (the distribution's mode with
+        ``deterministic=True``), as the trainers store them; ``action_dist.to_env`` turns them
+        into what ``env.step`` takes."""
+        if deterministic:
+            return self.action_dist.mode(params)
+        return self.action_dist.draw(params, generator, self.log_std)
 
     @property
     def aux_loss_per_step(self) -> Tensor | None:

@@ -134,11 +134,10 @@ def rollout_writes(
         state = policy.initial_state(1)
         start = torch.ones(1, dtype=torch.bool)
         for t in range(steps):
-            logits, _, state = policy.step(torch.as_tensor(obs), state, start)
-            probs = torch.softmax(logits.float(), -1)
-            action = torch.multinomial(probs, 1, generator=generator).view(1)
-            obs, reward, terminated, truncated, _ = env.step(action.numpy())
-            label = f"{t}:a{int(action)}" + ("+" if reward[0] > 0 else "")
+            params, _, state = policy.step(obs, state, start)
+            action = policy.action_dist.to_env(policy.sample(params, generator))
+            obs, reward, terminated, truncated, _ = env.step(action)
+            label = f"{t}:a{action[0]}" + ("+" if reward[0] > 0 else "")
             labels.append(label)
             if terminated[0] or truncated[0]:
                 labels[-1] += "|"

@@ -188,8 +188,23 @@ def test_bad_env_arguments_are_config_errors():
         A2C(tiny("env.kwargs={size: 2}"))
     with pytest.raises(ConfigError, match="Nope-v0"):
         A2C(tiny("env.id=Nope-v0"))
-    with pytest.raises(ConfigError, match="Discrete actions"):
-        A2C(tiny("env.id=Pendulum-v1", "env.kwargs={}"))
+    gym.register("FWMTest-TextActions-v0", entry_point=TextActionEnv)
+    with pytest.raises(ConfigError, match="action space Text.*supported: Discrete, MultiDiscrete"):
+        A2C(tiny("env.id=FWMTest-TextActions-v0", "env.kwargs={}"))
+
+
+class TextActionEnv(gym.Env):
+    """An action space no trainer can take."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    action_space = gym.spaces.Text(3)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action):
+        return np.zeros(2, np.float32), 0.0, False, False, {}
 
 
 class NaNRewardEnv(gym.Env):
