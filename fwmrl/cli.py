@@ -265,8 +265,9 @@ def _cmd_envs(args: argparse.Namespace) -> int:
     for env_id in ENV_IDS:
         doc = (gym.spec(env_id).entry_point or "").split(":")[-1]
         print(f"{env_id:20s} {doc}")
-    print("Any Gymnasium id with Box/Discrete observations and Discrete actions also works,")
-    print("e.g. MiniGrid-MemoryS7-v0 (observations flattened) or CartPole-v1.")
+    print("Any Gymnasium id also works whose observations are Box, Discrete, MultiDiscrete,")
+    print("MultiBinary, Dict or Tuple and whose actions are Discrete, MultiDiscrete, MultiBinary")
+    print("or Box, e.g. MiniGrid-MemoryS7-v0 (observations flattened), CartPole-v1, Pendulum-v1.")
     return 0
 
 
