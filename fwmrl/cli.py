@@ -171,9 +171,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if config.env.eval_kwargs:  # a different eval env: its own references, the run's recipe
         refs = reference_returns(config, episodes=100, seed=config.train.seed, eval_env=True)
     else:  # the numbers of the run's curves (references.json)
-        from fwmrl.plots import run_references
+        from fwmrl.agents.evaluation import run_references
 
-        refs = run_references(args.run_dir)
+        refs = run_references(args.run_dir, config)
     result["references"] = refs
     if args.gif:
         result["gif_frames"] = record_gif(policy, config, args.gif, seed=args.seed)
@@ -214,8 +214,13 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     from fwmrl.plots import plot_runs
     from fwmrl.runs import load_run_config
 
-    for run_dir in args.run_dirs:
-        load_run_config(run_dir)  # a clear error for a folder that is not a run
+    configs = [load_run_config(run_dir) for run_dir in args.run_dirs]  # clear errors first
+    if not args.no_references:  # the plot only reads them: compute what is missing here
+        from fwmrl.agents.evaluation import run_references
+
+        for run_dir, config in zip(args.run_dirs, configs, strict=True):
+            if config.task.kind == "rl":
+                run_references(run_dir, config)
     out = plot_runs(
         args.run_dirs,
         args.output,

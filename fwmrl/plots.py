@@ -28,20 +28,15 @@ def save_figure(fig: Any, out: str | Path) -> Path:
     return out
 
 
-def run_references(run_dir: str | Path, episodes: int = 100) -> dict[str, float]:
-    """The env's ``random`` (and, where it has one, ``oracle``) returns for a run: ``episodes``
-    episodes of the training env (``env.kwargs``) from seed ``train.seed``; cached in
-    ``<run>/references.json``, so that curves, ``eval.json`` and ``fwmrl eval`` quote the same
-    numbers."""
-    from fwmrl.agents.evaluation import reference_returns
+REFERENCES = "references.json"
+"""The env's reference returns of a run, written by :func:`fwmrl.agents.evaluation.run_references`
+(the end of a run, ``fwmrl plot`` and ``fwmrl eval``); this module only reads them."""
 
-    path = Path(run_dir) / "references.json"
-    if path.is_file():
-        return json.loads(path.read_text())
-    config = load_run_config(run_dir)
-    refs = reference_returns(config, episodes=episodes, seed=config.train.seed)
-    path.write_text(json.dumps(refs, indent=2) + "\n")
-    return refs
+
+def read_references(run_dir: str | Path) -> dict[str, float]:
+    """``<run>/references.json`` (``random`` and, where the env has one, ``oracle``), or ``{}``."""
+    path = Path(run_dir) / REFERENCES
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def point_markers(xs: Any) -> dict[str, Any]:
@@ -157,7 +152,7 @@ def plot_runs(
             ax.plot(xs, ys, color=color, linestyle="--", marker="o", ms=3, label=f"{label} (eval)")
     if references:
         for j, (key, run_dir) in enumerate(envs.items()):
-            refs = run_references(run_dir)
+            refs = read_references(run_dir)
             env_id, kwargs = json.loads(key)
             which = f"{env_id} {kwargs}: " if len(envs) > 1 else ""
             for name, style in (("random", ":"), ("oracle", "-.")):

@@ -841,10 +841,12 @@ def _train_rl(
         "eval": evaluation,
     }
     if train.plot_at_end:
+        from fwmrl.agents.evaluation import run_references
         from fwmrl.plots import plot_runs
 
         _say(train.progress, "drawing curves.png (and the env's reference returns)")
         with _warn_on_error("curves.png"):
+            run_references(run_dir, config)
             plot_runs([run_dir], run_dir / "curves.png")
             summary["curves"] = str(run_dir / "curves.png")
     if train.gif_at_end:

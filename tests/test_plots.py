@@ -122,3 +122,23 @@ def test_sweep_best_plot_shows_single_point_curves(monkeypatch: pytest.MonkeyPat
     sweep.plot_best(rows, curves, tmp_path / "best.png", top_k=1)
     (line,) = [x for x in axes[0].lines if x.get_label().startswith("#1")]
     assert line.get_marker() == "o" and list(line.get_ydata()) == [4.0]
+
+
+def test_plot_runs_only_reads_files(tmp_path: Path, drawn: list) -> None:
+    """plots.py draws from the run's files: with no references.json it draws none and runs no
+    env (the CLI and the end of a run compute references first)."""
+    row = [{"update": 1, "env_steps": 10, "episode_return_mean": 1.0}]
+    run = _fake_run(tmp_path / "a", "configs/gridworld_fwm.yaml", row)
+    plots.plot_runs([run], tmp_path / "c.png")
+    assert not (run / "references.json").exists()
+    assert not any("random" in line.get_label() for line in drawn[0].lines)
+
+
+def test_cli_plot_computes_missing_references(tmp_path: Path) -> None:
+    row = [{"update": 1, "env_steps": 10, "episode_return_mean": 1.0}]
+    run = _fake_run(
+        tmp_path / "a", "configs/gridworld_fwm.yaml", row, overrides=["env.kwargs={size: 5}"]
+    )
+    assert main(["plot", str(run), "-o", str(tmp_path / "c.png")]) == 0
+    refs = json.loads((run / "references.json").read_text())
+    assert set(refs) == {"random", "oracle"} and refs["oracle"] > refs["random"]

@@ -170,6 +170,28 @@ def _warn_cut(count: int, max_steps: int, what: str) -> None:
     )
 
 
+def run_references(
+    run_dir: str | Path, config: Config | None = None, episodes: int = 100
+) -> dict[str, float]:
+    """The env's ``random`` (and, where it has one, ``oracle``) returns for a run: ``episodes``
+    episodes of the training env (``env.kwargs``) from seed ``train.seed``, cached in
+    ``<run>/references.json`` (:data:`fwmrl.plots.REFERENCES`), so that curves, ``eval.json`` and
+    ``fwmrl eval`` quote the same numbers."""
+    import json
+
+    from fwmrl.atomic import atomic_write_text
+    from fwmrl.plots import REFERENCES, read_references
+    from fwmrl.runs import load_run_config
+
+    refs = read_references(run_dir)
+    if refs:
+        return refs
+    config = config or load_run_config(run_dir)
+    refs = reference_returns(config, episodes=episodes, seed=config.train.seed)
+    atomic_write_text(Path(run_dir) / REFERENCES, json.dumps(refs, indent=2) + "\n")
+    return refs
+
+
 def reference_returns(
     config: Config,
     episodes: int = 32,
