@@ -8,11 +8,13 @@ settings (batch_size 512, n_epochs 4, sequence_length 32). The fwmrl rows run tw
 working tree ("now") and on ``--baseline`` ("before": a revision extracted with ``git archive``,
 imported through ``PYTHONPATH``). Then ``evaluate_policy`` over 100 episodes for each policy
 against an SB3 ``MlpPolicy`` (one process per tree, policies alternated, best of ``--repeats``),
-and the recurrent-state cost per core. Every training row runs in a fresh process (its peak RSS
-is its own); ratios are only formed within this run.
+and the recurrent-state cost per core. Every training run is a fresh process (its peak RSS is its
+own); each row is the best of ``--train-repeats`` runs, now and before alternated (the machine is
+shared); ratios are only formed within this run.
 
-    .venv/bin/python benchmarks/sb3.py [--baseline REV] [--timesteps 2048] [--threads 1]
-        [--envs gridworld minigrid gridworld200] [--settings defaults tuned] [--no-eval]
+    .venv/bin/python benchmarks/sb3.py [--baseline REV] [--timesteps 2048] [--train-repeats 2]
+        [--threads 1] [--envs gridworld minigrid gridworld200] [--settings defaults tuned]
+        [--episodes 100] [--repeats 2] [--no-eval]
 """
 
 from __future__ import annotations
@@ -245,6 +247,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--envs", nargs="+", choices=list(ENVS), default=list(ENVS))
     parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
+    parser.add_argument(
+        "--train-repeats", type=int, default=2, help="runs per row (now and before alternated)"
+    )
     parser.add_argument("--episodes", type=int, default=100, help="evaluate_policy episodes")
     parser.add_argument("--repeats", type=int, default=2, help="evaluate_policy repeats")
     parser.add_argument("--no-eval", action="store_true", help="skip the evaluate_policy rows")
@@ -263,8 +268,9 @@ def main() -> None:
         trees = {"now": ROOT, "before": before_tree}
         print(
             f"now = {_revision()}, before = {args.baseline}; {args.n_envs} envs, "
-            f"{args.timesteps} timed env steps per row after one warm-up rollout, "
-            f"{args.threads} torch thread(s)\n"
+            f"{args.timesteps} timed env steps per row after one warm-up rollout, best of "
+            f"{args.train_repeats} runs (now and before alternated), {args.threads} torch "
+            f"thread(s)\n"
         )
         print(
             "| env | settings | algorithm + policy | sequence_length (now / before) "
@@ -285,8 +291,14 @@ def main() -> None:
                         "n_envs": args.n_envs,
                         "threads": args.threads,
                     }
-                    now = run_worker(trees["now"], "one", request)
-                    before = run_worker(trees["before"], "one", request) if algo == "ppo" else now
+                    now, before = {"steps_per_s": 0.0}, {"steps_per_s": 0.0}
+                    for _ in range(args.train_repeats):  # alternated, the best of each
+                        result = run_worker(trees["now"], "one", request)
+                        now = max(now, result, key=lambda r: r["steps_per_s"])
+                        if algo == "ppo":
+                            result = run_worker(trees["before"], "one", request)
+                            before = max(before, result, key=lambda r: r["steps_per_s"])
+                    before = before if algo == "ppo" else now
                     for when, result in (("now", now), ("before", before)):
                         rates[env_key, setting, f"{algo}-{core}", when] = result["steps_per_s"]
                     lengths = (
