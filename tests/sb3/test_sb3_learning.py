@@ -127,6 +127,51 @@ def test_default_minibatches_hold_many_sequences() -> None:
     assert old.sequence_length == 128 and old.rollout_buffer.minibatch_sequences(128) == 1
 
 
+@pytest.mark.parametrize("critic_memory", ["separate", "shared", "none"])
+def test_truncated_episodes_bootstrap_from_the_critic(critic_memory: str) -> None:
+    """All envs truncated at one step are valued in one critic-only pass; each value equals the
+    full forward pass of that env alone, and it is added (discounted) to the env's reward."""
+    env = gridworld_vec(n_envs=3, max_steps=5)  # every env is truncated at step 5
+    model = MemoryRecurrentPPO(
+        "MemoryPolicy",
+        env,
+        n_steps=8,
+        batch_size=8,
+        n_epochs=1,
+        policy_kwargs=tiny_policy_kwargs("fwm", critic_memory=critic_memory),
+        seed=0,
+        device="cpu",
+    )
+    policy = model.policy
+    raw_rewards, calls = [], []
+    env_step, predict_values = env.step, policy.predict_values
+
+    def recording_step(actions):
+        out = env_step(actions)
+        raw_rewards.append(out[1].copy())
+        return out
+
+    def recording_values(obs, states, starts):
+        values = predict_values(obs, states, starts)
+        calls.append((obs, states, starts, values))
+        return values
+
+    env.step = recording_step  # type: ignore[method-assign]
+    policy.predict_values = recording_values  # type: ignore[method-assign]
+    model.train = lambda: None  # type: ignore[method-assign]
+    model.learn(8 * 3)
+    assert len(calls) == 2  # the truncation at step 5 (index 4) and the rollout's end
+    obs, states, starts, values = calls[0]
+    assert values.shape == (3, 1) and not starts.any()
+    with th.no_grad():
+        for i in range(3):
+            _, alone, _, _ = policy(obs[i : i + 1], states[i], starts[i : i + 1])
+            np.testing.assert_allclose(values[i], alone[0], rtol=1e-5, atol=1e-6)
+    expected = raw_rewards[4] + model.gamma * values.flatten().numpy()
+    np.testing.assert_allclose(model.rollout_buffer.rewards[4], expected, rtol=1e-6)
+    assert not np.allclose(model.rollout_buffer.rewards[4], raw_rewards[4])
+
+
 @pytest.mark.parametrize("critic_memory", ["shared", "none"])
 def test_critic_memory_modes_learn(critic_memory: str) -> None:
     env = gridworld_vec()
