@@ -1,12 +1,12 @@
 """Typed, validated experiment configs: YAML files plus dotted command-line overrides.
 
 A config has six sections (every key optional except ``core.name``), plus ``task`` for the
-supervised and language-modelling trainers (``task.kind: rl``, the default, is the A2C trainer)::
+supervised and language-modelling trainers (``task.kind: rl``, the default, is the A2C or PPO trainer)::
 
     env:     {id: FWM-Gridworld-v0, num_envs: 64, kwargs: {size: 7}, vectorization: auto}
     core:    {name: fwm, hidden_size: 32, memory_size: 16}   # name + the core's own arguments
     policy:  {encoder_sizes: [64], activation: tanh}
-    algo:    {n_steps: 20, gamma: 0.99, gae_lambda: 1.0, ent_coef: 0.01, ...}
+    algo:    {name: a2c, n_steps: 20, gamma: 0.99, gae_lambda: 1.0, ent_coef: 0.01, ...}
     train:   {total_steps: 100000, seed: 0, checkpoint_every: 50, ...}
     logging: {tensorboard: true, wandb: disabled, log_every: 10}
     task:    {kind: retrieval, seq_len: 32, batch_size: 256, optimizer: nadam, lr: 0.002, ...}
@@ -132,9 +132,13 @@ class PolicyConfig(_Section):
 
 
 class AlgoConfig(_Section):
-    """Synchronous advantage actor-critic (A2C).
+    """The RL algorithm: synchronous advantage actor-critic (A2C, the default) or recurrent PPO.
 
     Attributes:
+        name: ``a2c`` (:class:`fwmrl.agents.A2C`: one gradient step per rollout) or ``ppo``
+            (:class:`fwmrl.agents.PPO`: ``n_epochs`` epochs of clipped-surrogate steps over
+            minibatches of whole env sequences). Every other key here applies to both, except the
+            PPO keys below, which an ``a2c`` config must leave at their defaults.
         n_steps: steps per env per update (truncated BPTT window; the core state is carried across
             updates and detached between them), or ``"episode"``: every update resets all envs, runs
             until each has finished one episode and backpropagates through the whole episode.
@@ -148,8 +152,18 @@ class AlgoConfig(_Section):
         optimizer: ``adam`` or ``rmsprop``; ``lr`` and ``eps`` are its learning rate and epsilon.
         normalize_advantage: standardise advantages over the valid steps of an update.
         max_episode_steps: safety cap on the rollout length in ``n_steps: episode`` mode.
+        n_epochs: PPO: passes over each rollout.
+        num_minibatches: PPO: minibatches per epoch; each is ``env.num_envs / num_minibatches``
+            whole env sequences (all ``T`` steps of each), so it must divide ``env.num_envs``.
+        clip_range: PPO: the probability ratio is clipped to ``[1 - clip_range, 1 + clip_range]``.
+        clip_range_vf: PPO: clip the new value to within this distance of the collection-time
+            value (in reward units, as in SB3), or ``null`` for no value clipping.
+        target_kl: PPO: stop the update's epochs early at the first minibatch whose approximate
+            KL divergence from the collection policy exceeds this (that minibatch takes no step),
+            or ``null`` to always run every epoch.
     """
 
+    name: Literal["a2c", "ppo"] = "a2c"
     n_steps: int | Literal["episode"] = 20
     gamma: float = Field(0.99, ge=0.0, le=1.0)
     gae_lambda: float = Field(1.0, ge=0.0, le=1.0)
@@ -162,6 +176,11 @@ class AlgoConfig(_Section):
     eps: float = Field(1e-5, gt=0.0)
     normalize_advantage: bool = False
     max_episode_steps: int = Field(10_000, ge=1)
+    n_epochs: int = Field(4, ge=1)
+    num_minibatches: int = Field(4, ge=1)
+    clip_range: float = Field(0.2, gt=0.0)
+    clip_range_vf: float | None = Field(None, gt=0.0)
+    target_kl: float | None = Field(None, gt=0.0)
 
     @field_validator("n_steps", mode="before")
     @classmethod
@@ -169,6 +188,23 @@ class AlgoConfig(_Section):
         if n == "episode" or (isinstance(n, int) and not isinstance(n, bool) and n >= 1):
             return n
         raise ValueError(f"must be a positive integer or 'episode', got {n!r}")
+
+    @model_validator(mode="after")
+    def _ppo_keys_need_ppo(self) -> AlgoConfig:
+        if self.name == "ppo":
+            return self
+        for key in PPO_KEYS:
+            default = type(self).model_fields[key].default
+            if getattr(self, key) != default:
+                raise ValueError(
+                    f"{key} is a PPO setting but name is {self.name!r}; set algo.name=ppo, or "
+                    f"leave algo.{key} at its default ({default!r})"
+                )
+        return self
+
+
+PPO_KEYS = ("n_epochs", "num_minibatches", "clip_range", "clip_range_vf", "target_kl")
+"""The ``algo`` keys only :class:`fwmrl.agents.PPO` reads."""
 
 
 class TrainConfig(_Section):
@@ -309,6 +345,19 @@ class Config(_Section):
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     task: TaskConfig = Field(default_factory=TaskConfig)
 
+    @model_validator(mode="after")
+    def _minibatches_split_the_envs(self) -> Config:
+        algo, num_envs = self.algo, self.env.num_envs
+        if algo.name == "ppo" and num_envs % algo.num_minibatches:
+            divisors = [n for n in range(1, num_envs + 1) if num_envs % n == 0]
+            listing = ", ".join(map(str, divisors[:12])) + (", ..." if len(divisors) > 12 else "")
+            raise ValueError(
+                f"algo.num_minibatches: {algo.num_minibatches} minibatches of whole env sequences "
+                f"cannot split env.num_envs={num_envs} envs evenly; allowed: a divisor of "
+                f"{num_envs} ({listing})"
+            )
+        return self
+
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (YAML/JSON friendly) that :func:`config_from_dict` turns back into this config."""
         return self.model_dump(mode="json")
@@ -342,7 +391,9 @@ def _format_validation_error(error: ValidationError) -> str:
             message = item["msg"].removeprefix("Value error, ")
             if item["type"] not in ("value_error", "assertion_error") and "input" in item:
                 message += f" (got {item['input']!r})"
-            lines.append(f"{key}: {message}")
+            lines.append(
+                f"{key}: {message}" if loc else message
+            )  # a whole-config check names its keys
     return "; ".join(lines)
 
 

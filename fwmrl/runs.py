@@ -76,6 +76,10 @@ RESUME_OVERRIDES: dict[str, str] = {
     "algo.normalize_advantage": "from the next update on",
     "algo.bootstrap_truncated": "from the next update on",
     "algo.max_episode_steps": "from the next rollout on",
+    "algo.n_epochs": "from the next update on",
+    "algo.clip_range": "from the next update on",
+    "algo.clip_range_vf": "from the next update on",
+    "algo.target_kl": "from the next update on",
 }
 """Config keys a resume may change, and how each takes effect; any other change is refused. For
 supervised/LM runs (``task.kind`` other than ``rl``) only the ``train.*`` and ``logging.*`` keys
@@ -679,6 +683,7 @@ def _train_rl(
     from fwmrl import distributed
     from fwmrl.agents.a2c import A2C, NonFiniteLossError
     from fwmrl.agents.evaluation import evaluate
+    from fwmrl.agents.ppo import PPO
     from fwmrl.envs import describe_env
 
     # under torchrun: rank 0 checks, writes, logs and evaluates; every rank trains its envs
@@ -686,7 +691,7 @@ def _train_rl(
     set_threads(config.train.num_threads)
     _check_device(config)
     data, diff = _prepare_start(config, run_dir, resume) if main else ({}, {})
-    agent = A2C(config)
+    agent = (PPO if config.algo.name == "ppo" else A2C)(config)
     try:
         if main:
             _check_eval_env(config)

@@ -71,6 +71,9 @@ class Rollout:
         values: ``[T + 1, B]`` values of the collection pass; ``values[T]`` is the bootstrap value of
             the observation after the rollout.
         initial_state: core state before step 0 (no gradient).
+        log_probs: ``[T, B]`` log-probabilities of ``actions`` under the collection policy, or
+            ``None`` (recorded only when the trainer's ``record_log_probs`` is set: PPO's old
+            log-probabilities; A2C does not need them).
     """
 
     obs: Tensor
@@ -82,6 +85,7 @@ class Rollout:
     truncated: Tensor
     values: Tensor
     initial_state: CoreState
+    log_probs: Tensor | None = None
 
 
 def compute_advantages(
@@ -164,6 +168,9 @@ class A2C:
         env_steps: env steps done so far over all ranks (``T * B`` per update, autoreset steps
             included).
     """
+
+    record_log_probs = False
+    """Whether :meth:`collect_rollout` stores the actions' log-probabilities (PPO sets it)."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -260,6 +267,9 @@ class A2C:
             record["terminated"].append(np.asarray(terminated, dtype=bool))
             record["truncated"].append(np.asarray(truncated, dtype=bool))
             record["values"].append(value)
+            if self.record_log_probs:  # PPO's old log-probabilities; draws nothing
+                dist, log_std = self.policy.action_dist, self.policy.log_std
+                record["log_probs"].append(dist.log_prob(logits, action.to(logits.device), log_std))
             ended = np.asarray(terminated | truncated, dtype=bool)
             self._track_episodes(np.asarray(reward), ended, valid)
             self.starts = self.autoreset  # after an autoreset step, next_obs starts an episode
@@ -291,6 +301,7 @@ class A2C:
             truncated=stack("truncated", torch.bool),
             values=stack("values", torch.float32),
             initial_state=initial_state,
+            log_probs=stack("log_probs", torch.float32) if self.record_log_probs else None,
         )
 
     def _track_episodes(self, reward: np.ndarray, ended: np.ndarray, valid: np.ndarray) -> None:

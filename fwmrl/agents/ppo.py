@@ -1,0 +1,272 @@
+"""Recurrent proximal policy optimisation (PPO) for memory policies, readable top to bottom.
+
+:class:`PPO` is :class:`fwmrl.agents.a2c.A2C` with another learning step: the collection, the env
+handling (next-step autoreset, truncated BPTT or ``n_steps: episode``), GAE, checkpoints, the
+data-parallel machinery and evaluation are A2C's. One update:
+
+1. **Collect** ``T`` steps of ``B`` envs exactly as A2C does, also storing each action's
+   log-probability under the collection policy (``Rollout.log_probs``) beside its value
+   (``Rollout.values``): the "old" policy and value of the PPO objective.
+2. **Advantages**: GAE(λ) over the valid steps (:func:`fwmrl.agents.a2c.compute_advantages`); with
+   ``algo.normalize_advantage`` they are standardised **once per rollout**, over all valid steps of
+   all envs (of all ranks), not per minibatch: a minibatch is a few whole env sequences, and its
+   own mean and spread would be noisy and would reweight the minibatches against each other.
+3. **Epochs**: ``algo.n_epochs`` passes; each draws a random order of the ``B`` envs and splits it
+   into ``algo.num_minibatches`` minibatches of ``B / num_minibatches`` envs. A minibatch is the
+   full ``T``-step sequence of each of its envs, **re-run from the rollout's stored initial state of
+   those envs** (``rollout.initial_state[idx]``), resetting the core where episodes start, so the
+   core states are recomputed with the current parameters in every epoch. (sb3-contrib's
+   ``RecurrentPPO`` instead reuses the LSTM states stored at collection time for every step of
+   every epoch: stale after the first gradient step, and never differentiated through.)
+4. **Loss** per minibatch, averaged over its valid steps: the clipped surrogate
+   ``-min(r·A, clip(r, 1 ± clip_range)·A)`` with ``r = exp(log π(a) − log π_old(a))``; the squared
+   value error (with ``algo.clip_range_vf``, the larger of it and the error of the value clipped to
+   within ``clip_range_vf`` of the collection value, as in SB3); ``− ent_coef·entropy``; MNM's
+   meta loss (``policy.aux_loss_per_step``); the gradient norm clipped to ``max_grad_norm``; one
+   optimizer step per minibatch.
+5. **Target KL**: with ``algo.target_kl``, the approximate KL divergence of each minibatch from the
+   collection policy, ``mean((r − 1) − log r)`` (measured before its step), stops the update at the
+   first minibatch where it exceeds ``target_kl``: that minibatch takes no step and the remaining
+   minibatches and epochs are skipped.
+
+With ``n_epochs: 1``, ``num_minibatches: 1`` and no clipping in effect, the one step is A2C's: at
+``r = 1`` the gradient of ``r·A`` is that of ``A·log π(a)`` (tested).
+
+Under ``torchrun`` every rank draws the same env order (a generator seeded alike everywhere), so the
+minibatches are those of a one-process run with the same ``env.num_envs``; each rank runs the
+minibatch's envs that it steps (possibly none), the loss is normalised by the minibatch's global
+number of valid steps, and the gradients and loss terms are summed over the ranks in one all-reduce
+per minibatch (A2C's ``_sum_gradients``), so every rank takes the one-process step and makes the
+same early-stop decision.
+
+Checkpoints are A2C's plus the state of the minibatch-order generator: an update (all its epochs)
+is never split by a checkpoint, so that is the whole epoch state, and a resumed run continues
+bit-identically.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from fwmrl import distributed
+from fwmrl.agents.a2c import A2C, Rollout, compute_advantages
+from fwmrl.config import Config, ConfigError
+from fwmrl.errors import NonFiniteLossError
+
+TERMS = ("loss", "policy_loss", "value_loss", "entropy", "aux_loss", "approx_kl", "clip_fraction")
+"""The per-minibatch terms of :meth:`PPO._minibatch_terms`, in order (A2C's first five)."""
+
+
+class PPO(A2C):
+    """Recurrent PPO over a batched vector env with a :class:`MemoryActorCritic` policy.
+
+    Args:
+        config: the experiment, with ``algo.name: ppo``; besides A2C's keys it reads
+            ``algo.n_epochs``, ``num_minibatches``, ``clip_range``, ``clip_range_vf`` and
+            ``target_kl`` (:class:`fwmrl.config.AlgoConfig`).
+
+    Attributes:
+        minibatch_generator: draws each epoch's env order (the same on every rank; saved in
+            checkpoints).
+        (and those of :class:`A2C`)
+
+    Raises:
+        ConfigError: ``algo.name`` is not ``ppo``, or ``algo.num_minibatches`` does not divide
+            ``env.num_envs``.
+    """
+
+    record_log_probs = True
+
+    def __init__(self, config: Config) -> None:
+        algo = config.algo
+        if algo.name != "ppo":
+            raise ConfigError(
+                f"algo.name: PPO trains configs with algo.name: ppo, got {algo.name!r}; "
+                "set algo.name=ppo (or train with A2C)"
+            )
+        if config.env.num_envs % algo.num_minibatches:  # the config checks it; a model_copy may not
+            raise ConfigError(
+                f"algo.num_minibatches: {algo.num_minibatches} does not divide "
+                f"env.num_envs={config.env.num_envs}; allowed: a divisor of it"
+            )
+        super().__init__(config)
+        self.minibatch_generator = torch.Generator().manual_seed(config.train.seed + 2)
+
+    # ------------------------------------------------------------------ 2-5. learn
+    def train_on_rollout(self, rollout: Rollout) -> dict[str, float]:
+        """``n_epochs`` epochs of minibatch steps on a rollout; returns the loss terms (means over
+        the minibatches measured), ``approx_kl``, ``clip_fraction``, ``ppo_steps`` (optimizer
+        steps taken) and ``stopped_early`` (1.0 when ``target_kl`` cut the update short)."""
+        algo = self.config.algo
+        if rollout.log_probs is None:
+            raise ValueError(
+                "PPO needs a rollout with log_probs (collected by PPO.collect_rollout)"
+            )
+        advantages, returns = compute_advantages(
+            rollout.rewards,
+            rollout.values,
+            rollout.terminated,
+            rollout.truncated,
+            rollout.valid,
+            algo.gamma,
+            algo.gae_lambda,
+            algo.bootstrap_truncated,
+        )
+        mask = rollout.valid.float()
+        total = self.global_num_envs
+        valid_returns = returns[rollout.valid]
+        residuals = valid_returns - rollout.values[:-1][rollout.valid]
+        # valid steps of every env of every rank (for each minibatch's normaliser), and sums
+        counts = mask.new_zeros(total)
+        counts[self.env_slice] = mask.sum(0)
+        sums = torch.stack([(advantages * mask).sum(), valid_returns.sum(), residuals.sum()])
+        reduced = distributed.all_reduce_sum(torch.cat([counts, sums]))
+        env_valid, sums = reduced[:total], reduced[total:]
+        n_valid = env_valid.sum().clamp_min(1.0)
+        mean_advantage, mean_return, mean_residual = sums / n_valid
+        spreads = distributed.all_reduce_sum(
+            torch.stack(
+                [
+                    (((advantages - mean_advantage) * mask) ** 2).sum(),
+                    ((valid_returns - mean_return) ** 2).sum(),
+                    ((residuals - mean_residual) ** 2).sum(),
+                ]
+            )
+        )
+        if algo.normalize_advantage:  # once per rollout, over all valid steps
+            std = spreads[0].div(n_valid).sqrt()
+            advantages = (advantages - mean_advantage) / (std + 1e-8) * mask
+
+        per_minibatch = total // algo.num_minibatches
+        first, last = self.env_slice.start, self.env_slice.stop
+        measured: list[Tensor] = []
+        grad_norms: list[float] = []
+        stopped = False
+        for _ in range(algo.n_epochs):
+            order = torch.randperm(total, generator=self.minibatch_generator)
+            for m in range(algo.num_minibatches):
+                chosen = order[m * per_minibatch : (m + 1) * per_minibatch]  # the same on all ranks
+                n_minibatch = env_valid[chosen.to(env_valid.device)].sum().clamp_min(1.0)
+                mine = chosen[(chosen >= first) & (chosen < last)].sort().values - first
+                loss, terms = self._minibatch_terms(
+                    rollout, mine.to(self.device), advantages, returns, n_minibatch
+                )
+                if self.world == 1:
+                    self._check_loss(terms)
+                self.optimizer.zero_grad(set_to_none=True)
+                if loss is not None:
+                    loss.backward()
+                if self.world > 1:
+                    terms = self._sum_gradients(terms)  # the minibatch's global terms, on all ranks
+                    self._check_loss(terms)
+                measured.append(terms)
+                if algo.target_kl is not None and float(terms[5]) > algo.target_kl:
+                    self.optimizer.zero_grad(set_to_none=True)
+                    stopped = True
+                    break
+                grad_norms.append(self._clip_and_step())
+            if stopped:
+                break
+        self.update += 1
+        means = torch.stack(measured).mean(0).tolist()
+        n = float(n_valid)  # unbiased variances, as torch.var
+        spread_return, spread_residual = spreads[1:].tolist()
+        explained = 1.0 - spread_residual / (spread_return + 1e-8 * (n - 1)) if n > 1 else math.nan
+        return {
+            **dict(zip(TERMS, means, strict=True)),
+            "grad_norm": sum(grad_norms) / len(grad_norms) if grad_norms else math.nan,
+            "explained_variance": explained,
+            "rollout_steps": float(rollout.rewards.shape[0]),
+            "ppo_steps": float(len(grad_norms)),
+            "stopped_early": float(stopped),
+        }
+
+    def _minibatch_terms(
+        self,
+        rollout: Rollout,
+        envs: Tensor,
+        advantages: Tensor,
+        returns: Tensor,
+        n_valid: Tensor,
+    ) -> tuple[Tensor | None, Tensor]:
+        """The loss of this rank's envs ``envs`` (local indices) of a minibatch, with every sum
+        divided by the minibatch's global number of valid steps ``n_valid``, and its detached
+        :data:`TERMS`. With no envs here the loss is ``None`` and the terms are zeros."""
+        if len(envs) == 0:
+            return None, torch.zeros(len(TERMS), device=self.device)
+        algo = self.config.algo
+        mask = rollout.valid[:, envs].float()
+        params, values, _ = self.policy.forward_flat(
+            rollout.obs[:, envs], rollout.initial_state[envs], rollout.starts[:, envs]
+        )
+        dist, log_std = self.policy.action_dist, self.policy.log_std
+        log_prob = dist.log_prob(params, rollout.actions[:, envs], log_std)
+        entropy = dist.entropy(params, log_std)
+        log_ratio = log_prob - rollout.log_probs[:, envs]
+        ratio = log_ratio.exp()
+        advantage = advantages[:, envs].detach()
+        clipped_ratio = ratio.clamp(1.0 - algo.clip_range, 1.0 + algo.clip_range)
+        surrogate = torch.min(ratio * advantage, clipped_ratio * advantage)
+        policy_loss = -(surrogate * mask).sum() / n_valid
+
+        target = returns[:, envs].detach()
+        value_error = (target - values) ** 2
+        if algo.clip_range_vf is not None:
+            old = rollout.values[:-1][:, envs]
+            clipped = old + (values - old).clamp(-algo.clip_range_vf, algo.clip_range_vf)
+            value_error = torch.max(value_error, (target - clipped) ** 2)
+        value_loss = (value_error * mask).sum() / n_valid
+        entropy_mean = (entropy * mask).sum() / n_valid
+        loss = policy_loss + algo.vf_coef * value_loss - algo.ent_coef * entropy_mean
+        aux = self.policy.aux_loss_per_step  # MNM's meta loss, per step
+        aux_loss = (aux * mask).sum() / n_valid if aux is not None else torch.zeros(())
+        loss = loss + aux_loss
+        with torch.no_grad():
+            approx_kl = (((ratio - 1.0) - log_ratio) * mask).sum() / n_valid
+            clip_fraction = (((ratio - 1.0).abs() > algo.clip_range).float() * mask).sum() / n_valid
+        terms = torch.stack(
+            [
+                loss.detach(),
+                policy_loss.detach(),
+                value_loss.detach(),
+                entropy_mean.detach(),
+                aux_loss.detach().to(loss.device),
+                approx_kl,
+                clip_fraction,
+            ]
+        )
+        return loss, terms
+
+    def _clip_and_step(self) -> float:
+        """Clip the gradient norm, step the optimizer; returns the norm before clipping."""
+        max_grad_norm = self.config.algo.max_grad_norm
+        max_norm = max_grad_norm if max_grad_norm is not None else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), max_norm)
+        if not torch.isfinite(grad_norm):
+            raise NonFiniteLossError(
+                f"the gradient norm became {grad_norm.item()} at update {self.update + 1}"
+            )
+        self.optimizer.step()
+        return grad_norm.item()
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """:meth:`A2C.state_dict` plus the minibatch-order generator's state (``minibatch_rng``):
+        all an update's epochs run between two checkpoints, so nothing else of them is kept."""
+        return {**super().state_dict(), "minibatch_rng": self.minibatch_generator.get_state()}
+
+    def load_state_dict(self, data: dict[str, Any]) -> bool:
+        """:meth:`A2C.load_state_dict` and the minibatch-order generator.
+
+        Raises:
+            KeyError: the checkpoint has no ``minibatch_rng`` (not a PPO checkpoint).
+            (and those of :meth:`A2C.load_state_dict`)
+        """
+        minibatch_rng = data["minibatch_rng"]
+        restored = super().load_state_dict(data)
+        self.minibatch_generator.set_state(minibatch_rng)
+        return restored
