@@ -1,0 +1,271 @@
+"""Native recurrent PPO: every core on Discrete and Box actions, states recomputed from the stored
+start states, the one-epoch one-minibatch step is A2C's, target-KL early stop, config checks,
+bit-identical resume through the run job, and learning on a small task."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from fwmrl.agents import A2C, PPO
+from fwmrl.config import ConfigError, load_config
+from fwmrl.runs import load_checkpoint, read_metrics, train_run
+
+ROOT = Path(__file__).resolve().parents[2]
+ENVS = {  # Discrete and Box actions
+    "gridworld": ["env.id=FWM-Gridworld-v0", "env.kwargs={size: 5, max_steps: 5}"],
+    "pendulum": ["env.id=Pendulum-v1", "env.kwargs={max_episode_steps: 7}"],
+}
+CORE_ARGS = {
+    "fwm": ["core.hidden_size=8", "core.memory_size=4", "core.read_hops=1"],
+    "lstm": ["core.hidden_size=8"],
+    "gated_fw": ["core.fast_size=4", "core.slow_size=4", "core.slow_hidden_size=8"],
+    "mnm_g": ["core.hidden_size=8", "core.key_size=4", "core.memory_size=4"],
+    "mnm_p": ["core.hidden_size=8", "core.key_size=4", "core.memory_size=4"],
+    "none": [],
+}
+BASE = [
+    "env.num_envs=4",
+    "policy.encoder_sizes=[8]",
+    "algo.n_steps=6",
+    "logging.tensorboard=false",
+    "train.progress=false",
+]
+PPO_ARGS = ["algo.name=ppo", "algo.n_epochs=2", "algo.num_minibatches=2"]
+
+
+def config(env: str = "gridworld", core: str = "fwm", *extra: str):
+    return load_config(None, [*BASE, *ENVS[env], f"core.name={core}", *CORE_ARGS[core], *extra])
+
+
+@pytest.mark.parametrize("core", list(CORE_ARGS))
+@pytest.mark.parametrize("env", list(ENVS))
+def test_every_core_trains_on_discrete_and_box_actions(env: str, core: str) -> None:
+    agent = PPO(config(env, core, *PPO_ARGS, "algo.clip_range_vf=1.0", "algo.lr=0.01"))
+    before = [p.detach().clone() for p in agent.policy.parameters()]
+    for _ in range(2):
+        metrics = agent.learn_update()
+        assert all(np.isfinite(v) for v in metrics.values()), metrics
+        assert metrics["ppo_steps"] == 4.0 and metrics["stopped_early"] == 0.0
+    assert agent.update == 2 and agent.env_steps == 2 * 6 * 4
+    changed = [
+        not torch.equal(a, b) for a, b in zip(before, agent.policy.parameters(), strict=True)
+    ]
+    assert sum(changed) >= len(changed) - 1  # (the core 'none' has an untrained placeholder)
+    if env == "pendulum":
+        assert not torch.equal(agent.policy.log_std, torch.zeros(1))
+    if core.startswith("mnm"):  # MNM's meta loss is part of the PPO loss
+        assert metrics["aux_loss"] > 0.0
+    agent.close()
+
+
+def test_loss_terms_add_up_with_the_meta_loss() -> None:
+    agent = PPO(config("gridworld", "mnm_p", "algo.name=ppo", "algo.num_minibatches=1"))
+    m = agent.learn_update()
+    expected = m["policy_loss"] + 0.5 * m["value_loss"] - 0.01 * m["entropy"] + m["aux_loss"]
+    assert m["aux_loss"] > 0.0
+    assert m["loss"] == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("core", ["fwm", "lstm", "mnm_p", "gated_fw"])
+def test_states_are_recomputed_from_the_stored_start_states(core: str) -> None:
+    """Re-running a subset of the envs from ``rollout.initial_state[idx]`` gives back the collection
+    pass's log-probabilities and values (the first PPO epoch starts at ratio 1), also for a rollout
+    whose start state was carried from the previous one."""
+    agent = PPO(config("gridworld", core, *PPO_ARGS, "env.kwargs={size: 5, max_steps: 9}"))
+    agent.learn_update()  # the next rollout starts from a carried, non-fresh state
+    rollout = agent.collect_rollout()
+    assert not rollout.starts[0].all()  # some envs are mid-episode at step 0
+    envs = torch.tensor([3, 1])
+    with torch.no_grad():
+        params, values, _ = agent.policy.forward_flat(
+            rollout.obs[:, envs], rollout.initial_state[envs], rollout.starts[:, envs]
+        )
+    dist = agent.policy.action_dist
+    log_probs = dist.log_prob(params, rollout.actions[:, envs], agent.policy.log_std)
+    torch.testing.assert_close(log_probs, rollout.log_probs[:, envs], rtol=0, atol=1e-5)
+    torch.testing.assert_close(values, rollout.values[:-1, envs], rtol=0, atol=1e-5)
+    agent.close()
+
+
+@pytest.mark.parametrize("env", list(ENVS))
+def test_one_epoch_one_minibatch_step_is_the_a2c_step(env: str) -> None:
+    """At ratio 1 the gradient of ``r·A`` is that of ``A·log π``: the same rollout gives the same
+    clipped gradient and the same new parameters as A2C's step (value, entropy, aux identical)."""
+    a2c = A2C(config(env, "lstm", "algo.normalize_advantage=true"))
+    one_step = ["algo.name=ppo", "algo.n_epochs=1", "algo.num_minibatches=1"]
+    ppo = PPO(config(env, "lstm", "algo.normalize_advantage=true", *one_step))
+    first, second = a2c.collect_rollout(), ppo.collect_rollout()
+    assert torch.equal(first.actions, second.actions) and torch.equal(first.obs, second.obs)
+    assert first.log_probs is None and second.log_probs is not None  # A2C records none
+    m_a2c, m_ppo = a2c.train_on_rollout(first), ppo.train_on_rollout(second)
+    assert m_ppo["ppo_steps"] == 1.0
+    assert m_ppo["approx_kl"] < 1e-9 and m_ppo["clip_fraction"] == 0.0
+    for key in ("value_loss", "entropy", "grad_norm", "explained_variance"):
+        assert m_ppo[key] == pytest.approx(m_a2c[key], rel=1e-5, abs=1e-7), key
+    named = dict(a2c.policy.named_parameters())
+    for name, p in ppo.policy.named_parameters():
+        assert p.grad is not None and bool(p.grad.abs().sum() > 0), name
+        torch.testing.assert_close(p.grad, named[name].grad, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(p, named[name], rtol=1e-5, atol=1e-6)
+
+
+def _steps_taken(target_kl: str) -> list[tuple[int, float, float, float]]:
+    """Per update of two (the second starts mid-episode, from a carried state): optimizer steps
+    counted by a hook, and the metrics ``ppo_steps``, ``stopped_early`` and ``approx_kl``."""
+    agent = PPO(
+        config(
+            "gridworld",
+            "lstm",
+            "env.kwargs={size: 5, max_steps: 9}",
+            "algo.name=ppo",
+            "algo.n_epochs=4",
+            "algo.num_minibatches=2",
+            "algo.lr=0.01",
+            f"algo.target_kl={target_kl}",
+        )
+    )
+    calls: list[int] = []
+    agent.optimizer.register_step_post_hook(lambda *_: calls.append(1))
+    out = []
+    for _ in range(2):
+        calls.clear()
+        metrics = agent.learn_update()
+        out.append((len(calls), *(metrics[k] for k in ("ppo_steps", "stopped_early", "approx_kl"))))
+    agent.close()
+    return out
+
+
+def test_target_kl_stops_the_update_early() -> None:
+    """A tiny ``target_kl`` lets the first minibatch step (measured at ratio 1: its states are
+    recomputed from the stored start states, a carried one in the second update) and stops at
+    the second; without one all 4 epochs x 2 minibatches step."""
+    for steps, ppo_steps, stopped, approx_kl in _steps_taken("1.0e-9"):
+        assert (steps, ppo_steps, stopped) == (1, 1.0, 1.0)
+        assert approx_kl > 1e-9 / 2  # the mean of the two minibatches measured
+    for steps, ppo_steps, stopped, _ in _steps_taken("null"):
+        assert (steps, ppo_steps, stopped) == (8, 8.0, 0.0)
+
+
+def test_ppo_config_errors() -> None:
+    with pytest.raises(
+        ConfigError, match=r"algo.num_minibatches: 3 .* env.num_envs=4 .*\(1, 2, 4\)"
+    ):
+        config("gridworld", "lstm", "algo.name=ppo", "algo.num_minibatches=3")
+    with pytest.raises(ConfigError, match="algo: n_epochs is a PPO setting but name is 'a2c'"):
+        config("gridworld", "lstm", "algo.n_epochs=2")
+    with pytest.raises(ConfigError, match="algo.name: Input should be 'a2c' or 'ppo'"):
+        config("gridworld", "lstm", "algo.name=trpo")
+    with pytest.raises(ConfigError, match="algo.clip_range: Input should be greater than 0"):
+        config("gridworld", "lstm", "algo.name=ppo", "algo.clip_range=0")
+    with pytest.raises(ConfigError, match="algo.name: PPO trains configs with algo.name: ppo"):
+        PPO(config("gridworld", "lstm"))
+    agent = PPO(config("gridworld", "lstm", "algo.name=ppo"))
+    with pytest.raises(ValueError, match="PPO needs a rollout with log_probs"):
+        agent.train_on_rollout(dataclasses.replace(agent.collect_rollout(), log_probs=None))
+    agent.close()
+
+
+def test_killed_and_resumed_ppo_run_matches_uninterrupted(tmp_path, monkeypatch) -> None:
+    """``fwmrl train`` of a PPO config (the run job builds PPO), killed after a checkpoint and
+    resumed, ends with bit-identical parameters and metrics (the minibatch order's generator is
+    in the checkpoint)."""
+    overrides = [
+        "env.num_envs=4",
+        "env.kwargs={size: 5, max_steps: 6}",
+        "core.hidden_size=8",
+        "core.memory_size=4",
+        "core.read_hops=1",
+        "policy.encoder_sizes=[8]",
+        "algo.n_steps=4",
+        "algo.num_minibatches=2",
+        "algo.n_epochs=2",
+        "train.total_steps=96",
+        "train.checkpoint_every=3",
+        "train.eval_episodes=2",
+        "train.progress=false",
+        "train.plot_at_end=false",
+        "train.gif_at_end=false",
+        "logging.log_every=1",
+        "logging.tensorboard=false",
+    ]
+    run_config = load_config(ROOT / "configs/gridworld_fwm_ppo.yaml", overrides)
+    train_run(run_config, tmp_path / "full")
+    original = PPO.train_on_rollout
+
+    def crash(self, rollout):
+        if self.update == 4:
+            raise RuntimeError("killed")
+        return original(self, rollout)
+
+    monkeypatch.setattr(PPO, "train_on_rollout", crash)
+    with pytest.raises(RuntimeError, match="killed"):
+        train_run(run_config, tmp_path / "cut")
+    saved = load_checkpoint(tmp_path / "cut/checkpoint.pt")
+    assert saved["update"] == 3 and "minibatch_rng" in saved
+    monkeypatch.setattr(PPO, "train_on_rollout", original)
+    train_run(run_config, tmp_path / "cut", resume=True)
+    full = load_checkpoint(tmp_path / "full/checkpoint.pt")
+    cut = load_checkpoint(tmp_path / "cut/checkpoint.pt")
+    assert all(torch.equal(full["policy"][k], cut["policy"][k]) for k in full["policy"])
+    assert torch.equal(full["minibatch_rng"], cut["minibatch_rng"])
+    strip = ("time_s", "cpu_time_s", "steps_per_s")
+    rows = [
+        [{k: v for k, v in r.items() if k not in strip} for r in read_metrics(tmp_path / d)]
+        for d in ("full", "cut")
+    ]
+    assert rows[0] == rows[1]
+    assert all(r["ppo_steps"] >= 1 for r in rows[0] if "ppo_steps" in r)
+    assert len(rows[0]) == 96 // 16
+
+
+class TargetEnv(gym.Env):
+    """One-step episodes: reward -(a - 0.6)^2 for a scalar Box action in [-1, 1]."""
+
+    observation_space = gym.spaces.Box(0.0, 1.0, (1,), np.float32)
+    action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.ones(1, np.float32), {}
+
+    def step(self, action):
+        return np.ones(1, np.float32), -float((action[0] - 0.6) ** 2), True, False, {}
+
+
+gym.register("FWMTest-PPOTarget-v0", entry_point=TargetEnv)
+
+
+def test_ppo_gaussian_policy_learns_a_target_action() -> None:
+    agent = PPO(
+        load_config(
+            None,
+            [
+                "env.id=FWMTest-PPOTarget-v0",
+                "env.num_envs=32",
+                "core.name=none",
+                "policy.encoder_sizes=[]",
+                "algo.name=ppo",
+                "algo.n_steps=2",
+                "algo.lr=0.01",
+                "algo.ent_coef=0.0",
+                "algo.normalize_advantage=true",
+                "algo.n_epochs=4",
+                "algo.num_minibatches=4",
+                "logging.tensorboard=false",
+                "train.progress=false",
+            ],
+        )
+    )
+    for _ in range(60):
+        agent.learn_update()
+    with torch.no_grad():
+        start = torch.ones(1, dtype=torch.bool)
+        mean, _, _ = agent.policy.step_flat(torch.ones(1, 1), agent.policy.initial_state(1), start)
+    assert abs(mean.item() - 0.6) < 0.1, mean.item()
+    assert agent.policy.log_std.exp().item() < 0.7  # the spread shrank from its initial 1.0
