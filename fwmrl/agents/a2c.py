@@ -156,6 +156,11 @@ class A2C:
     Args:
         config: the experiment (:class:`fwmrl.config.Config`); ``env``, ``core``, ``policy``,
             ``algo`` and ``train.seed`` / ``train.device`` are used here.
+        env: a vector env to train on instead of the one ``config.env`` describes (it must hold
+            ``env.num_envs`` envs; one process only). Its state is saved in checkpoints only if
+            it is one of fwmrl's envs.
+        policy: a :class:`MemoryActorCritic` to train instead of the one ``config.core`` and
+            ``config.policy`` describe.
 
     Attributes:
         env: the vector env (next-step autoreset): this rank's envs.
@@ -172,7 +177,12 @@ class A2C:
     record_log_probs = False
     """Whether :meth:`collect_rollout` stores the actions' log-probabilities (PPO sets it)."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(
+        self,
+        config: Config,
+        env: gym.vector.VectorEnv | None = None,
+        policy: MemoryActorCritic | None = None,
+    ) -> None:
         self.config = config
         algo = config.algo
         self.rank, self.world = distributed.rank(), distributed.world_size()
@@ -182,19 +192,26 @@ class A2C:
         torch.manual_seed(config.train.seed)  # parameter initialisation (the same on every rank)
         self.generator = torch.Generator().manual_seed(config.train.seed + 1)  # action sampling
         local = self.env_slice.stop - self.env_slice.start
-        self.env = make_env_or_explain(config, local, config.env.kwargs)
+        if env is not None and (self.world > 1 or env.num_envs != config.env.num_envs):
+            raise ConfigError(
+                f"env: a given vector env has {env.num_envs} envs, env.num_envs says "
+                f"{config.env.num_envs} (and a given env cannot be split over processes)"
+            )
+        self.env = env if env is not None else make_env_or_explain(config, local, config.env.kwargs)
         self.num_envs = self.env.num_envs
-        try:
-            self.policy = MemoryActorCritic(
-                self.env.single_observation_space,
-                self.env.single_action_space,
-                core=config.core.name,
-                core_kwargs=config.core.kwargs,
-                encoder_sizes=config.policy.encoder_sizes,
-                activation=config.policy.activation,
-            ).to(self.device)
-        except ValueError as error:
-            raise ConfigError(f"env.id: {error}") from None
+        if policy is None:
+            try:
+                policy = MemoryActorCritic(
+                    self.env.single_observation_space,
+                    self.env.single_action_space,
+                    core=config.core.name,
+                    core_kwargs=config.core.kwargs,
+                    encoder_sizes=config.policy.encoder_sizes,
+                    activation=config.policy.activation,
+                )
+            except ValueError as error:
+                raise ConfigError(f"env.id: {error}") from None
+        self.policy = policy.to(self.device)
         optimizer_class = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop}[algo.optimizer]
         self.optimizer = optimizer_class(self.policy.parameters(), lr=algo.lr, eps=algo.eps)
         self.update = 0

@@ -49,11 +49,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import gymnasium as gym
 import torch
 from torch import Tensor
 
 from fwmrl import distributed
 from fwmrl.agents.a2c import A2C, Rollout, compute_advantages
+from fwmrl.agents.policy import MemoryActorCritic
 from fwmrl.config import Config, ConfigError
 from fwmrl.errors import NonFiniteLossError
 
@@ -81,7 +83,12 @@ class PPO(A2C):
 
     record_log_probs = True
 
-    def __init__(self, config: Config) -> None:
+    def __init__(
+        self,
+        config: Config,
+        env: gym.vector.VectorEnv | None = None,
+        policy: MemoryActorCritic | None = None,
+    ) -> None:
         algo = config.algo
         if algo.name != "ppo":
             raise ConfigError(
@@ -93,7 +100,7 @@ class PPO(A2C):
                 f"algo.num_minibatches: {algo.num_minibatches} does not divide "
                 f"env.num_envs={config.env.num_envs}; allowed: a divisor of it"
             )
-        super().__init__(config)
+        super().__init__(config, env=env, policy=policy)
         self.minibatch_generator = torch.Generator().manual_seed(config.train.seed + 2)
 
     # ------------------------------------------------------------------ 2-5. learn
