@@ -769,6 +769,8 @@ def _train_rl(
         if problem is not None:
             raise NonFiniteLossError(problem)
 
+    if agent.env_steps >= train.total_steps:  # a spent budget: the checkpoint must still carry
+        checkpoint()  # the config.yaml just written (with the resume's overrides), or eval refuses
     try:
         while agent.env_steps < train.total_steps:
             steps_before = agent.env_steps

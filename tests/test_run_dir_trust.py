@@ -245,7 +245,11 @@ def test_resume_with_a_spent_budget_says_so(run, capsys):
     assert main(["train", "--resume", str(run), "train.total_steps=16"]) == 0
     err = capsys.readouterr().err
     assert "fwmrl: note:" in err and "has done 40 env steps" in err and "nothing to train" in err
-    assert load_checkpoint(run / "checkpoint.pt")["env_steps"] == 40
+    data = load_checkpoint(run / "checkpoint.pt")
+    assert data["env_steps"] == 40
+    # the checkpoint carries the config.yaml the resume wrote, so the run stays usable
+    assert data["config"]["train"]["total_steps"] == 16
+    assert main(["eval", str(run), "--episodes", "1"]) == 0
 
 
 def test_a_bad_env_or_eval_env_leaves_no_run_folder(tmp_path, capsys):
