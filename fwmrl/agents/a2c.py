@@ -354,14 +354,10 @@ class A2C:
         self.episodes += len(order)
 
     # ------------------------------------------------------------------ 2 + 3. learn
-    def train_on_rollout(self, rollout: Rollout) -> dict[str, float]:
-        """One gradient step on a rollout; returns the loss terms.
-
-        Under ``torchrun`` each rank's rollout holds its own envs: the loss terms are this rank's
-        sums over the global number of valid steps, and the gradients (and the reported terms)
-        are summed over the ranks before clipping, so every rank takes the one-process step."""
+    def advantages(self, rollout: Rollout) -> tuple[Tensor, Tensor]:
+        """``(advantages, returns)`` of a rollout with the config's γ, λ and truncation rule."""
         algo = self.config.algo
-        advantages, returns = compute_advantages(
+        return compute_advantages(
             rollout.rewards,
             rollout.values,
             rollout.terminated,
@@ -371,6 +367,15 @@ class A2C:
             algo.gae_lambda,
             algo.bootstrap_truncated,
         )
+
+    def train_on_rollout(self, rollout: Rollout) -> dict[str, float]:
+        """One gradient step on a rollout; returns the loss terms.
+
+        Under ``torchrun`` each rank's rollout holds its own envs: the loss terms are this rank's
+        sums over the global number of valid steps, and the gradients (and the reported terms)
+        are summed over the ranks before clipping, so every rank takes the one-process step."""
+        algo = self.config.algo
+        advantages, returns = self.advantages(rollout)
         mask = rollout.valid.float()
         valid_returns = returns[rollout.valid]
         residuals = valid_returns - rollout.values[:-1][rollout.valid]

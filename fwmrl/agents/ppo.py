@@ -54,7 +54,7 @@ import torch
 from torch import Tensor
 
 from fwmrl import distributed
-from fwmrl.agents.a2c import A2C, Rollout, compute_advantages
+from fwmrl.agents.a2c import A2C, Rollout
 from fwmrl.agents.policy import MemoryActorCritic
 from fwmrl.config import Config, ConfigError
 from fwmrl.errors import NonFiniteLossError
@@ -113,16 +113,7 @@ class PPO(A2C):
             raise ValueError(
                 "PPO needs a rollout with log_probs (collected by PPO.collect_rollout)"
             )
-        advantages, returns = compute_advantages(
-            rollout.rewards,
-            rollout.values,
-            rollout.terminated,
-            rollout.truncated,
-            rollout.valid,
-            algo.gamma,
-            algo.gae_lambda,
-            algo.bootstrap_truncated,
-        )
+        advantages, returns = self.advantages(rollout)
         mask = rollout.valid.float()
         total = self.global_num_envs
         valid_returns = returns[rollout.valid]

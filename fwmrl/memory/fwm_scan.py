@@ -55,6 +55,26 @@ class FWMScanOptions:
 ScanFn = Callable[[Tensor, Tensor, Tensor, "Tensor | None", FWMScanOptions], tuple[Tensor, Tensor]]
 
 
+def _segment_masks(
+    resets: Tensor | None, batch: int, steps: int, like: Tensor
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """For a chunk of ``steps`` steps: ``same_segment [B, C, C]`` (1 where step ``r <= t`` lies in
+    the same episode segment as ``t``), ``from_start [B, C]`` (1 where no reset happened yet in the
+    chunk, so the chunk's initial memory is visible) in ``like``'s dtype, and the resets ``[B, C]``
+    (``None`` without resets)."""
+    causal = torch.ones(steps, steps, dtype=torch.bool, device=like.device).tril()
+    if resets is None:
+        same_segment = causal.expand(batch, steps, steps)
+        from_start = torch.ones(batch, steps, dtype=torch.bool, device=like.device)
+        reset_at = None
+    else:
+        reset_at = resets.transpose(0, 1)  # [B, C]
+        segment = reset_at.long().cumsum(dim=1)
+        same_segment = (segment.unsqueeze(2) == segment.unsqueeze(1)) & causal
+        from_start = segment == 0
+    return same_segment.to(like.dtype), from_start.to(like.dtype), reset_at
+
+
 def hop(F: Tensor, n: Tensor, e: Tensor) -> Tensor:
     """``Σ_{a,b} n[a] e[b] F[a, b, :]`` for a batch: ``F[B, m, m, m]``, ``n, e [B, m]`` → ``[B, m]``."""
     batch, m = n.shape
@@ -258,18 +278,7 @@ def _chunk_scan(
     k1, k2, v = torch.tanh(s_hat), torch.tanh(r_hat), torch.tanh(v_hat)
     rate = opts.write_scale * torch.sigmoid(b_hat + 1.0)  # λβ [B, C, 1]
 
-    causal = torch.ones(steps, steps, dtype=torch.bool, device=F.device).tril()
-    if resets is None:
-        same_segment = causal.expand(batch, steps, steps)
-        from_start = torch.ones(batch, steps, dtype=torch.bool, device=F.device)
-        reset_at = None
-    else:
-        reset_at = resets.transpose(0, 1)  # [B, C]
-        segment = reset_at.long().cumsum(dim=1)
-        same_segment = (segment.unsqueeze(2) == segment.unsqueeze(1)) & causal
-        from_start = segment == 0
-    same_segment = same_segment.to(F.dtype)
-    from_start = from_start.to(F.dtype)
+    same_segment, from_start, reset_at = _segment_masks(resets, batch, steps, F)
 
     # Old values under each key from the chunk's initial memory, and the keys' Gram matrix.
     v_old_initial = hop_many(F, k1, k2)  # [B, C, m]
@@ -488,18 +497,7 @@ def _lowrank_chunk_scan(
     if opts.tanh_hop_keys:
         read = torch.cat([read[..., :m], _tanh(read[..., m:])], dim=-1)
 
-    causal = torch.ones(steps, steps, dtype=torch.bool, device=write.device).tril()
-    if resets is None:
-        same_segment = causal.expand(batch, steps, steps)
-        from_start = torch.ones(batch, steps, dtype=torch.bool, device=write.device)
-        reset_at = None
-    else:
-        reset_at = resets.transpose(0, 1)  # [B, C]
-        segment = reset_at.long().cumsum(dim=1)
-        same_segment = (segment.unsqueeze(2) == segment.unsqueeze(1)) & causal
-        from_start = segment == 0
-    same_segment = same_segment.to(write.dtype)
-    from_start = from_start.to(write.dtype)
+    same_segment, from_start, reset_at = _segment_masks(resets, batch, steps, write)
 
     v_old_initial = lowrank_hop_many(memory, k1, k2)  # [B, C, m]
     gram = (k1 @ k1.transpose(1, 2)) * (k2 @ k2.transpose(1, 2))  # k_tᵀ k_r, [B, C, C]

@@ -7,6 +7,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from target_env import TARGET_ENV_ID
 
 from fwmrl.agents import A2C
 from fwmrl.config import load_config
@@ -117,29 +118,11 @@ def test_box_policy_round_trips_through_a_checkpoint(tmp_path) -> None:
     resumed.learn_update()  # and it trains on
 
 
-class TargetEnv(gym.Env):
-    """One-step episodes: reward -(a - 0.6)^2 for a scalar Box action in [-1, 1]."""
-
-    observation_space = gym.spaces.Box(0.0, 1.0, (1,), np.float32)
-    action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        return np.ones(1, np.float32), {}
-
-    def step(self, action):
-        reward = -float((action[0] - 0.6) ** 2)
-        return np.ones(1, np.float32), reward, True, False, {}
-
-
-gym.register("FWMTest-Target-v0", entry_point=TargetEnv)
-
-
 def test_gaussian_policy_learns_a_target_action() -> None:
     config = load_config(
         None,
         [
-            "env.id=FWMTest-Target-v0",
+            f"env.id={TARGET_ENV_ID}",
             "env.num_envs=32",
             "core.name=none",
             "policy.encoder_sizes=[]",

@@ -7,10 +7,10 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from target_env import TARGET_ENV_ID
 
 from fwmrl.agents import A2C, PPO
 from fwmrl.config import ConfigError, load_config
@@ -224,29 +224,12 @@ def test_killed_and_resumed_ppo_run_matches_uninterrupted(tmp_path, monkeypatch)
     assert len(rows[0]) == 96 // 16
 
 
-class TargetEnv(gym.Env):
-    """One-step episodes: reward -(a - 0.6)^2 for a scalar Box action in [-1, 1]."""
-
-    observation_space = gym.spaces.Box(0.0, 1.0, (1,), np.float32)
-    action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        return np.ones(1, np.float32), {}
-
-    def step(self, action):
-        return np.ones(1, np.float32), -float((action[0] - 0.6) ** 2), True, False, {}
-
-
-gym.register("FWMTest-PPOTarget-v0", entry_point=TargetEnv)
-
-
 def test_ppo_gaussian_policy_learns_a_target_action() -> None:
     agent = PPO(
         load_config(
             None,
             [
-                "env.id=FWMTest-PPOTarget-v0",
+                f"env.id={TARGET_ENV_ID}",
                 "env.num_envs=32",
                 "core.name=none",
                 "policy.encoder_sizes=[]",
