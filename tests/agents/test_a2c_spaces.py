@@ -1,5 +1,6 @@
-"""fwmrl's A2C on every supported space: Dict/Tuple/image/Discrete observations and Discrete,
-MultiDiscrete, MultiBinary and Box actions, for every core; a Gaussian policy learns a target."""
+"""fwmrl's A2C and PPO on every supported space: Dict/Tuple/image/Discrete observations and
+Discrete, MultiDiscrete, MultiBinary and Box actions, for every core and both algorithms; a Gaussian
+policy learns a target."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 import torch
 from target_env import TARGET_ENV_ID
 
-from fwmrl.agents import A2C
+from fwmrl.agents import A2C, PPO
 from fwmrl.config import load_config
 from fwmrl.runs import atomic_torch_save, load_checkpoint
 
@@ -79,10 +80,21 @@ CORE_ARGS = {
 }
 
 
+ALGOS = {
+    "a2c": (A2C, []),
+    "ppo": (PPO, ["algo.name=ppo", "algo.n_epochs=2", "algo.num_minibatches=3"]),
+}
+
+
+@pytest.mark.parametrize("algo", list(ALGOS))
 @pytest.mark.parametrize("core", list(CORE_ARGS))
 @pytest.mark.parametrize("action", list(ACTION_SPACES))
-def test_every_core_trains_on_every_space(action: str, core: str) -> None:
-    agent = A2C(_config(action, core, *CORE_ARGS[core]))
+def test_every_core_trains_on_every_space(action: str, core: str, algo: str) -> None:
+    """Every action space x every core x both algorithms, on Dict observations (image, one-hot,
+    Tuple): shapes and dtypes of the stored actions, scaled features, a finite step that moves
+    the parameters; PPO's stored log-probabilities are those of the stored actions."""
+    trainer, algo_args = ALGOS[algo]
+    agent = trainer(_config(action, core, *CORE_ARGS[core], *algo_args))
     assert agent.policy.obs_size == 3 * 3 * 2 + 4 + 2 + 1
     before = [p.detach().clone() for p in agent.policy.parameters()]
     rollout = agent.collect_rollout()
@@ -91,8 +103,18 @@ def test_every_core_trains_on_every_space(action: str, core: str) -> None:
     assert rollout.actions.dtype == dist.action_dtype
     assert rollout.obs.shape == (4, 3, agent.policy.obs_size)
     assert float(rollout.obs.max()) <= 1.0  # the uint8 image is scaled, one-hots are 0/1
+    if algo == "ppo":  # the first epoch starts at ratio 1: the stored log-probs are recomputed
+        assert rollout.log_probs is not None and rollout.log_probs.shape == (4, 3)
+        with torch.no_grad():
+            params, _, _ = agent.policy.forward_flat(
+                rollout.obs, rollout.initial_state, rollout.starts
+            )
+            log_probs = dist.log_prob(params, rollout.actions, agent.policy.log_std)
+        torch.testing.assert_close(log_probs, rollout.log_probs, rtol=0, atol=1e-5)
     metrics = agent.train_on_rollout(rollout)
     assert all(np.isfinite(v) for v in metrics.values())
+    if algo == "ppo":
+        assert metrics["ppo_steps"] == 2 * 3 and metrics["approx_kl"] >= 0.0
     changed = [
         not torch.equal(a, b) for a, b in zip(before, agent.policy.parameters(), strict=True)
     ]
