@@ -161,6 +161,9 @@ class AlgoConfig(_Section):
         target_kl: PPO: stop the update's epochs early at the first minibatch whose approximate
             KL divergence from the collection policy exceeds this (that minibatch takes no step),
             or ``null`` to always run every epoch.
+        normalize_value: PPO: the value head predicts returns standardised by their running mean
+            and variance (``fwmrl.agents.ppo.ValueNormalizer``), so the value loss stays O(1)
+            whatever the reward scale and does not swamp the policy gradient in the shared trunk.
     """
 
     name: Literal["a2c", "ppo"] = "a2c"
@@ -181,6 +184,7 @@ class AlgoConfig(_Section):
     clip_range: float = Field(0.2, gt=0.0)
     clip_range_vf: float | None = Field(None, gt=0.0)
     target_kl: float | None = Field(None, gt=0.0)
+    normalize_value: bool = False
 
     @field_validator("n_steps", mode="before")
     @classmethod
@@ -203,7 +207,14 @@ class AlgoConfig(_Section):
         return self
 
 
-PPO_KEYS = ("n_epochs", "num_minibatches", "clip_range", "clip_range_vf", "target_kl")
+PPO_KEYS = (
+    "n_epochs",
+    "num_minibatches",
+    "clip_range",
+    "clip_range_vf",
+    "target_kl",
+    "normalize_value",
+)
 """The ``algo`` keys only :class:`fwmrl.agents.PPO` reads."""
 
 

@@ -29,6 +29,18 @@ data-parallel machinery and evaluation are A2C's. One update:
    first minibatch where it exceeds ``target_kl``: that minibatch takes no step and the remaining
    minibatches and epochs are skipped.
 
+**Value normalisation** (``algo.normalize_value``): the value head then predicts the return
+standardised by a running mean and variance of all returns seen so far (:class:`ValueNormalizer`,
+over all valid steps of all ranks, saved in checkpoints). The collection values are mapped back to
+reward units for GAE and the bootstrap, the value loss compares the head with the standardised
+returns, and value clipping (``clip_range_vf``) acts in standardised units. Why: the policy and
+value heads share the encoder and the core, and with returns of tens or hundreds (CartPole-v1 with
+γ = 0.99, Pendulum-v1) the squared value error's gradient is orders of magnitude larger than the
+policy's (advantage-normalised) one; clipped to ``max_grad_norm`` together, the policy part of the
+step all but vanishes and a recurrent trunk learns only to predict returns. Standardised targets
+keep the value term O(1) whatever the reward scale (the remedy of PopArt without its output
+correction, as in MAPPO's value normalisation; SB3 instead normalises rewards in ``VecNormalize``).
+
 With ``n_epochs: 1``, ``num_minibatches: 1`` and no clipping in effect, the one step is A2C's: at
 ``r = 1`` the gradient of ``r·A`` is that of ``A·log π(a)`` (tested).
 
@@ -54,10 +66,62 @@ import torch
 from torch import Tensor
 
 from fwmrl import distributed
-from fwmrl.agents.a2c import A2C, Rollout
+from fwmrl.agents.a2c import A2C, Rollout, compute_advantages
 from fwmrl.agents.policy import MemoryActorCritic
 from fwmrl.config import Config, ConfigError
 from fwmrl.errors import NonFiniteLossError
+
+
+class ValueNormalizer:
+    """Running mean and variance of the returns (all valid steps of all updates so far).
+
+    ``normalize(x) = (x - mean) / std`` and ``denormalize`` its inverse, with
+    ``std = sqrt(var + eps)``; :meth:`update` merges a batch given by its count, mean and sum of
+    squared deviations (Chan et al.'s parallel formula, exact in any split), so every rank, given
+    the globally reduced batch moments, holds the same statistics. Kept in float64.
+
+    Args:
+        eps: added to the variance before the square root (a constant return has std ``sqrt(eps)``).
+    """
+
+    def __init__(self, eps: float = 1e-8) -> None:
+        self.eps = eps
+        self.count = torch.zeros((), dtype=torch.float64)
+        self.mean = torch.zeros((), dtype=torch.float64)
+        self.var = torch.ones((), dtype=torch.float64)
+
+    @property
+    def std(self) -> Tensor:
+        return (self.var + self.eps).sqrt()
+
+    def update(self, count: Tensor, mean: Tensor, squared_deviations: Tensor) -> None:
+        """Merge a batch of ``count`` values with mean ``mean`` and ``sum((x - mean)^2)``."""
+        count, mean, m2 = (
+            torch.as_tensor(x, dtype=torch.float64).cpu() for x in (count, mean, squared_deviations)
+        )
+        if float(count) <= 0:
+            return
+        total = self.count + count
+        delta = mean - self.mean
+        old_m2 = self.var * self.count
+        self.mean = self.mean + delta * count / total
+        self.var = (old_m2 + m2 + delta**2 * self.count * count / total) / total
+        self.count = total
+
+    def normalize(self, x: Tensor) -> Tensor:
+        return ((x - self.mean.to(x.device)) / self.std.to(x.device)).to(x.dtype)
+
+    def denormalize(self, x: Tensor) -> Tensor:
+        return (x * self.std.to(x.device) + self.mean.to(x.device)).to(x.dtype)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {"count": self.count, "mean": self.mean, "var": self.var}
+
+    def load_state_dict(self, data: dict[str, Tensor]) -> None:
+        self.count, self.mean, self.var = (
+            torch.as_tensor(data[k], dtype=torch.float64).clone() for k in ("count", "mean", "var")
+        )
+
 
 TERMS = ("loss", "policy_loss", "value_loss", "entropy", "aux_loss", "approx_kl", "clip_fraction")
 """The per-minibatch terms of :meth:`PPO._minibatch_terms`, in order (A2C's first five)."""
@@ -69,11 +133,13 @@ class PPO(A2C):
     Args:
         config: the experiment, with ``algo.name: ppo``; besides A2C's keys it reads
             ``algo.n_epochs``, ``num_minibatches``, ``clip_range``, ``clip_range_vf`` and
-            ``target_kl`` (:class:`fwmrl.config.AlgoConfig`).
+            ``target_kl`` and ``normalize_value`` (:class:`fwmrl.config.AlgoConfig`).
 
     Attributes:
         minibatch_generator: draws each epoch's env order (the same on every rank; saved in
             checkpoints).
+        value_normalizer: the running return statistics of ``algo.normalize_value`` (saved in
+            checkpoints), or ``None`` without it.
         (and those of :class:`A2C`)
 
     Raises:
@@ -102,6 +168,28 @@ class PPO(A2C):
             )
         super().__init__(config, env=env, policy=policy)
         self.minibatch_generator = torch.Generator().manual_seed(config.train.seed + 2)
+        self.value_normalizer = ValueNormalizer() if algo.normalize_value else None
+
+    def real_values(self, values: Tensor) -> Tensor:
+        """Value-head outputs in reward units (the head predicts standardised returns with
+        ``algo.normalize_value``; otherwise they are returned as they are)."""
+        if self.value_normalizer is None:
+            return values
+        return self.value_normalizer.denormalize(values)
+
+    def advantages(self, rollout: Rollout) -> tuple[Tensor, Tensor]:
+        """A2C's GAE on the collection values in reward units (:meth:`real_values`)."""
+        algo = self.config.algo
+        return compute_advantages(
+            rollout.rewards,
+            self.real_values(rollout.values),
+            rollout.terminated,
+            rollout.truncated,
+            rollout.valid,
+            algo.gamma,
+            algo.gae_lambda,
+            algo.bootstrap_truncated,
+        )
 
     # ------------------------------------------------------------------ 2-5. learn
     def train_on_rollout(self, rollout: Rollout) -> dict[str, float]:
@@ -116,8 +204,9 @@ class PPO(A2C):
         advantages, returns = self.advantages(rollout)
         mask = rollout.valid.float()
         total = self.global_num_envs
+        old_values = self.real_values(rollout.values[:-1])
         valid_returns = returns[rollout.valid]
-        residuals = valid_returns - rollout.values[:-1][rollout.valid]
+        residuals = valid_returns - old_values[rollout.valid]
         # valid steps of every env of every rank (for each minibatch's normaliser), and sums
         counts = mask.new_zeros(total)
         counts[self.env_slice] = mask.sum(0)
@@ -138,6 +227,11 @@ class PPO(A2C):
         if algo.normalize_advantage:  # once per rollout, over all valid steps
             std = spreads[0].div(n_valid).sqrt()
             advantages = (advantages - mean_advantage) / (std + 1e-8) * mask
+        targets = returns
+        if self.value_normalizer is not None:  # this rollout's returns join the statistics first
+            self.value_normalizer.update(n_valid, mean_return, spreads[1])
+            targets = self.value_normalizer.normalize(returns) * mask
+            old_values = self.value_normalizer.normalize(old_values)
 
         per_minibatch = total // algo.num_minibatches
         first, last = self.env_slice.start, self.env_slice.stop
@@ -151,7 +245,7 @@ class PPO(A2C):
                 n_minibatch = env_valid[chosen.to(env_valid.device)].sum().clamp_min(1.0)
                 mine = chosen[(chosen >= first) & (chosen < last)].sort().values - first
                 loss, terms = self._minibatch_terms(
-                    rollout, mine.to(self.device), advantages, returns, n_minibatch
+                    rollout, mine.to(self.device), advantages, targets, old_values, n_minibatch
                 )
                 if self.world == 1:
                     self._check_loss(terms)
@@ -188,12 +282,15 @@ class PPO(A2C):
         rollout: Rollout,
         envs: Tensor,
         advantages: Tensor,
-        returns: Tensor,
+        targets: Tensor,
+        old_values: Tensor,
         n_valid: Tensor,
     ) -> tuple[Tensor | None, Tensor]:
         """The loss of this rank's envs ``envs`` (local indices) of a minibatch, with every sum
         divided by the minibatch's global number of valid steps ``n_valid``, and its detached
-        :data:`TERMS`. With no envs here the loss is ``None`` and the terms are zeros."""
+        :data:`TERMS`. ``targets`` and ``old_values`` ``[T, B]`` are the value targets and the
+        collection values in the head's units (standardised with ``algo.normalize_value``). With
+        no envs here the loss is ``None`` and the terms are zeros."""
         if len(envs) == 0:
             return None, torch.zeros(len(TERMS), device=self.device)
         algo = self.config.algo
@@ -211,10 +308,10 @@ class PPO(A2C):
         surrogate = torch.min(ratio * advantage, clipped_ratio * advantage)
         policy_loss = -(surrogate * mask).sum() / n_valid
 
-        target = returns[:, envs].detach()
+        target = targets[:, envs].detach()
         value_error = (target - values) ** 2
         if algo.clip_range_vf is not None:
-            old = rollout.values[:-1][:, envs]
+            old = old_values[:, envs]
             clipped = old + (values - old).clamp(-algo.clip_range_vf, algo.clip_range_vf)
             value_error = torch.max(value_error, (target - clipped) ** 2)
         value_loss = (value_error * mask).sum() / n_valid
@@ -253,18 +350,30 @@ class PPO(A2C):
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
-        """:meth:`A2C.state_dict` plus the minibatch-order generator's state (``minibatch_rng``):
-        all an update's epochs run between two checkpoints, so nothing else of them is kept."""
-        return {**super().state_dict(), "minibatch_rng": self.minibatch_generator.get_state()}
+        """:meth:`A2C.state_dict` plus the minibatch-order generator's state (``minibatch_rng``)
+        and, with ``algo.normalize_value``, the return statistics (``value_norm``): all an
+        update's epochs run between two checkpoints, so nothing else of them is kept."""
+        data = {**super().state_dict(), "minibatch_rng": self.minibatch_generator.get_state()}
+        if self.value_normalizer is not None:
+            data["value_norm"] = self.value_normalizer.state_dict()
+        return data
 
     def load_state_dict(self, data: dict[str, Any]) -> bool:
         """:meth:`A2C.load_state_dict` and the minibatch-order generator.
 
         Raises:
-            KeyError: the checkpoint has no ``minibatch_rng`` (not a PPO checkpoint).
+            KeyError: the checkpoint has no ``minibatch_rng`` (not a PPO checkpoint), or no
+                ``value_norm`` while ``algo.normalize_value`` is set.
             (and those of :meth:`A2C.load_state_dict`)
         """
         minibatch_rng = data["minibatch_rng"]
+        if self.value_normalizer is not None and "value_norm" not in data:
+            raise KeyError(
+                "value_norm: the checkpoint has no return statistics but algo.normalize_value is "
+                "set (it was saved by a run without value normalisation)"
+            )
         restored = super().load_state_dict(data)
         self.minibatch_generator.set_state(minibatch_rng)
+        if self.value_normalizer is not None:
+            self.value_normalizer.load_state_dict(data["value_norm"])
         return restored
