@@ -4,6 +4,7 @@ Importing this package (or ``fwmrl``) registers the ids with Gymnasium.
 """
 
 from fwmrl.envs._validation import EnvStateError
+from fwmrl.envs.cue_recall import CueRecallEnv
 from fwmrl.envs.graphnav import GraphNavEnv, GraphNavVectorEnv, graph_banks, sample_graphs
 from fwmrl.envs.gridworld import (
     GridworldEnv,
@@ -27,6 +28,7 @@ from fwmrl.envs.trial import Trial
 register_envs()
 
 __all__ = [
+    "CueRecallEnv",
     "ENV_IDS",
     "EnvStateError",
     "FlatMiniGridObs",

@@ -20,6 +20,12 @@ ENV_SPECS: dict[str, tuple[str, str]] = {
 }
 """Registered id -> (entry point, vector entry point)."""
 
+SINGLE_ENV_SPECS: dict[str, str] = {
+    "FWM-CueRecall-v0": "fwmrl.envs.cue_recall:CueRecallEnv",
+}
+"""Registered id -> entry point of the fwmrl envs without a batched implementation (Gymnasium
+vectorises them; Box actions, outside the Discrete-action checks every :data:`ENV_IDS` env passes)."""
+
 ENV_IDS: tuple[str, ...] = tuple(ENV_SPECS)
 
 
@@ -38,3 +44,6 @@ def register_envs() -> None:
                 vector_entry_point=vector_entry_point,
                 disable_env_checker=False,
             )
+    for env_id, entry_point in SINGLE_ENV_SPECS.items():
+        if env_id not in gym.registry:
+            gym.register(id=env_id, entry_point=entry_point, disable_env_checker=False)
