@@ -1,6 +1,7 @@
 """Native recurrent PPO: every core on Discrete and Box actions, states recomputed from the stored
 start states, the one-epoch one-minibatch step is A2C's, target-KL early stop, config checks,
-bit-identical resume through the run job, and learning on a small task."""
+bit-identical resume through the run job, value normalisation (exact running statistics, GAE in
+reward units, standardised targets, resumed statistics), and learning on a small task."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ import torch
 from target_env import TARGET_ENV_ID
 
 from fwmrl.agents import A2C, PPO
+from fwmrl.agents.a2c import compute_advantages
+from fwmrl.agents.ppo import ValueNormalizer
 from fwmrl.config import ConfigError, load_config
-from fwmrl.runs import load_checkpoint, read_metrics, train_run
+from fwmrl.runs import atomic_torch_save, load_checkpoint, read_metrics, train_run
 
 ROOT = Path(__file__).resolve().parents[2]
 ENVS = {  # Discrete and Box actions
@@ -361,3 +364,102 @@ def test_ppo_learns_cartpole() -> None:
     agent.learn(30_000)
     # measured: about 89 at seed 0; the random policy's episodes last about 22 steps
     assert agent.episode_stats()["episode_return_mean"] > 2.5 * 22.0
+
+
+def test_value_normalizer_merges_batches_exactly() -> None:
+    values = torch.randn(1000, generator=torch.Generator().manual_seed(0)).double() * 7.0 + 30.0
+    normalizer = ValueNormalizer()
+    for part in values.split([1, 99, 400, 500]):
+        mean = part.mean()
+        normalizer.update(torch.tensor(float(len(part))), mean, ((part - mean) ** 2).sum())
+    assert float(normalizer.count) == 1000
+    assert float(normalizer.mean) == pytest.approx(float(values.mean()), rel=1e-12)
+    assert float(normalizer.var) == pytest.approx(float(values.var(unbiased=False)), rel=1e-10)
+    x = torch.tensor([1.0, 40.0])
+    torch.testing.assert_close(normalizer.denormalize(normalizer.normalize(x)), x)
+    normalizer.update(torch.tensor(0.0), torch.tensor(5.0), torch.tensor(0.0))  # empty: no change
+    assert float(normalizer.count) == 1000
+
+
+def test_normalize_value_gae_in_reward_units_and_standardised_targets() -> None:
+    """With ``algo.normalize_value`` the collection values are mapped back to reward units for
+    GAE, the rollout's returns join the running statistics, and the value loss is the error of
+    the head against the standardised returns."""
+    agent = PPO(config("pendulum", "lstm", *PPO_ARGS, "algo.normalize_value=true"))
+    normalizer = agent.value_normalizer
+    normalizer.mean, normalizer.var = (
+        torch.tensor(-30.0, dtype=torch.float64),
+        torch.tensor(16.0, dtype=torch.float64),
+    )
+    normalizer.count = torch.tensor(100.0, dtype=torch.float64)
+    rollout = agent.collect_rollout()
+    advantages, returns = agent.advantages(rollout)
+    algo = agent.config.algo
+    expected = compute_advantages(
+        rollout.rewards,
+        rollout.values * 4.0 - 30.0,
+        rollout.terminated,
+        rollout.truncated,
+        rollout.valid,
+        algo.gamma,
+        algo.gae_lambda,
+    )
+    torch.testing.assert_close(advantages, expected[0])
+    torch.testing.assert_close(returns, expected[1])
+    valid = returns[rollout.valid].double()
+    merged = torch.cat([torch.full((100,), -30.0, dtype=torch.float64), valid])
+    agent.train_on_rollout(rollout)
+    assert float(normalizer.count) == 100 + int(rollout.valid.sum())
+    assert float(normalizer.mean) == pytest.approx(float(merged.mean()), rel=1e-6)
+    assert "value_norm" in agent.state_dict()
+    agent.close()
+
+
+def test_normalize_value_keeps_the_value_loss_small_on_large_returns() -> None:
+    """CartPole-v1 returns reach tens: raw, the squared value error is large; standardised, it
+    is O(1) from the first update (the policy gradient is no longer swamped)."""
+    losses = {}
+    for flag in ("false", "true"):
+        agent = PPO(
+            load_config(
+                None,
+                [
+                    "env.id=CartPole-v1",
+                    "env.num_envs=4",
+                    "core.name=lstm",
+                    "core.hidden_size=8",
+                    "policy.encoder_sizes=[8]",
+                    "algo.name=ppo",
+                    "algo.n_steps=64",
+                    f"algo.normalize_value={flag}",
+                    "logging.tensorboard=false",
+                    "train.progress=false",
+                ],
+            )
+        )
+        losses[flag] = [agent.learn_update()["value_loss"] for _ in range(3)]
+        agent.close()
+    assert min(losses["false"]) > 20.0, losses
+    assert max(losses["true"]) < 3.0, losses
+
+
+def test_normalize_value_resumes_its_statistics(tmp_path) -> None:
+    cfg = config("pendulum", "lstm", *PPO_ARGS, "algo.normalize_value=true")
+    first = PPO(cfg)
+    for _ in range(2):
+        first.learn_update()
+    atomic_torch_save(first.state_dict(), tmp_path / "c.pt")
+    resumed = PPO(cfg)
+    resumed.load_state_dict(load_checkpoint(tmp_path / "c.pt"))
+    for key in ("count", "mean", "var"):
+        assert torch.equal(
+            getattr(first.value_normalizer, key), getattr(resumed.value_normalizer, key)
+        )
+    assert torch.equal(first.policy.log_std, resumed.policy.log_std)
+    plain = PPO(config("pendulum", "lstm", *PPO_ARGS))
+    with pytest.raises(KeyError, match="value_norm: the checkpoint has no return statistics"):
+        resumed.load_state_dict(plain.state_dict())
+    with pytest.raises(ConfigError, match="normalize_value is a PPO setting"):
+        config("pendulum", "lstm", "algo.normalize_value=true")
+    for agent in (first, resumed, plain):
+        agent.close()
