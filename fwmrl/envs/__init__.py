@@ -1,6 +1,8 @@
-"""Environments: FWM-Gridworld-v0, FWM-GraphNav-v0, FWM-KeyValue-v0, the Trial wrapper, MiniGrid wrappers.
+"""Environments: FWM-Gridworld-v0, FWM-GraphNav-v0, FWM-KeyValue-v0, the Trial wrappers, MiniGrid wrappers.
 
-Importing this package (or ``fwmrl``) registers the ids with Gymnasium.
+Importing this package (or ``fwmrl``) registers the ids with Gymnasium, also the RL^2 trial ids that
+need the extra ``fwmrl[metaworld]`` (:data:`EXTRA_ENV_IDS`: Meta-World ML1/ML10 in
+:mod:`fwmrl.envs.metaworld_tasks`, HalfCheetah velocity/direction in :mod:`fwmrl.envs.mujoco_tasks`).
 """
 
 from fwmrl.envs._validation import EnvStateError
@@ -21,15 +23,16 @@ from fwmrl.envs.keyvalue import (
 )
 from fwmrl.envs.make import make_env, make_vec_env
 from fwmrl.envs.minigrid_wrappers import FlatMiniGridObs
-from fwmrl.envs.registration import ENV_IDS, register_envs
+from fwmrl.envs.registration import ENV_IDS, EXTRA_ENV_IDS, register_envs
 from fwmrl.envs.state import describe_env, load_vector_env_state, vector_env_state
-from fwmrl.envs.trial import Trial
+from fwmrl.envs.trial import Trial, VectorTrial, evaluate_trials
 
 register_envs()
 
 __all__ = [
     "CueRecallEnv",
     "ENV_IDS",
+    "EXTRA_ENV_IDS",
     "EnvStateError",
     "FlatMiniGridObs",
     "GraphNavEnv",
@@ -40,7 +43,9 @@ __all__ = [
     "KeyValueSequence",
     "KeyValueVectorEnv",
     "Trial",
+    "VectorTrial",
     "describe_env",
+    "evaluate_trials",
     "generate_batch",
     "generate_sequence",
     "graph_banks",

@@ -8,7 +8,7 @@ from typing import Any
 import gymnasium as gym
 
 from fwmrl.envs.minigrid_wrappers import FlatMiniGridObs
-from fwmrl.envs.registration import ENV_IDS, register_envs
+from fwmrl.envs.registration import ENV_IDS, EXTRA_ENV_IDS, register_envs
 
 MINIGRID_PREFIXES = ("MiniGrid-", "BabyAI-")
 
@@ -53,7 +53,8 @@ def make_vec_env(
         env_id: a Gymnasium id.
         num_envs: copies stepped together.
         vectorization: ``auto``: fwmrl ids use their natively batched NumPy implementation
-            (``vector_entry_point``), other ids a ``SyncVectorEnv`` of :func:`make_env` envs (so
+            (``vector_entry_point``; the Meta-World and MuJoCo trial ids a ``VectorTrial``), other
+            ids a ``SyncVectorEnv`` of :func:`make_env` envs (so
             MiniGrid observations are flattened); ``sync``: always a ``SyncVectorEnv`` of
             :func:`make_env` envs; ``async``: a ``gymnasium.vector.AsyncVectorEnv`` of
             :func:`make_env` envs, each stepped in its own worker process.
@@ -69,7 +70,7 @@ def make_vec_env(
             f"unknown vectorization {vectorization!r}; allowed: {', '.join(VECTORIZATIONS)}"
         )
     _ensure_registered(env_id)
-    if vectorization == "auto" and env_id.split(":")[-1] in ENV_IDS:
+    if vectorization == "auto" and env_id.split(":")[-1] in ENV_IDS + EXTRA_ENV_IDS:
         return gym.make_vec(
             env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", **kwargs
         )

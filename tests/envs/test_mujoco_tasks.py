@@ -1,0 +1,127 @@
+"""HalfCheetah velocity and direction tasks as RL^2 trials (FWM-HalfCheetahVel-v0, -Dir-v0).
+
+Skipped when MuJoCo (the extra ``fwmrl[metaworld]``) is not installed, except the error message.
+"""
+
+import sys
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import fwmrl  # noqa: F401  (registers the ids)
+from fwmrl.envs import EXTRA_ENV_IDS, make_env, make_vec_env
+
+try:
+    import mujoco  # noqa: F401
+
+    HAVE_MUJOCO = True
+except ImportError:
+    HAVE_MUJOCO = False
+needs_mujoco = pytest.mark.skipif(
+    not HAVE_MUJOCO, reason="MuJoCo is in the optional extra: pip install 'fwmrl[metaworld]'"
+)
+IDS = ["FWM-HalfCheetahVel-v0", "FWM-HalfCheetahDir-v0"]
+
+
+def _check(env):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warnings.filterwarnings("ignore", message=".*different from the unwrapped version")
+        # the HalfCheetah observation and the previous reward are unbounded
+        warnings.filterwarnings(
+            "ignore", message=".*Box observation space (minimum|maximum) value is -?infinity"
+        )
+        check_env(env, skip_render_check=True)
+
+
+def test_missing_mujoco_gives_an_install_hint(monkeypatch):
+    monkeypatch.setitem(sys.modules, "gymnasium.envs.mujoco.half_cheetah_v5", None)
+    for env_id in IDS:
+        assert env_id in EXTRA_ENV_IDS
+        with pytest.raises(ImportError, match=r"pip install 'fwmrl\[metaworld\]'"):
+            make_env(env_id)
+
+
+@needs_mujoco
+@pytest.mark.parametrize("env_id", IDS)
+def test_trial_ids_pass_the_env_checker(env_id):
+    env = make_env(env_id, max_steps=20)
+    assert env.observation_space.shape == (17 + 6 + 1 + 1,)
+    assert env.action_space.shape == (6,)
+    _check(env)
+    _check(env.unwrapped)
+
+
+@needs_mujoco
+def test_velocity_reward_is_minus_the_speed_error_minus_control_cost():
+    from fwmrl.envs.mujoco_tasks import HalfCheetahVelEnv
+
+    env = HalfCheetahVelEnv(velocity_low=1.0, velocity_high=2.0, max_steps=30)
+    _, info = env.reset(seed=0)
+    target = info["target_velocity"]
+    assert 1.0 <= target <= 2.0
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        action = rng.uniform(-1, 1, 6)
+        obs, reward, terminated, truncated, info = env.step(action)
+        ctrl = 0.05 * float(np.sum(np.square(action)))
+        assert reward == pytest.approx(-abs(info["x_velocity"] - target) - ctrl)
+        assert info["reward_ctrl"] == pytest.approx(-ctrl)
+    assert truncated and not terminated
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step(np.zeros(6))
+    with pytest.raises(ValueError, match="velocity_high"):
+        HalfCheetahVelEnv(velocity_low=2.0, velocity_high=1.0)
+
+
+@needs_mujoco
+def test_direction_reward_and_both_directions_drawn():
+    from fwmrl.envs.mujoco_tasks import HalfCheetahDirEnv
+
+    env = HalfCheetahDirEnv(max_steps=5)
+    directions = set()
+    for seed in range(20):
+        _, info = env.reset(seed=seed)
+        directions.add(info["direction"])
+        _, reward, *_, step_info = env.step(np.zeros(6))
+        assert reward == pytest.approx(info["direction"] * step_info["x_velocity"])
+    assert directions == {-1.0, 1.0}
+
+
+@needs_mujoco
+@pytest.mark.parametrize(("env_id", "key"), [(IDS[0], "target_velocity"), (IDS[1], "direction")])
+def test_vector_trial_keeps_the_task_over_a_trial_and_resamples_between(env_id, key):
+    n, steps, episodes = 6, 5, 3
+    env = make_vec_env(env_id, n, max_steps=steps, episodes=episodes)
+    assert type(env).__name__ == "VectorTrial"
+    obs, info = env.reset(seed=0)
+    tasks = [info[key].copy()]
+    for _ in range(3):
+        for t in range(steps * episodes):
+            obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+            np.testing.assert_array_equal(info[key], tasks[-1])
+            assert (obs[:, -1] == 1).all() == (t in (steps - 1, 2 * steps - 1))
+        assert truncated.all()
+        obs, reward, _, _, info = env.step(env.action_space.sample())
+        np.testing.assert_array_equal(reward, 0.0)
+        tasks.append(info[key].copy())
+    tasks = np.array(tasks)
+    assert (tasks[1:] != tasks[:-1]).any(axis=0).sum() >= n // 2  # most envs drew a new task
+    env.close()
+
+
+@needs_mujoco
+def test_vector_trial_equals_sync_vector_env_of_trials():
+    kw = {"max_steps": 3, "episodes": 2}
+    batched = make_vec_env("FWM-HalfCheetahVel-v0", 3, **kw)
+    sync = make_vec_env("FWM-HalfCheetahVel-v0", 3, vectorization="sync", **kw)
+    np.testing.assert_array_equal(batched.reset(seed=1)[0], sync.reset(seed=1)[0])
+    rng = np.random.default_rng(1)
+    for _ in range(16):
+        a = rng.uniform(-1, 1, (3, 6)).astype(np.float32)
+        for x, y in zip(batched.step(a)[:4], sync.step(a)[:4], strict=True):
+            np.testing.assert_array_equal(x, y)
+    assert gym.spec("FWM-HalfCheetahVel-v0").max_episode_steps is None
