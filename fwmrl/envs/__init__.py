@@ -25,7 +25,7 @@ from fwmrl.envs.make import make_env, make_vec_env
 from fwmrl.envs.minigrid_wrappers import FlatMiniGridObs
 from fwmrl.envs.registration import ENV_IDS, EXTRA_ENV_IDS, register_envs
 from fwmrl.envs.state import describe_env, load_vector_env_state, vector_env_state
-from fwmrl.envs.trial import Trial, VectorTrial, evaluate_trials
+from fwmrl.envs.trial import Trial, VectorTrial
 
 register_envs()
 
@@ -45,7 +45,6 @@ __all__ = [
     "Trial",
     "VectorTrial",
     "describe_env",
-    "evaluate_trials",
     "generate_batch",
     "generate_sequence",
     "graph_banks",

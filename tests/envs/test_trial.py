@@ -11,7 +11,6 @@ from fwmrl.envs import (
     KeyValueEnv,
     Trial,
     VectorTrial,
-    evaluate_trials,
     make_env,
 )
 
@@ -223,6 +222,7 @@ def test_evaluate_trials_scores_every_inner_episode():
     import torch
 
     from fwmrl.agents.policy import MemoryActorCritic
+    from fwmrl.agents.trial_eval import evaluate_trials
 
     n, episodes, max_steps = 3, 2, 6
     env = VectorTrial(GridworldVectorEnv(n, max_steps=max_steps), episodes)
