@@ -5,7 +5,8 @@
 #   PYTHON=python3.11          the interpreter that creates the environment
 #   FWMRL_VENV=.venv           the environment's folder
 #   FWMRL_EXTRAS=dev           extras of fwmrl to install: dev (pytest, ruff), sweep (Ray Tune and
-#                              pyarrow, about 400 MB); CI uses dev,sweep
+#                              pyarrow, about 400 MB), metaworld (Meta-World 3.x and MuJoCo, about
+#                              50 MB, ~20 s); CI uses dev,sweep,metaworld
 #   TORCH_INDEX_URL=           where pip finds torch==2.13.0; empty: pip's own indexes (this machine
 #                              has the CPU build on disk). Elsewhere, a plain `pip install torch` on
 #                              Linux pulls the multi-GB CUDA build: for the CPU build use
