@@ -164,6 +164,14 @@ class AlgoConfig(_Section):
         normalize_value: PPO: the value head predicts returns standardised by their running mean
             and variance (``fwmrl.agents.ppo.ValueNormalizer``), so the value loss stays O(1)
             whatever the reward scale and does not swamp the policy gradient in the shared trunk.
+        baseline: ``critic`` (default): the advantage is the return minus the value head's
+            prediction for that state, and the value head regresses to the return. ``batch_mean``:
+            both use the mean over the batch's envs at each step instead, so the value head only
+            learns the batch-mean return of each step and the advantage is the return minus the
+            batch-mean prediction. This is what the FWM authors' meta-RL code computes (its value
+            loss and advantage broadcast a ``[B]`` return against ``[B, 1]`` values; see
+            docs/protocols.md), and it keeps the value gradient from shaping the shared recurrent
+            trunk. Meant for Monte-Carlo returns (``n_steps: episode``, ``gae_lambda: 1``).
     """
 
     name: Literal["a2c", "ppo"] = "a2c"
@@ -185,6 +193,7 @@ class AlgoConfig(_Section):
     clip_range_vf: float | None = Field(None, gt=0.0)
     target_kl: float | None = Field(None, gt=0.0)
     normalize_value: bool = False
+    baseline: Literal["critic", "batch_mean"] = "critic"
 
     @field_validator("n_steps", mode="before")
     @classmethod
@@ -192,6 +201,15 @@ class AlgoConfig(_Section):
         if n == "episode" or (isinstance(n, int) and not isinstance(n, bool) and n >= 1):
             return n
         raise ValueError(f"must be a positive integer or 'episode', got {n!r}")
+
+    @model_validator(mode="after")
+    def _batch_mean_baseline_is_a2c(self) -> AlgoConfig:
+        if self.baseline == "batch_mean" and self.name != "a2c":
+            raise ValueError(
+                f"baseline 'batch_mean' is implemented for name 'a2c' only, got name "
+                f"{self.name!r}; use baseline 'critic' (the default) with PPO"
+            )
+        return self
 
     @model_validator(mode="after")
     def _ppo_keys_need_ppo(self) -> AlgoConfig:

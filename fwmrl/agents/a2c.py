@@ -355,11 +355,15 @@ class A2C:
 
     # ------------------------------------------------------------------ 2 + 3. learn
     def advantages(self, rollout: Rollout) -> tuple[Tensor, Tensor]:
-        """``(advantages, returns)`` of a rollout with the config's γ, λ and truncation rule."""
+        """``(advantages, value targets)`` of a rollout with the config's γ, λ and truncation rule;
+        with ``algo.baseline: batch_mean`` the values and the value targets are replaced by their
+        mean over the batch's valid envs at each step (:meth:`per_step_batch_mean`)."""
         algo = self.config.algo
-        return compute_advantages(
+        batch_mean = algo.baseline == "batch_mean"
+        values = self.per_step_batch_mean(rollout.values, rollout.valid) if batch_mean else None
+        advantages, returns = compute_advantages(
             rollout.rewards,
-            rollout.values,
+            rollout.values if values is None else values,
             rollout.terminated,
             rollout.truncated,
             rollout.valid,
@@ -367,6 +371,18 @@ class A2C:
             algo.gae_lambda,
             algo.bootstrap_truncated,
         )
+        if batch_mean:
+            returns = self.per_step_batch_mean(returns, rollout.valid)
+        return advantages, returns
+
+    def per_step_batch_mean(self, x: Tensor, valid: Tensor) -> Tensor:
+        """``x [T or T + 1, B]`` replaced by its mean over the valid envs of all ranks at each
+        step (a row past ``valid``'s ``T`` averages every env), broadcast back to ``[., B]``."""
+        mask = valid.to(x.dtype)
+        if x.shape[0] == mask.shape[0] + 1:
+            mask = torch.cat([mask, torch.ones_like(mask[:1])])
+        sums = distributed.all_reduce_sum(torch.stack([(x * mask).sum(1), mask.sum(1)]))
+        return (sums[0] / sums[1].clamp_min(1.0)).unsqueeze(1).expand_as(x)
 
     def train_on_rollout(self, rollout: Rollout) -> dict[str, float]:
         """One gradient step on a rollout; returns the loss terms.
