@@ -1,4 +1,5 @@
-"""Environments: FWM-Gridworld-v0, FWM-GraphNav-v0, FWM-KeyValue-v0, the Trial wrappers, MiniGrid wrappers.
+"""Environments: FWM-Gridworld-v0, FWM-GraphNav-v0, FWM-KeyValue-v0, FWM-Recall-v0, the Trial wrappers,
+MiniGrid wrappers.
 
 Importing this package (or ``fwmrl``) registers the ids with Gymnasium, also the RL^2 trial ids that
 need the extra ``fwmrl[metaworld]`` (:data:`EXTRA_ENV_IDS`: Meta-World ML1/ML10 in
@@ -23,6 +24,7 @@ from fwmrl.envs.keyvalue import (
 )
 from fwmrl.envs.make import make_env, make_vec_env
 from fwmrl.envs.minigrid_wrappers import FlatMiniGridObs
+from fwmrl.envs.recall import RecallEnv, RecallVectorEnv
 from fwmrl.envs.registration import ENV_IDS, EXTRA_ENV_IDS, register_envs
 from fwmrl.envs.state import describe_env, load_vector_env_state, vector_env_state
 from fwmrl.envs.trial import Trial, VectorTrial
@@ -42,6 +44,8 @@ __all__ = [
     "KeyValueEnv",
     "KeyValueSequence",
     "KeyValueVectorEnv",
+    "RecallEnv",
+    "RecallVectorEnv",
     "Trial",
     "VectorTrial",
     "describe_env",

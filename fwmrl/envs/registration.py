@@ -17,6 +17,10 @@ ENV_SPECS: dict[str, tuple[str, str]] = {
         "fwmrl.envs.keyvalue:KeyValueEnv",
         "fwmrl.envs.keyvalue:KeyValueVectorEnv",
     ),
+    "FWM-Recall-v0": (
+        "fwmrl.envs.recall:RecallEnv",
+        "fwmrl.envs.recall:RecallVectorEnv",
+    ),
 }
 """Registered id -> (entry point, vector entry point)."""
 

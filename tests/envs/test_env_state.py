@@ -12,6 +12,7 @@ from fwmrl.envs import (
     GraphNavEnv,
     GridworldEnv,
     KeyValueEnv,
+    RecallEnv,
     load_vector_env_state,
     make_vec_env,
     vector_env_state,
@@ -22,9 +23,11 @@ CASES = [
     ("FWM-GraphNav-v0", {"max_steps": 6}),
     ("FWM-GraphNav-v0", {"graphs": "random", "max_steps": 5, "max_moves": 2}),
     ("FWM-KeyValue-v0", {"n_queries": 2, "max_items": 3}),
+    ("FWM-Recall-v0", {"task": "count", "symbols": 3, "max_steps": 6}),
 ]
 SINGLE = {"FWM-Gridworld-v0": GridworldEnv, "FWM-GraphNav-v0": GraphNavEnv}
 SINGLE["FWM-KeyValue-v0"] = KeyValueEnv
+SINGLE["FWM-Recall-v0"] = RecallEnv
 
 
 def _plain(value) -> bool:

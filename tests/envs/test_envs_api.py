@@ -23,11 +23,19 @@ VARIANTS = [
     ("FWM-GraphNav-v0", {"graphs": "random"}),
     ("FWM-KeyValue-v0", {}),
     ("FWM-KeyValue-v0", {"n_queries": 2, "max_items": 3}),
+    ("FWM-Recall-v0", {}),
+    ("FWM-Recall-v0", {"task": "first", "symbols": 3, "max_steps": 6}),
+    ("FWM-Recall-v0", {"task": "count", "symbols": 2, "max_steps": 9}),
 ]
 
 
 def test_all_three_ids_registered():
-    assert set(ENV_IDS) == {"FWM-Gridworld-v0", "FWM-GraphNav-v0", "FWM-KeyValue-v0"}
+    assert set(ENV_IDS) == {
+        "FWM-Gridworld-v0",
+        "FWM-GraphNav-v0",
+        "FWM-KeyValue-v0",
+        "FWM-Recall-v0",
+    }
     for env_id in ENV_IDS:
         spec = gym.spec(env_id)
         assert spec.vector_entry_point is not None
@@ -147,6 +155,10 @@ BAD_KWARGS = [
     ("FWM-KeyValue-v0", "n_queries", 0, "[1, 1000]"),
     ("FWM-KeyValue-v0", "min_items", 0, "[1, 100]"),
     ("FWM-KeyValue-v0", "max_key_len", 1, "[2, 16]"),
+    ("FWM-Recall-v0", "task", "repeat", "kback"),
+    ("FWM-Recall-v0", "symbols", 1, "[2, 100]"),
+    ("FWM-Recall-v0", "k", 32, "[1, 31]"),
+    ("FWM-Recall-v0", "max_steps", 1, "[2, 100000]"),
 ]
 
 

@@ -14,6 +14,9 @@ CASES = [
     ("FWM-GraphNav-v0", {"max_steps": 13}),
     ("FWM-GraphNav-v0", {"graphs": "random", "max_steps": 9, "max_moves": 2}),
     ("FWM-KeyValue-v0", {"n_queries": 2, "max_items": 3}),
+    ("FWM-Recall-v0", {"max_steps": 11}),
+    ("FWM-Recall-v0", {"task": "first", "symbols": 3, "max_steps": 7}),
+    ("FWM-Recall-v0", {"task": "count", "symbols": 2, "max_steps": 9}),
 ]
 
 
