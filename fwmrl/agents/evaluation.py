@@ -137,6 +137,7 @@ GIF_MIN_HEIGHT = 360
 GIF_LEGENDS = {
     "FWM-Gridworld": "red: agent  green: goal (unseen by it)  yellow: its view  dark: walls",
     "FWM-GraphNav": "red: agent  green ring: goal  arrows: edges, one colour per action",
+    "FWM-Recall": "top: symbols shown  bottom: actions (green right, red wrong, grey not scored)",
     "MiniGrid": "red triangle: agent (MiniGrid's own colours)",
 }
 
@@ -200,8 +201,9 @@ def reference_returns(
     max_steps: int | None = None,
 ) -> dict[str, float]:
     """Reference returns of the env: ``random`` (uniform random policy, any env) and ``oracle``
-    where the env has one (FWM-Gridworld-v0's shortest-path oracle). Episodes are cut after
-    ``max_steps`` steps (default ``algo.max_episode_steps``), as in :func:`evaluate`."""
+    where the env has one (FWM-Gridworld-v0's shortest-path oracle, FWM-Recall-v0's oracle that
+    answers every step with its target). Episodes are cut after ``max_steps`` steps (default
+    ``algo.max_episode_steps``), as in :func:`evaluate`."""
     kwargs: dict[str, Any] = dict(config.env.kwargs)
     if eval_env:
         kwargs.update(config.env.eval_kwargs)
@@ -209,6 +211,10 @@ def reference_returns(
         from fwmrl.envs.gridworld import reference_returns as gridworld_references
 
         return gridworld_references(seed, episodes, **kwargs)
+    if config.env.id.startswith("FWM-Recall"):
+        from fwmrl.envs.recall import reference_returns as recall_references
+
+        return recall_references(seed, episodes, **kwargs)
     max_steps = max_steps or config.algo.max_episode_steps
     env = make_env(config.env.id, **kwargs)
     env.action_space.seed(seed)

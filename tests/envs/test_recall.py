@@ -264,3 +264,17 @@ def test_renderings_show_stream_and_scored_answers():
             single.step(a)
             vec.step(np.array([a, 0]))
         np.testing.assert_array_equal(vec.render()[0], single.render())
+
+
+def test_run_references_of_the_shipped_configs_have_an_oracle():
+    from pathlib import Path
+
+    from fwmrl.agents.evaluation import reference_returns as config_references
+    from fwmrl.config import load_config
+
+    root = Path(__file__).resolve().parents[2]
+    for name in ("recall_kback_lstm.yaml", "recall_kback_fwm.yaml"):
+        config = load_config(root / "configs" / name)
+        refs = config_references(config, episodes=10, seed=3)
+        assert refs == reference_returns(3, 10, **config.env.kwargs)
+        assert refs["oracle"] == 29 and 0 < refs["random"] < 29
