@@ -377,7 +377,7 @@ def _header(task: str, k: int, t: int, max_steps: int) -> str:
 
 
 def render_rgb(
-    stream: np.ndarray, targets: np.ndarray, actions: np.ndarray, per_row: int = 32
+    stream: np.ndarray, targets: np.ndarray, actions: np.ndarray, per_row: int | None = None
 ) -> np.ndarray:
     """Draw the stream in rows of ``per_row`` steps: each step's symbol on top and, once taken, its
     action below (green if scored and correct, red if scored and wrong, grey if not scored); the
@@ -387,10 +387,13 @@ def render_rgb(
         stream: the episode's symbols ``[max_steps]`` (fixes the image size).
         targets: their targets (:func:`recall_targets`).
         actions: the actions taken so far (their number is the current step).
-        per_row: steps per row.
+        per_row: steps per row (default ``max(8, ceil(sqrt(max_steps)))``, a compact picture:
+            4 rows of 8 for the default 32 steps).
     """
     cw, ch = 28, 40
     steps, t = len(stream), len(actions)
+    if per_row is None:
+        per_row = max(8, int(np.ceil(np.sqrt(steps))))
     per_row = min(per_row, steps)
     rows = -(-steps // per_row)
     img = draw.canvas(rows * ch + 4, per_row * cw + 4, (250, 250, 250))

@@ -234,7 +234,7 @@ def test_renderings_show_stream_and_scored_answers():
     env = RecallEnv(symbols=12, k=1, max_steps=40, render_mode="rgb_array")
     env.reset(seed=5)
     first = env.render()
-    assert first.dtype == np.uint8 and first.shape == (2 * 40 + 4, 32 * 28 + 4, 3)
+    assert first.dtype == np.uint8 and first.shape == (5 * 40 + 4, 8 * 28 + 4, 3)  # 5 rows of 8
     env.step(0)  # not scored: grey
     env.step(env.oracle_action())  # correct: green
     env.step((env.oracle_action() + 1) % 12)  # wrong: red
