@@ -218,3 +218,38 @@ def test_ml10_holds_out_five_test_environments():
     assert names <= set(test.class_names) and len(names) >= 3
     with pytest.raises(ValueError, match="env_name"):
         MetaWorldTaskEnv("ML10", "reach-v3")
+
+
+@needs_metaworld
+def test_short_ppo_fwm_run_on_ml1_reach_and_test_task_evaluation():
+    import torch
+
+    from fwmrl.agents.trial_eval import evaluate_trials
+
+    kw = {"env_name": "reach-v3", "max_steps": 10, "episodes": 2, "reward_scale": 0.1}
+    model = fwmrl.PPO(
+        "fwm",
+        "FWM-MetaWorld-ML1-v0",
+        n_envs=2,
+        env_kwargs=kw,
+        core_kwargs={"hidden_size": 16, "memory_size": 8},
+        policy_kwargs={"encoder_sizes": [32]},
+        n_steps=10,
+        n_epochs=2,
+        num_minibatches=2,
+        normalize_advantage=True,
+        normalize_value=True,
+        seed=0,
+    )
+    assert type(model.env).__name__ == "VectorTrial"
+    before = [p.detach().clone() for p in model.policy.parameters()]
+    model.learn(40)
+    assert model.num_timesteps >= 40
+    after = list(model.policy.parameters())
+    assert all(torch.isfinite(p).all() for p in after)
+    assert any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
+    test_env = make_vec_env("FWM-MetaWorld-ML1-v0", 3, **{**kw, "split": "test"})
+    out = evaluate_trials(model.policy, test_env, trials=4, episodes=2, seed=0)
+    assert out["success"].shape == (4, 2) and set(np.unique(out["success"])) <= {0.0, 1.0}
+    assert np.isfinite(out["returns"]).all() and (out["returns"] > 0).all()  # rewards are >= 0
+    test_env.close()

@@ -5,6 +5,7 @@ Skipped when MuJoCo (the extra ``fwmrl[metaworld]``) is not installed, except th
 
 import sys
 import warnings
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -125,3 +126,50 @@ def test_vector_trial_equals_sync_vector_env_of_trials():
         for x, y in zip(batched.step(a)[:4], sync.step(a)[:4], strict=True):
             np.testing.assert_array_equal(x, y)
     assert gym.spec("FWM-HalfCheetahVel-v0").max_episode_steps is None
+
+
+CONFIGS = sorted(
+    p.name
+    for pattern in ("ml1_*.yaml", "ml10_*.yaml", "halfcheetah_*.yaml")
+    for p in (Path(__file__).resolve().parents[2] / "configs").glob(pattern)
+)
+
+
+def test_benchmark_configs_validate_and_name_the_trial_ids():
+    from fwmrl.config import load_config
+
+    root = Path(__file__).resolve().parents[2] / "configs"
+    assert len(CONFIGS) >= 11
+    stems = {name.rsplit("_", 1)[0] for name in CONFIGS}
+    assert {"ml1_reach", "ml1_push", "ml1_pick_place", "ml10", "halfcheetah_vel"} <= stems
+    for name in CONFIGS:
+        config = load_config(root / name)
+        assert config.env.id in EXTRA_ENV_IDS and config.algo.name == "ppo", name
+        assert config.core.name in ("fwm", "lstm", "none"), name
+        if "MetaWorld" in config.env.id:
+            assert config.env.eval_kwargs == {"split": "test"}, name
+
+
+@needs_mujoco
+@pytest.mark.slow
+def test_fwmrl_train_runs_a_halfcheetah_config(tmp_path):
+    """The whole ``fwmrl train`` path (end-of-run evaluation, references, plots) on a tiny budget."""
+    from fwmrl import cli
+
+    code = cli.main(
+        [
+            "train",
+            str(Path(__file__).resolve().parents[2] / "configs/halfcheetah_vel_fwm.yaml"),
+            "--run-dir",
+            str(tmp_path / "run"),
+            "env.num_envs=4",
+            "env.kwargs.max_steps=5",
+            "algo.n_steps=10",
+            "train.total_steps=80",
+            "train.eval_episodes=2",
+            "core.hidden_size=8",
+            "core.memory_size=4",
+        ]
+    )
+    assert code == 0
+    assert (tmp_path / "run").is_dir()

@@ -1,0 +1,124 @@
+"""PPO + FWM vs PPO + LSTM vs a memoryless MLP on an RL^2 trial env, at a fixed env-step budget.
+
+Each (core, seed) run trains fwmrl's native PPO from a config (``--config``, any of the
+``configs/ml1_*``, ``ml10_*``, ``halfcheetah_*`` files) with the core swapped, and every
+``--eval-every`` env steps runs ``--eval-trials`` whole trials on the evaluation env
+(``env.kwargs`` + ``env.eval_kwargs``: Meta-World's test tasks) with
+:func:`fwmrl.agents.trial_eval.evaluate_trials`. One CSV row per evaluation: env steps, the
+training loop's wall time and env steps/s (evaluation excluded), the mean training trial return,
+and per inner episode of the test trials the mean return and success rate.
+
+    .venv/bin/python scripts/metarl_benchmark.py --config configs/ml1_reach_fwm.yaml \\
+        --cores fwm,lstm,none --seeds 0 --steps 60000 --eval-every 20000 --eval-trials 20 \\
+        --out docs/results/ml1_reach/curves.csv env.num_envs=8 env.kwargs.max_steps=100
+
+Overrides after the options are ``fwmrl train`` overrides (``KEY=VALUE``) applied to every run.
+Runs go one after the other with one torch thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fwmrl.agents import PPO
+from fwmrl.agents.a2c import make_eval_env
+from fwmrl.agents.trial_eval import evaluate_trials
+from fwmrl.config import load_config
+
+CORE_DEFAULTS = {
+    "fwm": ["core.hidden_size=64", "core.memory_size=32", "core.read_hops=3"],
+    "lstm": ["core.hidden_size=128"],
+    "none": [],
+}
+
+
+def run(args: argparse.Namespace, core: str, seed: int, writer: csv.DictWriter) -> None:
+    overrides = [f"core.name={core}", *CORE_DEFAULTS[core], f"train.seed={seed}", *args.overrides]
+    config = load_config(args.config, overrides)
+    episodes = int(config.env.kwargs.get("episodes", 2 if "HalfCheetah" in config.env.id else 10))
+    trainer = PPO(config)
+    eval_env = make_eval_env(config, min(args.eval_trials, config.env.num_envs))
+    train_wall, next_eval = 0.0, 0
+    try:
+        while True:
+            if trainer.env_steps >= next_eval:
+                out = evaluate_trials(
+                    trainer.policy, eval_env, args.eval_trials, episodes, seed=10_000 + seed
+                )
+                stats = trainer.episode_stats()
+                row = {
+                    "env_id": config.env.id,
+                    "core": core,
+                    "seed": seed,
+                    "env_steps": trainer.env_steps,
+                    "train_wall_s": round(train_wall, 1),
+                    "train_steps_per_s": round(trainer.env_steps / train_wall, 1)
+                    if train_wall
+                    else "",
+                    "train_trial_return": round(stats.get("episode_return_mean", float("nan")), 3),
+                    "test_trials": args.eval_trials,
+                }
+                for k in range(episodes):
+                    row[f"test_return_ep{k + 1}"] = round(float(out["returns"][:, k].mean()), 3)
+                    row[f"test_success_ep{k + 1}"] = round(float(out["success"][:, k].mean()), 3)
+                writer.writerow(row)
+                args.file.flush()
+                print({k: row[k] for k in list(row)[:8]}, flush=True)
+                next_eval += args.eval_every
+            if trainer.env_steps >= args.steps:
+                break
+            start = time.perf_counter()
+            trainer.learn_update()
+            train_wall += time.perf_counter() - start
+    finally:
+        eval_env.close()
+        trainer.env.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--cores", default="fwm,lstm,none")
+    parser.add_argument("--seeds", default="0")
+    parser.add_argument("--steps", type=int, required=True, help="env steps per run")
+    parser.add_argument("--eval-every", type=int, required=True)
+    parser.add_argument("--eval-trials", type=int, default=20)
+    parser.add_argument("--out", required=True, help="CSV file (appended to)")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    np.seterr(all="ignore")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    config = load_config(args.config, args.overrides)
+    episodes = int(config.env.kwargs.get("episodes", 2 if "HalfCheetah" in config.env.id else 10))
+    fields = [
+        "env_id",
+        "core",
+        "seed",
+        "env_steps",
+        "train_wall_s",
+        "train_steps_per_s",
+        "train_trial_return",
+        "test_trials",
+    ]
+    for k in range(episodes):
+        fields += [f"test_return_ep{k + 1}", f"test_success_ep{k + 1}"]
+    new = not out.exists()
+    with out.open("a", newline="") as args.file:
+        writer = csv.DictWriter(args.file, fieldnames=fields)
+        if new:
+            writer.writeheader()
+        for seed in [int(s) for s in args.seeds.split(",")]:
+            for core in args.cores.split(","):
+                run(args, core, seed, writer)
+
+
+if __name__ == "__main__":
+    main()
