@@ -10,9 +10,12 @@ One update:
    the next observation unless the episode *terminated*; a *truncated* episode bootstraps from the
    value of its final observation (or not at all with ``bootstrap_truncated: false``, which with
    ``n_steps: episode`` gives the paper's Monte-Carlo returns).
-3. **Loss**: re-run the policy over the whole rollout ``[T, B]`` with gradients from the stored initial
-   state, resetting the core where episodes start; ``policy + vf_coef·value − ent_coef·entropy +
-   aux`` (MNM's meta loss), averaged over the valid steps; clip the gradient norm; Adam or RMSprop.
+3. **Loss**: the policy's outputs over the whole rollout ``[T, B]`` with gradients: the collection
+   steps' own, recorded by autograd (``A2C.reuse_collection_graph``; the parameters have not changed
+   since), or the policy re-run over the rollout from the stored initial state, resetting the core
+   where episodes start (FWM, whose window scan back-propagates faster); ``policy +
+   vf_coef·value − ent_coef·entropy + aux`` (MNM's meta loss), averaged over the valid steps; clip
+   the gradient norm; Adam or RMSprop.
 
 Gymnasium's next-step autoreset (``AutoresetMode.NEXT_STEP``): the step after an episode ended
 ignores the action, resets the env and returns its first observation with reward 0. That step is
@@ -74,6 +77,11 @@ class Rollout:
         log_probs: ``[T, B]`` log-probabilities of ``actions`` under the collection policy, or
             ``None`` (recorded only when the trainer's ``record_log_probs`` is set: PPO's old
             log-probabilities; A2C does not need them).
+        outputs: the collection pass's policy outputs with their autograd graph
+            (:class:`PolicyOutputs`, with :attr:`A2C.reuse_collection_graph`), or ``None``.
+            :meth:`A2C.train_on_rollout` back-propagates through them instead of re-running the
+            policy over the rollout while the parameters are still the ones they were computed
+            with, and consumes them (a second call re-runs the policy).
     """
 
     obs: Tensor
@@ -86,6 +94,35 @@ class Rollout:
     values: Tensor
     initial_state: CoreState
     log_probs: Tensor | None = None
+    outputs: PolicyOutputs | None = dataclasses.field(default=None, repr=False)
+
+
+@dataclasses.dataclass
+class PolicyOutputs:
+    """The policy's outputs over a rollout, recorded step by step with their autograd graph.
+
+    Attributes:
+        params: ``[T, B, param_size]`` action-distribution parameters (logits or means).
+        values: ``[T, B]`` value-head outputs.
+        aux: ``[T, B]`` the core's auxiliary loss per step (MNM's meta loss), or ``None``.
+        versions: the policy parameters' version counters when the outputs were computed; the
+            outputs are those of today's parameters while these are unchanged (an optimizer step
+            or ``load_state_dict`` changes them in place).
+    """
+
+    params: Tensor
+    values: Tensor
+    aux: Tensor | None
+    versions: tuple[int, ...]
+
+    @staticmethod
+    def parameter_versions(policy: MemoryActorCritic) -> tuple[int, ...]:
+        """The version counters of ``policy``'s parameters (each in-place change increments one)."""
+        return tuple(p._version for p in policy.parameters())
+
+    def current(self, policy: MemoryActorCritic) -> bool:
+        """Whether ``policy``'s parameters are unchanged since these outputs were computed."""
+        return self.versions == self.parameter_versions(policy)
 
 
 def compute_advantages(
@@ -177,6 +214,16 @@ class A2C:
     record_log_probs = False
     """Whether :meth:`collect_rollout` stores the actions' log-probabilities (PPO sets it)."""
 
+    reuse_collection_graph = True
+    """Whether :meth:`collect_rollout` records the policy's steps with autograd (the rest of
+    collecting runs without) and :meth:`train_on_rollout` back-propagates through those outputs
+    instead of re-running the policy over the rollout from its initial state: the same function of
+    the same parameters, so the same loss and gradients up to float rounding (tested for every
+    core), one forward pass less per update. Used for cores whose ``step_graph_is_cheap`` (all but
+    FWM, whose window scan back-propagates faster than its recorded steps); ignored where
+    ``record_log_probs`` is set (PPO re-runs its minibatches after each step). False gives the
+    re-running path."""
+
     def __init__(
         self,
         config: Config,
@@ -257,9 +304,21 @@ class A2C:
         return dist.sample(params.cpu(), draw, log_std)
 
     # ------------------------------------------------------------------ 1. collect
-    @torch.no_grad()
     def collect_rollout(self) -> Rollout:
-        """Step the envs ``n_steps`` times (or one episode each) and record the transitions."""
+        """Step the envs ``n_steps`` times (or one episode each) and record the transitions.
+
+        With :attr:`reuse_collection_graph` (and no ``record_log_probs``) the policy's steps are
+        recorded by autograd from the detached carried state and the rollout keeps their outputs
+        (:attr:`Rollout.outputs`); everything else runs without gradients."""
+        record_graph = (
+            self.reuse_collection_graph
+            and not self.record_log_probs
+            and getattr(self.policy.core, "step_graph_is_cheap", True)
+        )
+        with torch.no_grad():
+            return self._collect(record_graph)
+
+    def _collect(self, record_graph: bool) -> Rollout:
         episode_mode = self.config.algo.n_steps == "episode"
         if episode_mode:
             self._reset_envs(seed=None)  # the envs' generators keep running
@@ -267,11 +326,21 @@ class A2C:
         else:
             max_steps = int(self.config.algo.n_steps)
         alive = np.ones(self.num_envs, dtype=bool)  # episode mode: first episode not finished yet
+        self.state = self.state.detach()  # a truncated-BPTT boundary
         initial_state = self.state
         record: dict[str, list[Any]] = collections.defaultdict(list)
+        versions = PolicyOutputs.parameter_versions(self.policy) if record_graph else ()
         for _ in range(max_steps):
             obs, starts = self._tensor(self.obs), self._tensor(self.starts)
-            logits, value, self.state = self.policy.step_flat(obs, self.state, starts)
+            with torch.set_grad_enabled(record_graph):
+                logits, value, self.state = self.policy.step_flat(obs, self.state, starts)
+                aux = self.policy.aux_loss_per_step
+                if record_graph:  # (views made without grad mode would drop the graph)
+                    record["params"].append(logits)
+                    record["value_outputs"].append(value)
+                    if aux is not None:
+                        record["aux"].append(aux.squeeze(0))
+                    logits, value = logits.detach(), value.detach()
             action = self._sample(logits)
             env_action = self.policy.action_dist.to_env(action)
             next_obs, reward, terminated, truncated, _ = self.env.step(env_action)
@@ -298,6 +367,16 @@ class A2C:
                 if not distributed.any_rank(bool(alive.any()), self.device):
                     break
         self._flush_episodes()
+        outputs = None
+        if record_graph:
+            self.state = self.state.detach()  # the graph stays with the rollout's outputs only
+            with torch.enable_grad():
+                outputs = PolicyOutputs(
+                    params=torch.stack(record["params"]),
+                    values=torch.stack(record["value_outputs"]),
+                    aux=torch.stack(record["aux"]) if record["aux"] else None,
+                    versions=versions,
+                )
         # bootstrap value of the observation after the rollout (the state is not advanced)
         _, last_value, _ = self.policy.step_flat(
             self._tensor(self.obs), self.state, self._tensor(self.starts)
@@ -319,6 +398,7 @@ class A2C:
             values=stack("values", torch.float32),
             initial_state=initial_state,
             log_probs=stack("log_probs", torch.float32) if self.record_log_probs else None,
+            outputs=outputs,
         )
 
     def _track_episodes(self, reward: np.ndarray, ended: np.ndarray, valid: np.ndarray) -> None:
@@ -406,9 +486,7 @@ class A2C:
             std = spread.div(n_valid).sqrt()
             advantages = (advantages - mean) / (std + 1e-8) * mask
 
-        params, values, _ = self.policy.forward_flat(
-            rollout.obs, rollout.initial_state, rollout.starts
-        )
+        params, values, aux = self.policy_outputs(rollout)
         dist, log_std = self.policy.action_dist, self.policy.log_std
         action_log_prob = dist.log_prob(params, rollout.actions, log_std)
         entropy = dist.entropy(params, log_std)
@@ -417,7 +495,6 @@ class A2C:
         value_loss = ((returns.detach() - values) ** 2 * mask).sum() / n_valid
         entropy_mean = (entropy * mask).sum() / n_valid
         loss = policy_loss + algo.vf_coef * value_loss - algo.ent_coef * entropy_mean
-        aux = self.policy.aux_loss_per_step  # MNM's meta loss, per step
         aux_loss = (aux * mask).sum() / n_valid if aux is not None else torch.zeros(())
         loss = loss + aux_loss
         mean_return, mean_residual = sums[2:] / n_valid
@@ -460,6 +537,19 @@ class A2C:
             "explained_variance": explained,
             "rollout_steps": float(rollout.rewards.shape[0]),
         }
+
+    def policy_outputs(self, rollout: Rollout) -> tuple[Tensor, Tensor, Tensor | None]:
+        """``(params [T, B, P], values [T, B], aux [T, B] or None)`` of the policy over the
+        rollout, with gradients: the collection pass's (:attr:`Rollout.outputs`, consumed) while
+        the parameters are the ones it ran with, otherwise the policy re-run over the rollout
+        from its initial state, resetting where episodes start."""
+        outputs, rollout.outputs = rollout.outputs, None
+        if outputs is not None and outputs.current(self.policy):
+            return outputs.params, outputs.values, outputs.aux
+        params, values, _ = self.policy.forward_flat(
+            rollout.obs, rollout.initial_state, rollout.starts
+        )
+        return params, values, self.policy.aux_loss_per_step  # MNM's meta loss, per step
 
     def _check_loss(self, terms: Tensor) -> None:
         """:class:`NonFiniteLossError` when the loss (``terms[0]``; then policy, value, entropy,

@@ -123,10 +123,16 @@ class MemoryCore(nn.Module):
         ``None``: autograd keeps every step's state. An int ``k``: cores that step with
         :meth:`_step` keep the state only every ``k`` steps and recompute the steps in between
         during backward (same gradients, a fraction of the memory, about one more forward pass).
+    step_graph_is_cheap:
+        Class attribute: whether back-propagating through ``T`` recorded single steps costs about
+        what a window's backward does, so a trainer that steps the core anyway (A2C's collection)
+        may keep those steps' graph instead of re-running the window (``True``; FWM says
+        ``False``: its window scan has a chunk-parallel backward that is much cheaper).
     """
 
     input_size: int
     output_size: int
+    step_graph_is_cheap: bool = True
 
     def __init__(self) -> None:
         super().__init__()

@@ -109,6 +109,8 @@ class FWMCore(MemoryCore):
         grow with the chunk) and 16 for the recomputing ones (whose memory does).
     """
 
+    step_graph_is_cheap = False  # the chunk scan's backward beats T recorded steps' (measured)
+
     def __init__(
         self,
         input_size: int,
