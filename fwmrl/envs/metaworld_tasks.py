@@ -120,6 +120,13 @@ class MetaWorldTaskEnv(gym.Env[np.ndarray, np.ndarray]):
     - ``terminate_on_success`` (bool, default False).
     - ``reward_scale`` (float > 0, default 1.0).
     - ``render_mode`` (``None`` | ``"rgb_array"``; rendering needs an OpenGL context).
+
+    ## Registered ids
+    - ``FWM-MetaWorld-ML1-v0`` (ML1) and ``FWM-MetaWorld-ML10-v0`` (ML10): a :class:`Trial` of
+      ``episodes`` (default 10) inner episodes of this env with the previous action, reward and
+      ended flag in the observation (:func:`make_metaworld_trial`); batched:
+      ``gym.make_vec(id, num_envs=N, vectorization_mode="vector_entry_point")`` gives a
+      :class:`VectorTrial` (:func:`make_metaworld_vector`).
     """
 
     metadata: dict[str, Any] = {"render_modes": ["rgb_array"], "render_fps": 80}

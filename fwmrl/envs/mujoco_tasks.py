@@ -141,6 +141,11 @@ class HalfCheetahVelEnv(_HalfCheetahTaskEnv):
     - ``max_steps`` (int >= 1, default 200).
     - ``ctrl_cost_weight`` (float >= 0, default 0.05, as in MAML and VariBAD).
     - ``render_mode`` (``None`` | ``"rgb_array"``).
+
+    ## Registered ids
+    - ``FWM-HalfCheetahVel-v0``: a :class:`Trial` of ``episodes`` (default 2) inner episodes with
+      the previous action, reward and ended flag in the observation; batched (``gym.make_vec(...,
+      vectorization_mode="vector_entry_point")``): a :class:`VectorTrial`.
     """
 
     env_id = "FWM-HalfCheetahVel-v0"
@@ -191,6 +196,9 @@ class HalfCheetahDirEnv(_HalfCheetahTaskEnv):
     - ``max_steps`` (int >= 1, default 200).
     - ``ctrl_cost_weight`` (float >= 0, default 0.05).
     - ``render_mode`` (``None`` | ``"rgb_array"``).
+
+    ## Registered ids
+    - ``FWM-HalfCheetahDir-v0``: as ``FWM-HalfCheetahVel-v0``, with this env.
     """
 
     env_id = "FWM-HalfCheetahDir-v0"

@@ -173,3 +173,14 @@ def test_fwmrl_train_runs_a_halfcheetah_config(tmp_path):
     )
     assert code == 0
     assert (tmp_path / "run").is_dir()
+
+
+def test_task_env_docstrings_have_the_sections_of_every_fwmrl_env():
+    from fwmrl.envs.metaworld_tasks import MetaWorldTaskEnv
+    from fwmrl.envs.mujoco_tasks import HalfCheetahDirEnv, HalfCheetahVelEnv
+
+    for cls in (MetaWorldTaskEnv, HalfCheetahVelEnv, HalfCheetahDirEnv):
+        doc = cls.__doc__
+        for section in ("Observation", "Action", "Reward", "Termination", "Arguments"):
+            assert f"## {section}" in doc, (cls.__name__, section)
+        assert "## Registered ids" in doc and "FWM-" in doc.split("## Registered ids")[1]
