@@ -5,7 +5,9 @@ Each (core, seed) run trains fwmrl's native PPO from a config (``--config``, any
 ``--eval-every`` env steps runs ``--eval-trials`` whole trials on the evaluation env
 (``env.kwargs`` + ``env.eval_kwargs``: Meta-World's test tasks) with
 :func:`fwmrl.agents.trial_eval.evaluate_trials`. One CSV row per evaluation: env steps, the
-training loop's wall time and env steps/s (evaluation excluded), the mean training trial return,
+training loop's wall and CPU time (this process) and env steps per wall / CPU second (evaluation
+excluded; on a shared machine the CPU rate is the less load-dependent one), the mean training trial
+return,
 and per inner episode of the test trials the mean return and success rate.
 
     .venv/bin/python scripts/metarl_benchmark.py --config configs/ml1_reach_fwm.yaml \\
@@ -44,7 +46,7 @@ def run(args: argparse.Namespace, core: str, seed: int, writer: csv.DictWriter) 
     episodes = int(config.env.kwargs.get("episodes", 2 if "HalfCheetah" in config.env.id else 10))
     trainer = PPO(config)
     eval_env = make_eval_env(config, min(args.eval_trials, config.env.num_envs))
-    train_wall, next_eval = 0.0, 0
+    train_wall, train_cpu, next_eval = 0.0, 0.0, 0
     try:
         while True:
             if trainer.env_steps >= next_eval:
@@ -58,8 +60,12 @@ def run(args: argparse.Namespace, core: str, seed: int, writer: csv.DictWriter) 
                     "seed": seed,
                     "env_steps": trainer.env_steps,
                     "train_wall_s": round(train_wall, 1),
+                    "train_cpu_s": round(train_cpu, 1),
                     "train_steps_per_s": round(trainer.env_steps / train_wall, 1)
                     if train_wall
+                    else "",
+                    "train_steps_per_cpu_s": round(trainer.env_steps / train_cpu, 1)
+                    if train_cpu
                     else "",
                     "train_trial_return": round(stats.get("episode_return_mean", float("nan")), 3),
                     "test_trials": args.eval_trials,
@@ -69,13 +75,14 @@ def run(args: argparse.Namespace, core: str, seed: int, writer: csv.DictWriter) 
                     row[f"test_success_ep{k + 1}"] = round(float(out["success"][:, k].mean()), 3)
                 writer.writerow(row)
                 args.file.flush()
-                print({k: row[k] for k in list(row)[:8]}, flush=True)
+                print(row, flush=True)
                 next_eval += args.eval_every
             if trainer.env_steps >= args.steps:
                 break
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             trainer.learn_update()
             train_wall += time.perf_counter() - start
+            train_cpu += time.process_time() - cpu
     finally:
         eval_env.close()
         trainer.env.close()
@@ -104,7 +111,9 @@ def main() -> None:
         "seed",
         "env_steps",
         "train_wall_s",
+        "train_cpu_s",
         "train_steps_per_s",
+        "train_steps_per_cpu_s",
         "train_trial_return",
         "test_trials",
     ]
