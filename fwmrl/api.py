@@ -234,7 +234,7 @@ class A2C:
     def save(self, path: str | Path) -> Path:
         """Write the model (config, parameters, optimizer, RNG and env states) to ``path``: a
         checkpoint of tensors and plain data that :meth:`load` reads with ``weights_only=True``."""
-        from fwmrl.runs import atomic_torch_save
+        from fwmrl.rundir import atomic_torch_save
 
         if self._custom_policy:
             raise ConfigError(
@@ -254,7 +254,7 @@ class A2C:
     ) -> A2C:
         """A model saved by :meth:`save`. ``env`` (an id, an Env or a VectorEnv) replaces the saved
         env: the envs then start fresh episodes (seeded), everything else continues."""
-        from fwmrl.runs import check_env_id_trusted, checkpoint_config, load_checkpoint
+        from fwmrl.rundir import check_env_id_trusted, checkpoint_config, load_checkpoint
 
         data = load_checkpoint(path)
         if data.get("format") != SAVE_FORMAT:

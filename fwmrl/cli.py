@@ -50,7 +50,7 @@ def _split_items(items: list[str]) -> tuple[str | None, list[str]]:
 def _cmd_train(args: argparse.Namespace) -> int:
     from fwmrl import distributed
     from fwmrl.config import load_config
-    from fwmrl.runs import CHECKPOINT, new_run_dir, resume_config
+    from fwmrl.rundir import CHECKPOINT, new_run_dir, resume_config
 
     config_path, overrides = _split_items(args.items)
     if args.resume:
@@ -67,11 +67,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
             )
         config = load_config(config_path, overrides)
         run_dir = Path(args.run_dir) if args.run_dir else new_run_dir(config_path)
-    if distributed.world_size() > 1 and config.task.kind == "rl":
-        from fwmrl.agents.a2c import env_shard
-
-        try:  # data-parallel A2C: each rank steps env.num_envs / N of the envs
-            env_shard(config.env.num_envs, distributed.world_size(), distributed.rank())
+    check = _PARALLEL_CHECKS.get(config.task.kind)
+    if distributed.world_size() > 1 and check is not None:
+        try:
+            check(config, distributed.world_size(), distributed.rank())
         except ConfigError:
             if not distributed.is_main():
                 return 2  # every rank finds the same; rank 0 says it
@@ -85,6 +84,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
                     f"{run_dir} already holds a run; use --resume {run_dir} to continue it"
                 )
         return _train(config, run_dir, bool(args.resume))
+
+
+def _check_env_shard(config, world: int, rank: int) -> None:  # noqa: ANN001
+    """Data-parallel A2C/PPO: each rank steps ``env.num_envs / N`` of the envs."""
+    from fwmrl.agents.a2c import env_shard
+
+    env_shard(config.env.num_envs, world, rank)
+
+
+_PARALLEL_CHECKS = {"rl": _check_env_shard}
+"""``task.kind`` -> what must hold before ``torchrun`` starts its ranks (the supervised trainers
+check their batch split when they build it)."""
 
 
 @contextlib.contextmanager
@@ -101,7 +112,8 @@ def _process_group(device: str):  # noqa: ANN202
 
 def _train(config, run_dir: Path, resume: bool) -> int:  # noqa: ANN001
     from fwmrl import distributed
-    from fwmrl.runs import CHECKPOINT, train_run
+    from fwmrl.jobs import train_run
+    from fwmrl.rundir import CHECKPOINT
 
     main = distributed.is_main()
     if main:
@@ -132,10 +144,10 @@ def _train(config, run_dir: Path, resume: bool) -> int:  # noqa: ANN001
 
 @contextlib.contextmanager
 def _one_line_notes():  # noqa: ANN202
-    """Print the run's notes (:class:`fwmrl.runs.RunNote`) as ``fwmrl: note: ...`` lines."""
+    """Print the run's notes (:class:`fwmrl.rundir.RunNote`) as ``fwmrl: note: ...`` lines."""
     import warnings
 
-    from fwmrl.runs import RunNote
+    from fwmrl.rundir import RunNote
 
     show = warnings.showwarning
 
@@ -153,12 +165,16 @@ def _one_line_notes():  # noqa: ANN202
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from fwmrl.agents.evaluation import evaluate, record_gif, reference_returns
-    from fwmrl.runs import load_policy, load_run_config
+    from fwmrl.rundir import load_run_config
 
     config = load_run_config(args.run_dir, args.overrides)
-    if config.task.kind != "rl":
-        return _eval_task(args, config)
+    return _EVALUATORS[config.task.kind](args, config)
+
+
+def _eval_rl(args: argparse.Namespace, config) -> int:  # noqa: ANN001
+    from fwmrl.agents.evaluation import evaluate, record_gif, reference_returns
+    from fwmrl.agents.job import load_policy
+
     if args.checkpoint != "last":
         raise RunError(
             "--checkpoint best: RL runs keep only their last checkpoint (checkpoint.pt); "
@@ -183,8 +199,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _eval_task(args: argparse.Namespace, config) -> int:  # noqa: ANN001
-    from fwmrl.runs import load_checkpoint
-    from fwmrl.tasks.trainer import SupervisedTrainer, checkpoint_path
+    from fwmrl.rundir import load_checkpoint
+    from fwmrl.tasks.job import checkpoint_path
+    from fwmrl.tasks.trainer import SupervisedTrainer
 
     path = checkpoint_path(args.run_dir, args.checkpoint)
     data = load_checkpoint(path)
@@ -200,8 +217,13 @@ def _eval_task(args: argparse.Namespace, config) -> int:  # noqa: ANN001
     return 0
 
 
+_EVALUATORS = {"rl": _eval_rl, "retrieval": _eval_task, "catbabi": _eval_task, "lm": _eval_task}
+"""``fwmrl eval`` per ``task.kind``: the RL policy on the eval env, or a supervised/LM model on its
+splits."""
+
+
 def _cmd_plot_memory(args: argparse.Namespace) -> int:
-    from fwmrl.runs import load_run_config
+    from fwmrl.rundir import load_run_config
     from fwmrl.tasks.memory_plot import plot_memory
 
     load_run_config(args.run_dir)  # a clear error for a folder that is not a run
@@ -212,7 +234,7 @@ def _cmd_plot_memory(args: argparse.Namespace) -> int:
 
 def _cmd_plot(args: argparse.Namespace) -> int:
     from fwmrl.plots import plot_runs
-    from fwmrl.runs import load_run_config
+    from fwmrl.rundir import load_run_config
 
     configs = [load_run_config(run_dir) for run_dir in args.run_dirs]  # clear errors first
     if not args.no_references:  # the plot only reads them: compute what is missing here

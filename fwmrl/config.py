@@ -14,6 +14,12 @@ supervised and language-modelling trainers (``task.kind: rl``, the default, is t
 ``load_config("configs/x.yaml", ["train.total_steps=200000", "core.memory_size=16"])`` returns a
 :class:`Config`; any unknown key or bad value raises :class:`ConfigError` whose message names the key
 and what is allowed. Core arguments are checked against the core's constructor through the registry.
+
+``task`` is a discriminated union on ``task.kind`` (:data:`TASKS`): ``rl`` takes no other key, and
+each supervised kind lists only the keys its trainer reads (:class:`RetrievalTask`,
+:class:`CatbabiTask`, :class:`LMTask`), so a key of another kind is refused naming the kinds that
+have it. A flat ``task`` section saved by fwmrl before the per-kind sections (every key of every
+kind) loads as its kind's keys.
 """
 
 from __future__ import annotations
@@ -22,10 +28,19 @@ import inspect
 import math
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from fwmrl.atomic import atomic_write_text
 from fwmrl.errors import ConfigError
@@ -45,16 +60,22 @@ class _Section(BaseModel):
 class EnvConfig(_Section):
     """Which environment to train on.
 
-    Attributes:
-        id: a Gymnasium id (``fwmrl envs`` lists the fwmrl ones; MiniGrid ids get flat observations).
-        num_envs: environments stepped in parallel per update.
-        kwargs: keyword arguments of the env constructor (``gym.make`` arguments).
-        eval_kwargs: arguments merged over ``kwargs`` for evaluation (e.g. ``{graphs: test}``).
-        vectorization: how the ``num_envs`` copies are stepped: ``auto`` (fwmrl ids: their batched
-            NumPy implementation in this process; other ids: a ``SyncVectorEnv``), ``sync`` (a
-            ``SyncVectorEnv`` of single envs) or ``async`` (a ``gymnasium.vector.AsyncVectorEnv``:
-            one worker process per env; pays off for envs whose step is slow, e.g. MiniGrid with
-            many envs on many cores).
+    Attributes
+    ----------
+    id:
+        a Gymnasium id (``fwmrl envs`` lists the fwmrl ones; MiniGrid ids get flat observations).
+    num_envs:
+        environments stepped in parallel per update.
+    kwargs:
+        keyword arguments of the env constructor (``gym.make`` arguments).
+    eval_kwargs:
+        arguments merged over ``kwargs`` for evaluation (e.g. ``{graphs: test}``).
+    vectorization:
+        how the ``num_envs`` copies are stepped: ``auto`` (fwmrl ids: their batched
+        NumPy implementation in this process; other ids: a ``SyncVectorEnv``), ``sync`` (a
+        ``SyncVectorEnv`` of single envs) or ``async`` (a ``gymnasium.vector.AsyncVectorEnv``:
+        one worker process per env; pays off for envs whose step is slow, e.g. MiniGrid with
+        many envs on many cores).
     """
 
     id: str = "FWM-Gridworld-v0"
@@ -114,10 +135,13 @@ class CoreConfig(BaseModel):
 class PolicyConfig(_Section):
     """Observation encoder and heads around the core.
 
-    Attributes:
-        encoder_sizes: hidden sizes of the MLP applied to the observation before the core (``[]``
-            feeds the flat observation to the core directly).
-        activation: activation of the encoder.
+    Attributes
+    ----------
+    encoder_sizes:
+        hidden sizes of the MLP applied to the observation before the core (``[]``
+        feeds the flat observation to the core directly).
+    activation:
+        activation of the encoder.
     """
 
     encoder_sizes: list[int] = Field(default_factory=lambda: [64])
@@ -134,44 +158,62 @@ class PolicyConfig(_Section):
 class AlgoConfig(_Section):
     """The RL algorithm: synchronous advantage actor-critic (A2C, the default) or recurrent PPO.
 
-    Attributes:
-        name: ``a2c`` (:class:`fwmrl.agents.A2C`: one gradient step per rollout) or ``ppo``
-            (:class:`fwmrl.agents.PPO`: ``n_epochs`` epochs of clipped-surrogate steps over
-            minibatches of whole env sequences). Every other key here applies to both, except the
-            PPO keys below, which an ``a2c`` config must leave at their defaults.
-        n_steps: steps per env per update (truncated BPTT window; the core state is carried across
-            updates and detached between them), or ``"episode"``: every update resets all envs, runs
-            until each has finished one episode and backpropagates through the whole episode.
-        gamma: discount factor.
-        gae_lambda: GAE λ; 1.0 gives n-step (or, with ``bootstrap_truncated: false`` and
-            ``n_steps: episode``, Monte-Carlo) returns.
-        bootstrap_truncated: bootstrap from V(final observation) when an episode is truncated by a
-            time limit (a terminated episode never bootstraps).
-        ent_coef, vf_coef: entropy bonus and value-loss weights.
-        max_grad_norm: gradient-norm clipping threshold, or ``null`` for none.
-        optimizer: ``adam`` or ``rmsprop``; ``lr`` and ``eps`` are its learning rate and epsilon.
-        normalize_advantage: standardise advantages over the valid steps of an update.
-        max_episode_steps: safety cap on the rollout length in ``n_steps: episode`` mode.
-        n_epochs: PPO: passes over each rollout.
-        num_minibatches: PPO: minibatches per epoch; each is ``env.num_envs / num_minibatches``
-            whole env sequences (all ``T`` steps of each), so it must divide ``env.num_envs``.
-        clip_range: PPO: the probability ratio is clipped to ``[1 - clip_range, 1 + clip_range]``.
-        clip_range_vf: PPO: clip the new value to within this distance of the collection-time
-            value (in reward units, as in SB3), or ``null`` for no value clipping.
-        target_kl: PPO: stop the update's epochs early at the first minibatch whose approximate
-            KL divergence from the collection policy exceeds this (that minibatch takes no step),
-            or ``null`` to always run every epoch.
-        normalize_value: PPO: the value head predicts returns standardised by their running mean
-            and variance (``fwmrl.agents.ppo.ValueNormalizer``), so the value loss stays O(1)
-            whatever the reward scale and does not swamp the policy gradient in the shared trunk.
-        baseline: ``critic`` (default): the advantage is the return minus the value head's
-            prediction for that state, and the value head regresses to the return. ``batch_mean``:
-            both use the mean over the batch's envs at each step instead, so the value head only
-            learns the batch-mean return of each step and the advantage is the return minus the
-            batch-mean prediction. This is what the FWM authors' meta-RL code computes (its value
-            loss and advantage broadcast a ``[B]`` return against ``[B, 1]`` values; see
-            docs/protocols.md), and it keeps the value gradient from shaping the shared recurrent
-            trunk. Meant for Monte-Carlo returns (``n_steps: episode``, ``gae_lambda: 1``).
+    Attributes
+    ----------
+    name:
+        ``a2c`` (:class:`fwmrl.agents.A2C`: one gradient step per rollout) or ``ppo``
+        (:class:`fwmrl.agents.PPO`: ``n_epochs`` epochs of clipped-surrogate steps over
+        minibatches of whole env sequences). Every other key here applies to both, except the
+        PPO keys below, which an ``a2c`` config must leave at their defaults.
+    n_steps:
+        steps per env per update (truncated BPTT window; the core state is carried across
+        updates and detached between them), or ``"episode"``: every update resets all envs, runs
+        until each has finished one episode and backpropagates through the whole episode.
+    gamma:
+        discount factor.
+    gae_lambda:
+        GAE λ; 1.0 gives n-step (or, with ``bootstrap_truncated: false`` and
+        ``n_steps: episode``, Monte-Carlo) returns.
+    bootstrap_truncated:
+        bootstrap from V(final observation) when an episode is truncated by a
+        time limit (a terminated episode never bootstraps).
+    ent_coef, vf_coef:
+        entropy bonus and value-loss weights.
+    max_grad_norm:
+        gradient-norm clipping threshold, or ``null`` for none.
+    optimizer:
+        ``adam`` or ``rmsprop``; ``lr`` and ``eps`` are its learning rate and epsilon.
+    normalize_advantage:
+        standardise advantages over the valid steps of an update.
+    max_episode_steps:
+        safety cap on the rollout length in ``n_steps: episode`` mode.
+    n_epochs:
+        PPO: passes over each rollout.
+    num_minibatches:
+        PPO: minibatches per epoch; each is ``env.num_envs / num_minibatches``
+        whole env sequences (all ``T`` steps of each), so it must divide ``env.num_envs``.
+    clip_range:
+        PPO: the probability ratio is clipped to ``[1 - clip_range, 1 + clip_range]``.
+    clip_range_vf:
+        PPO: clip the new value to within this distance of the collection-time
+        value (in reward units, as in SB3), or ``null`` for no value clipping.
+    target_kl:
+        PPO: stop the update's epochs early at the first minibatch whose approximate
+        KL divergence from the collection policy exceeds this (that minibatch takes no step),
+        or ``null`` to always run every epoch.
+    normalize_value:
+        PPO: the value head predicts returns standardised by their running mean
+        and variance (``fwmrl.agents.ppo.ValueNormalizer``), so the value loss stays O(1)
+        whatever the reward scale and does not swamp the policy gradient in the shared trunk.
+    baseline:
+        ``critic`` (default): the advantage is the return minus the value head's
+        prediction for that state, and the value head regresses to the return. ``batch_mean``:
+        both use the mean over the batch's envs at each step instead, so the value head only
+        learns the batch-mean return of each step and the advantage is the return minus the
+        batch-mean prediction. This is what the FWM authors' meta-RL code computes (its value
+        loss and advantage broadcast a ``[B]`` return against ``[B, 1]`` values; see
+        docs/protocols.md), and it keeps the value gradient from shaping the shared recurrent
+        trunk. Meant for Monte-Carlo returns (``n_steps: episode``, ``gae_lambda: 1``).
     """
 
     name: Literal["a2c", "ppo"] = "a2c"
@@ -239,21 +281,32 @@ PPO_KEYS = (
 class TrainConfig(_Section):
     """Budget, seeding, checkpoints and evaluation.
 
-    Attributes:
-        total_steps: environment steps (summed over envs, reset transitions included) to train for.
-        seed: seeds the parameters, the action sampling and the envs.
-        device: torch device (``cpu`` or ``cuda``).
-        num_threads: ``torch.set_num_threads`` for the run (``null``: torch's default). 1 by
-            default: fwmrl's small recurrent models (RL policies, and the supervised/LM trainers at
-            CPU sizes) run fastest on one thread, and several threads slow down sharply when the
-            machine is shared.
-        checkpoint_every: write a checkpoint every this many updates (and always at the end).
-        eval_every: evaluate on the eval env every this many updates (0: only at the end).
-        eval_episodes: episodes per evaluation.
-        progress: show a progress bar.
-        plot_at_end: write the learning curve ``<run>/curves.png`` when training ends.
-        gif_at_end: write an evaluation episode ``<run>/eval.gif`` when training ends (envs that
-            render ``rgb_array``).
+    Attributes
+    ----------
+    total_steps:
+        environment steps (summed over envs, reset transitions included) to train for.
+    seed:
+        seeds the parameters, the action sampling and the envs.
+    device:
+        torch device (``cpu`` or ``cuda``).
+    num_threads:
+        ``torch.set_num_threads`` for the run (``null``: torch's default). 1 by
+        default: fwmrl's small recurrent models (RL policies, and the supervised/LM trainers at
+        CPU sizes) run fastest on one thread, and several threads slow down sharply when the
+        machine is shared.
+    checkpoint_every:
+        write a checkpoint every this many updates (and always at the end).
+    eval_every:
+        evaluate on the eval env every this many updates (0: only at the end).
+    eval_episodes:
+        episodes per evaluation.
+    progress:
+        show a progress bar.
+    plot_at_end:
+        write the learning curve ``<run>/curves.png`` when training ends.
+    gif_at_end:
+        write an evaluation episode ``<run>/eval.gif`` when training ends (envs that
+        render ``rgb_array``).
     """
 
     total_steps: int = Field(100_000, ge=1)
@@ -278,12 +331,17 @@ class TrainConfig(_Section):
 class LoggingConfig(_Section):
     """Where metrics go (the JSON-lines file in the run directory is always written).
 
-    Attributes:
-        log_every: write metrics every this many updates.
-        tensorboard: write TensorBoard event files under ``<run>/tb``.
-        wandb: ``disabled`` (default), ``offline`` (local files under ``<run>/wandb``, no account or
-            network; its service process adds about 5 s to every run) or ``online``.
-        wandb_project: the wandb project name.
+    Attributes
+    ----------
+    log_every:
+        write metrics every this many updates.
+    tensorboard:
+        write TensorBoard event files under ``<run>/tb``.
+    wandb:
+        ``disabled`` (default), ``offline`` (local files under ``<run>/wandb``, no account or
+        network; its service process adds about 5 s to every run) or ``online``.
+    wandb_project:
+        the wandb project name.
     """
 
     log_every: int = Field(10, ge=1)
@@ -292,47 +350,45 @@ class LoggingConfig(_Section):
     wandb_project: str = "fwmrl"
 
 
-class TaskConfig(_Section):
-    """Which trainer runs: ``rl`` (A2C on ``env``; every other key here is ignored) or a supervised /
-    language-modelling trainer of :mod:`fwmrl.tasks` on the same cores. For those, ``train``,
-    ``logging`` and ``core`` keep their meaning, ``train.total_steps`` counts optimizer steps,
+class RLTask(_Section):
+    """``task.kind: rl`` (the default): A2C or PPO (``algo.name``) on ``env``; no other task key.
+
+    Attributes
+    ----------
+    kind:
+        ``rl``.
+    """
+
+    kind: Literal["rl"] = "rl"
+
+
+class _SupervisedTask(_Section):
+    """The keys every supervised/LM trainer reads. For these kinds ``train``, ``logging`` and
+    ``core`` keep their meaning, ``train.total_steps`` counts optimizer steps,
     ``train.eval_every`` evaluates on the validation stream every this many steps, and ``env``,
     ``policy``, ``algo`` are ignored.
 
-    Attributes:
-        kind: ``rl``, ``retrieval`` (associative retrieval), ``catbabi`` or ``lm``.
-        data: folder of the bAbI task files (``catbabi``: ``en/``, ``en-10k/``, ``en-valid/``,
-            ``en-valid-10k/`` of the v1.2 release, or generated) or of a corpus (``lm``:
-            ``train/valid/test.txt``, ``ptb.*.txt`` or ``wiki.*.tokens``). ``null``: generated
-            data in ``runs/data/generated/<kind>-<parameters>`` (made the first time). A named
-            folder without data is an error (a typo is not silently filled).
-        generate: generate bAbI-style stories or the grammar corpus (:mod:`fwmrl.tasks.corpus`)
-            into the named ``data`` folder when it holds none (default: refuse).
-        reshuffle: catbabi: a new order of the training stories every epoch (drawn from
-            ``train.seed`` and the epoch; epoch 0 keeps the ``data_seed`` order).
-        seq_len: truncated-BPTT window (tokens per optimizer step and sequence).
-        batch_size: parallel streams per optimizer step; ``eval_batch_size`` for evaluation.
-        embedding_size: symbol/word embedding width (the core's input size).
-        optimizer, lr, weight_decay, max_grad_norm: the optimizer (``nadam`` is the paper's for
-            retrieval) and gradient-norm clipping (``null``: none).
-        train_queries, valid_queries, test_queries: retrieval: queries per split (one stream each).
-        vocab_size: retrieval: symbols of the embedding and output layer (``null``: the 13 of
-            :data:`fwmrl.envs.keyvalue.VOCAB`; 15 reproduces the paper's 15-symbol alphabet size).
-        tasks: catbabi: bAbI task numbers to read (``qa{N}_*``).
-        mode: catbabi: ``qa`` (loss at answers only) or ``lm`` (loss on every token).
-        valid_fraction: catbabi: share of each task's training stories held out for validation
-            when there is no ``_valid.txt`` file.
-        generate_stories: catbabi: training stories per task when generating (test: a tenth).
-        dropout_embedding, dropout_input, dropout_output, dropout_weight: LM regularisers (AWD-LSTM
-            style): drop whole words, drop embedding features (one mask per window), drop core
-            outputs, drop the core's LSTM hidden-to-hidden weights (one mask per window).
-        data_seed: seeds data generation and the story shuffle (``train.seed`` seeds the model).
+    Attributes
+    ----------
+    seq_len:
+        truncated-BPTT window (tokens per optimizer step and sequence).
+    batch_size:
+        parallel streams per optimizer step; ``eval_batch_size`` for evaluation.
+    embedding_size:
+        symbol/word embedding width (the core's input size).
+    optimizer, lr, weight_decay, max_grad_norm:
+        the optimizer (``nadam`` is the paper's for
+        retrieval) and gradient-norm clipping (``null``: none).
+    dropout_embedding, dropout_input, dropout_output, dropout_weight:
+        regularisers (AWD-LSTM
+        style, for the LM above all): drop whole words, drop embedding features (one mask per
+        window), drop core outputs, drop the core's LSTM hidden-to-hidden weights (one mask per
+        window).
+    data_seed:
+        seeds data generation and the story shuffle (``train.seed`` seeds the model).
     """
 
-    kind: Literal["rl", "retrieval", "catbabi", "lm"] = "rl"
-    data: str | None = None
-    generate: bool = False
-    reshuffle: bool = True
+    kind: str  # first in every dump; each kind's model narrows it to its Literal
     seq_len: int = Field(32, ge=1)
     batch_size: int = Field(32, ge=1)
     eval_batch_size: int = Field(32, ge=1)
@@ -341,19 +397,82 @@ class TaskConfig(_Section):
     lr: float = Field(1e-3, gt=0.0)
     weight_decay: float = Field(0.0, ge=0.0)
     max_grad_norm: float | None = Field(1.0, gt=0.0)
-    train_queries: int = Field(100_000, ge=1)
-    valid_queries: int = Field(5_000, ge=1)
-    test_queries: int = Field(5_000, ge=1)
-    vocab_size: int | None = Field(None, ge=13)
-    tasks: list[int] = Field(default_factory=lambda: [1, 2, 3, 6, 7])
-    mode: Literal["qa", "lm"] = "qa"
-    valid_fraction: float = Field(0.1, ge=0.0, lt=1.0)
-    generate_stories: int = Field(1000, ge=1)
     dropout_embedding: float = Field(0.0, ge=0.0, lt=1.0)
     dropout_input: float = Field(0.0, ge=0.0, lt=1.0)
     dropout_output: float = Field(0.0, ge=0.0, lt=1.0)
     dropout_weight: float = Field(0.0, ge=0.0, lt=1.0)
     data_seed: int = Field(0, ge=0, le=MAX_SEED)
+
+
+class RetrievalTask(_SupervisedTask):
+    """``task.kind: retrieval``: associative retrieval (:mod:`fwmrl.tasks.retrieval`), generated in
+    memory; plus the keys of every supervised trainer (:class:`_SupervisedTask`).
+
+    Attributes
+    ----------
+    kind:
+        ``retrieval``.
+    train_queries, valid_queries, test_queries:
+        queries per split (one stream each).
+    vocab_size:
+        symbols of the embedding and output layer (``null``: the 13 of
+        :data:`fwmrl.envs.keyvalue.VOCAB`; 15 reproduces the paper's 15-symbol alphabet size).
+    """
+
+    kind: Literal["retrieval"] = "retrieval"
+    train_queries: int = Field(100_000, ge=1)
+    valid_queries: int = Field(5_000, ge=1)
+    test_queries: int = Field(5_000, ge=1)
+    vocab_size: int | None = Field(None, ge=13)
+
+
+class _FileTask(_SupervisedTask):
+    """The keys of the trainers that read data files.
+
+    Attributes
+    ----------
+    data:
+        folder of the bAbI task files (``catbabi``: ``en/``, ``en-10k/``, ``en-valid/``,
+        ``en-valid-10k/`` of the v1.2 release, or generated) or of a corpus (``lm``:
+        ``train/valid/test.txt``, ``ptb.*.txt`` or ``wiki.*.tokens``). ``null``: generated
+        data in ``runs/data/generated/<kind>-<parameters>`` (made the first time). A named
+        folder without data is an error (a typo is not silently filled).
+    generate:
+        generate bAbI-style stories or the grammar corpus (:mod:`fwmrl.tasks.corpus`)
+        into the named ``data`` folder when it holds none (default: refuse).
+    """
+
+    data: str | None = None
+    generate: bool = False
+
+
+class CatbabiTask(_FileTask):
+    """``task.kind: catbabi``: bAbI stories read as one token stream (:mod:`fwmrl.tasks.babi`).
+
+    Attributes
+    ----------
+    kind:
+        ``catbabi``.
+    tasks:
+        bAbI task numbers to read (``qa{N}_*``).
+    mode:
+        ``qa`` (loss at answers only) or ``lm`` (loss on every token).
+    valid_fraction:
+        share of each task's training stories held out for validation when there
+        is no ``_valid.txt`` file.
+    generate_stories:
+        training stories per task when generating (test: a tenth).
+    reshuffle:
+        a new order of the training stories every epoch (drawn from ``train.seed`` and
+        the epoch; epoch 0 keeps the ``data_seed`` order).
+    """
+
+    kind: Literal["catbabi"] = "catbabi"
+    tasks: list[int] = Field(default_factory=lambda: [1, 2, 3, 6, 7])
+    mode: Literal["qa", "lm"] = "qa"
+    valid_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    generate_stories: int = Field(1000, ge=1)
+    reshuffle: bool = True
 
     @field_validator("tasks")
     @classmethod
@@ -361,6 +480,62 @@ class TaskConfig(_Section):
         if not tasks or any(not 1 <= t <= 20 for t in tasks):
             raise ValueError(f"bAbI task numbers are 1..20 (at least one), got {tasks}")
         return tasks
+
+
+class LMTask(_FileTask):
+    """``task.kind: lm``: word-level language modelling on a corpus (:mod:`fwmrl.tasks.lm`).
+
+    Attributes
+    ----------
+    kind:
+        ``lm``.
+    """
+
+    kind: Literal["lm"] = "lm"
+
+
+TASKS: dict[str, type[_Section]] = {
+    "rl": RLTask,
+    "retrieval": RetrievalTask,
+    "catbabi": CatbabiTask,
+    "lm": LMTask,
+}
+"""``task.kind`` -> the model of its ``task`` section: each trainer lists only its own keys."""
+
+TASK_KINDS = tuple(TASKS)
+"""The allowed ``task.kind`` values."""
+
+_LEGACY_TASK_KEYS = frozenset(
+    ["kind", "seq_len", "batch_size", "eval_batch_size", "train_queries", "tasks", "mode"]
+)
+"""Keys every ``task`` section written before the per-kind sections holds (one flat model then
+served every kind, and a saved config listed all its keys)."""
+
+
+def _task_kind(value: Any) -> str:
+    """The discriminator of the ``task`` union: ``kind``, ``rl`` when absent."""
+    if isinstance(value, dict):
+        return value.get("kind", "rl")
+    return getattr(value, "kind", "rl")
+
+
+def _migrate_task(value: Any) -> Any:
+    """A flat ``task`` section saved before the per-kind sections (its keys include every one of
+    :data:`_LEGACY_TASK_KEYS`) keeps only its kind's keys: the other kinds' keys were ignored."""
+    if not isinstance(value, dict) or not set(value) >= _LEGACY_TASK_KEYS:
+        return value
+    model = TASKS.get(value.get("kind", "rl"))
+    return value if model is None else {k: v for k, v in value.items() if k in model.model_fields}
+
+
+TaskConfig = Annotated[
+    Annotated[RLTask, Tag("rl")]
+    | Annotated[RetrievalTask, Tag("retrieval")]
+    | Annotated[CatbabiTask, Tag("catbabi")]
+    | Annotated[LMTask, Tag("lm")],
+    Discriminator(_task_kind),
+]
+"""Which trainer runs and its own keys: one section model per ``task.kind`` (:data:`TASKS`)."""
 
 
 class Config(_Section):
@@ -372,7 +547,12 @@ class Config(_Section):
     algo: AlgoConfig = Field(default_factory=AlgoConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
-    task: TaskConfig = Field(default_factory=TaskConfig)
+    task: TaskConfig = Field(default_factory=RLTask)
+
+    @field_validator("task", mode="before")
+    @classmethod
+    def _legacy_task(cls, value: Any) -> Any:
+        return _migrate_task(value)
 
     @model_validator(mode="after")
     def _minibatches_split_the_envs(self) -> Config:
@@ -395,6 +575,7 @@ class Config(_Section):
 _SECTIONS: dict[str, type[BaseModel]] = {
     name: field.annotation  # type: ignore[misc]
     for name, field in Config.model_fields.items()
+    if name != "task"  # one model per kind: TASKS
 }
 
 
@@ -407,12 +588,29 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str] | None:
     return None
 
 
+def _task_key_error(kind: str, key: str) -> str:
+    """``task.KEY`` is not a key of this kind: its keys, and the kinds that have ``key``."""
+    allowed = ", ".join(TASKS[kind].model_fields)
+    owners = [k for k, model in TASKS.items() if key in model.model_fields]
+    where = f"; {key} is a key of task.kind {' / '.join(owners)}" if owners else ""
+    return f"task.{key}: not a key of task.kind {kind}; allowed keys: {allowed}{where}"
+
+
 def _format_validation_error(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
         loc = tuple(x for x in item["loc"] if not str(x).startswith("function-after"))
+        if loc[:1] == ("task",) and item["type"] == "union_tag_invalid":
+            tag = item.get("ctx", {}).get("tag")
+            lines.append(f"task.kind: unknown kind {tag}; allowed: {', '.join(TASK_KINDS)}")
+            continue
+        kind = None
+        if len(loc) >= 2 and loc[0] == "task" and loc[1] in TASKS:  # the union's tag
+            kind, loc = str(loc[1]), (loc[0], *loc[2:])
         key = ".".join(str(x) for x in loc) or "<config>"
-        if item["type"] == "extra_forbidden":
+        if item["type"] == "extra_forbidden" and kind is not None and len(loc) == 2:
+            lines.append(_task_key_error(kind, str(loc[1])))
+        elif item["type"] == "extra_forbidden":
             allowed = _allowed_keys(loc[:-1])
             hint = f"; allowed keys: {', '.join(allowed)}" if allowed else ""
             lines.append(f"{key}: unknown key{hint}")

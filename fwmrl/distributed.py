@@ -49,7 +49,7 @@ def world_size() -> int:
 
 
 def rank() -> int:
-    """This process's rank (0 outside ``torchrun``)."""
+    """The rank of this process (0 outside ``torchrun``)."""
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank()
     return int(os.environ.get("RANK", "0"))
@@ -98,6 +98,7 @@ def shutdown() -> None:
 
 
 def barrier() -> None:
+    """Wait for every rank (nothing outside ``torchrun``)."""
     if is_distributed():
         dist.barrier()
 

@@ -1,7 +1,7 @@
 """The errors that the ``fwmrl`` command reports as one line (exit status 2, or 1 for a stopped run).
 
 They live in this dependency-free module so that the command line can name them without importing
-torch (``fwmrl --help`` stays fast); :mod:`fwmrl.config`, :mod:`fwmrl.runs` and :mod:`fwmrl.sweep`
+torch (``fwmrl --help`` stays fast); :mod:`fwmrl.config`, :mod:`fwmrl.rundir` and :mod:`fwmrl.sweep`
 re-export them, and both trainers (A2C, the supervised trainer) raise :class:`NonFiniteLossError`.
 """
 

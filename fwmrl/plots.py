@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from fwmrl.errors import ConfigError  # noqa: E402
-from fwmrl.runs import load_run_config, read_metrics  # noqa: E402
+from fwmrl.rundir import load_run_config, read_metrics  # noqa: E402
 
 FEW_POINTS = 30
 """Curves with at most this many points get a marker on each, so that one point still shows."""
@@ -128,8 +128,9 @@ def plot_runs(
     :func:`plot_task_runs` instead (default x: updates); mixing both kinds raises
     :class:`ConfigError`.
 
-    Returns:
-        The path of the written figure.
+    Returns
+    -------
+    The path of the written figure.
     """
     if _check_one_kind(run_dirs) != "rl":
         return plot_task_runs(run_dirs, out, title=title, x=x or "updates")

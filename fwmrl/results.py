@@ -54,10 +54,12 @@ def export_run(run_dir: str | Path, out: str | Path) -> Path:
     """Write ``out`` (CSV of the run's evaluations) and ``out`` with suffix ``.yaml`` (the run's
     config). Returns the CSV path.
 
-    Raises:
-        RunError: the folder is not a run, or the run logged no evaluation yet.
+    Raises
+    ------
+    RunError:
+        the folder is not a run, or the run logged no evaluation yet.
     """
-    from fwmrl.runs import CONFIG, read_metrics
+    from fwmrl.rundir import CONFIG, read_metrics
 
     run_dir, out = Path(run_dir), Path(out)
     if not (run_dir / CONFIG).is_file():

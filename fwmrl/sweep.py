@@ -46,7 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from fwmrl.config import ConfigError, read_yaml, resolve_config
 from fwmrl.errors import SweepError
-from fwmrl.runs import stamped_dir
+from fwmrl.rundir import stamped_dir
 
 DOMAINS = ("grid", "choice", "uniform", "loguniform", "randint")
 """Domains of a search-space entry: ``{grid: [values]}`` (every value, crossed with the other grid
@@ -114,6 +114,7 @@ class SweepSpec(BaseModel):
 
     @property
     def seed_list(self) -> list[int]:
+        """The seeds each point runs with (``seeds: N`` means ``0 … N-1``)."""
         return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
 
 
@@ -187,7 +188,8 @@ def run_trial(
     """One trial: the fwmrl run of ``base`` + ``overrides`` + ``params`` in
     ``<trials_dir>/<point>-seed<k>`` (resumed when it holds a checkpoint), each logged record passed
     to ``report`` (default: ``ray.tune.report``). Returns the last record."""
-    from fwmrl.runs import CHECKPOINT, read_metrics, train_run
+    from fwmrl.jobs import train_run
+    from fwmrl.rundir import CHECKPOINT, read_metrics
 
     if report is None:
         from ray import tune
@@ -321,9 +323,12 @@ def plot_best(
 ) -> Path:
     """Mean ± std (over seeds) learning curves of the ``top_k`` best points.
 
-    Args:
-        rows: :func:`summarize` rows, best first.
-        curves: ``(point, seed) -> [(x, y), ...]`` (``x``: env steps or optimizer steps).
+    Parameters
+    ----------
+    rows:
+        :func:`summarize` rows, best first.
+    curves:
+        ``(point, seed) -> [(x, y), ...]`` (``x``: env steps or optimizer steps).
     """
     import matplotlib
 
@@ -384,6 +389,7 @@ def _domain(tune: Any, domain: dict[str, Any]) -> Any:
 
 
 def new_sweep_dir(name: str, base: str | Path = "runs/sweeps") -> Path:
+    """``base/<name>-<YYYYmmdd-HHMMSS>`` (:func:`fwmrl.rundir.stamped_dir`)."""
     return stamped_dir(name, base)
 
 
@@ -397,13 +403,18 @@ def run_sweep(
 ) -> dict[str, Any]:
     """Run every trial of the sweep on Ray Tune and write the results; returns a summary.
 
-    Args:
-        spec, base: from :func:`load_sweep`.
-        out_dir: the sweep directory (created; an existing one is continued: finished trials only
-            report their results again, unfinished ones resume from their checkpoints).
-        address: a running Ray cluster (``auto``, ``HOST:6379``, ``ray://HOST:10001``); ``None``
-            starts a local Ray instance with ``num_cpus`` CPUs (default: all).
-        verbose: Ray Tune's verbosity (0 silent, 1 progress, 2 per-result).
+    Parameters
+    ----------
+    spec, base:
+        from :func:`load_sweep`.
+    out_dir:
+        the sweep directory (created; an existing one is continued: finished trials only
+        report their results again, unfinished ones resume from their checkpoints).
+    address:
+        a running Ray cluster (``auto``, ``HOST:6379``, ``ray://HOST:10001``); ``None``
+        starts a local Ray instance with ``num_cpus`` CPUs (default: all).
+    verbose:
+        Ray Tune's verbosity (0 silent, 1 progress, 2 per-result).
     """
     ray = _import_ray()
     from ray import tune
@@ -487,7 +498,7 @@ def _curve(result: Any, key: str, run_dir: Path) -> list[tuple[float, float]]:
     if frame is not None and key in frame and "env_steps" in frame:
         points = frame[["env_steps", key]].dropna()
         return [(float(x), float(y)) for x, y in points.itertuples(index=False)]
-    from fwmrl.runs import read_metrics
+    from fwmrl.rundir import read_metrics
 
     return [
         (float(r["env_steps"]), float(r[key]))

@@ -78,7 +78,7 @@ def main() -> None:
             [
                 sys.executable,
                 "-c",
-                "import json,sys; from fwmrl.runs import load_run_config; "
+                "import json,sys; from fwmrl.rundir import load_run_config; "
                 "print(json.dumps(load_run_config(sys.argv[1]).to_dict()))",
                 str(run),
             ],

@@ -11,7 +11,8 @@ from gymnasium.vector import AsyncVectorEnv, SyncVectorEnv
 from fwmrl.agents import A2C
 from fwmrl.config import ConfigError, load_config
 from fwmrl.envs import GridworldVectorEnv, make_vec_env
-from fwmrl.runs import load_checkpoint, read_metrics, train_run
+from fwmrl.jobs import train_run
+from fwmrl.rundir import load_checkpoint, read_metrics
 
 
 def _rollout(env, steps: int, seed: int = 3) -> list[tuple[np.ndarray, ...]]:

@@ -37,12 +37,12 @@ def test_help_does_not_import_torch() -> None:
 def test_interrupt_names_the_run_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import fwmrl.runs
+    import fwmrl.jobs
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(fwmrl.runs, "train_run", interrupted)
+    monkeypatch.setattr(fwmrl.jobs, "train_run", interrupted)
     run = tmp_path / "my-run"
     code = cli.main(["train", str(ROOT / "configs/gridworld_fwm.yaml"), "--run-dir", str(run)])
     assert code == 130
@@ -55,7 +55,7 @@ def test_interrupt_names_the_run_folder(
 def test_interrupt_with_a_checkpoint_gives_the_resume_command(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import fwmrl.runs
+    import fwmrl.jobs
 
     run = tmp_path / "my-run"
 
@@ -64,7 +64,7 @@ def test_interrupt_with_a_checkpoint_gives_the_resume_command(
         (run / "checkpoint.pt").write_bytes(b"x")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(fwmrl.runs, "train_run", interrupted_after_a_checkpoint)
+    monkeypatch.setattr(fwmrl.jobs, "train_run", interrupted_after_a_checkpoint)
     code = cli.main(["train", str(ROOT / "configs/gridworld_fwm.yaml"), "--run-dir", str(run)])
     assert code == 130
     assert f"fwmrl train --resume {run}" in capsys.readouterr().err
@@ -89,7 +89,8 @@ TINY_RL = [
     "core", ["fwm core.hidden_size=8 core.memory_size=4", "mnm_p core.hidden_size=8"]
 )
 def test_plot_memory_on_an_rl_run(core: str, tmp_path: Path) -> None:
-    from fwmrl.runs import load_policy, load_run_config
+    from fwmrl.agents.job import load_policy
+    from fwmrl.rundir import load_run_config
     from fwmrl.tasks.memory_plot import rollout_writes
 
     name, *core_args = core.split()

@@ -22,7 +22,8 @@ from fwmrl.agents.a2c import A2C
 from fwmrl.cli import main
 from fwmrl.config import load_config
 from fwmrl.distributed import batch_slice, concat_batches
-from fwmrl.runs import load_checkpoint, read_metrics, train_run
+from fwmrl.jobs import train_run
+from fwmrl.rundir import load_checkpoint, read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 GRIDWORLD = str(ROOT / "configs/gridworld_fwm.yaml")  # truncated BPTT, 20 steps per update

@@ -13,7 +13,8 @@ import pytest
 from fwmrl import plots
 from fwmrl.cli import main
 from fwmrl.config import load_config, save_config
-from fwmrl.runs import read_metrics, train_run
+from fwmrl.jobs import train_run
+from fwmrl.rundir import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 

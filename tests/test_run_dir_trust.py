@@ -20,14 +20,8 @@ from fwmrl.agents.a2c import NonFiniteLossError
 from fwmrl.cli import main
 from fwmrl.config import ConfigError, load_config
 from fwmrl.errors import RunError
-from fwmrl.runs import (
-    RunLock,
-    RunNote,
-    atomic_torch_save,
-    load_checkpoint,
-    read_metrics,
-    train_run,
-)
+from fwmrl.jobs import train_run
+from fwmrl.rundir import RunLock, RunNote, atomic_torch_save, load_checkpoint, read_metrics
 
 CFG = str(Path(__file__).resolve().parents[1] / "configs/gridworld_fwm.yaml")
 TINY = [
@@ -160,7 +154,7 @@ def test_lock_is_released_when_the_owner_dies(tmp_path):
     import subprocess
 
     code = (
-        "import os, sys; from fwmrl.runs import RunLock; "
+        "import os, sys; from fwmrl.rundir import RunLock; "
         f"RunLock({str(tmp_path)!r}).acquire(); os._exit(0)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -293,17 +287,21 @@ def test_killed_at_chosen_writes_and_resumed_matches_uninterrupted(tmp_path, mon
     resume, or restart when no checkpoint was kept: the final weights and metrics equal those of an
     uninterrupted run."""
     import fwmrl.config
-    import fwmrl.runs
+    import fwmrl.jobloop
+    import fwmrl.rundir
 
     config = tiny("train.total_steps=48", "env.num_envs=3")
     train_run(config, tmp_path / "full")
     full = load_checkpoint(tmp_path / "full/checkpoint.pt")
     writers = {
         "save_config": fwmrl.config.save_config,
-        "atomic_write_text": fwmrl.runs.atomic_write_text,
-        "atomic_torch_save": fwmrl.runs.atomic_torch_save,
+        "atomic_write_text": fwmrl.rundir.atomic_write_text,
+        "atomic_torch_save": fwmrl.rundir.atomic_torch_save,
     }
     kills = [("save_config", 1), ("atomic_write_text", 1), ("atomic_torch_save", 2)]
+    # the module each writer is called through: the job loop writes the config, the run-dir
+    # services meta.json, metrics.jsonl and the checkpoints
+    module = {"save_config": fwmrl.jobloop}
     for case, (name, k) in enumerate(kills):
 
         def dying(*args, _real=writers[name], _k=k, _calls=[0], **kwargs):  # noqa: B006
@@ -312,11 +310,11 @@ def test_killed_at_chosen_writes_and_resumed_matches_uninterrupted(tmp_path, mon
                 raise KeyboardInterrupt  # killed before os.replace: the old file stays
             return _real(*args, **kwargs)
 
-        monkeypatch.setattr(fwmrl.runs, name, dying)
+        monkeypatch.setattr(module.get(name, fwmrl.rundir), name, dying)
         cut = tmp_path / f"cut{case}"
         with pytest.raises(KeyboardInterrupt):
             train_run(config, cut)
-        monkeypatch.setattr(fwmrl.runs, name, writers[name])
+        monkeypatch.setattr(module.get(name, fwmrl.rundir), name, writers[name])
         train_run(config, cut, resume=(cut / "checkpoint.pt").exists())
         data = load_checkpoint(cut / "checkpoint.pt")
         assert all(torch.equal(full["policy"][p], data["policy"][p]) for p in full["policy"])

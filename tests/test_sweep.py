@@ -13,7 +13,7 @@ import yaml
 
 from fwmrl.cli import main
 from fwmrl.config import ConfigError
-from fwmrl.runs import read_metrics
+from fwmrl.rundir import read_metrics
 from fwmrl.sweep import (
     SEED_KEY,
     SweepSpec,

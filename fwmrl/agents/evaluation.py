@@ -161,7 +161,7 @@ def _annotated(frame: np.ndarray, caption: str, legend: str) -> Any:
 
 
 def _warn_cut(count: int, max_steps: int, what: str) -> None:
-    from fwmrl.runs import RunNote
+    from fwmrl.rundir import RunNote
 
     warnings.warn(
         f"{count} {what} episode(s) cut at {max_steps} steps (the env has no time limit of its own; "
@@ -182,7 +182,7 @@ def run_references(
 
     from fwmrl.atomic import atomic_write_text
     from fwmrl.plots import REFERENCES, read_references
-    from fwmrl.runs import load_run_config
+    from fwmrl.rundir import load_run_config
 
     refs = read_references(run_dir)
     if refs:

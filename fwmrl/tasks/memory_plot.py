@@ -159,7 +159,7 @@ def plot_memory(
     ``steps`` tokens of the validation stream). Returns the PNG path (default
     ``RUN_DIR/memory.png``). RL runs play ``steps`` steps of one episode instead (``text`` must
     be ``None``)."""
-    from fwmrl.runs import load_run_config
+    from fwmrl.rundir import load_run_config
 
     config = load_run_config(run_dir)
     if config.task.kind == "rl":
@@ -167,11 +167,11 @@ def plot_memory(
             raise ConfigError(
                 "plot-memory: --input is for supervised/LM runs; RL runs play an episode"
             )
-        from fwmrl.runs import load_policy
+        from fwmrl.agents.job import load_policy
 
         keys, values, labels = rollout_writes(load_policy(run_dir, config), config, steps)
     else:
-        from fwmrl.tasks.trainer import load_task_model
+        from fwmrl.tasks.job import load_task_model
 
         model, vocab, config = load_task_model(run_dir)
         tokens = (

@@ -6,9 +6,8 @@ ended in (truncated BPTT: the state is detached, never reset between windows; it
 the stream wraps around to a new epoch). The loss is the mean cross-entropy over the window's
 loss positions plus the core's auxiliary loss (MNM's meta loss) over its valid positions.
 
-Run directories, metrics (``metrics.jsonl``, TensorBoard, wandb), atomic checkpoints and resume are
-those of :mod:`fwmrl.runs`; ``env_steps`` in the records is the optimizer step count here, so plots
-and tools that read it work unchanged.
+The trainer knows no run directory: :class:`fwmrl.tasks.job.TaskJob` adapts it to the one job loop
+(:mod:`fwmrl.jobloop`: run directories, metrics, checkpoints, resume, evaluation, pictures).
 
 Under ``torchrun`` the trainer is data-parallel (:mod:`fwmrl.distributed`): each rank trains on its
 share of the ``task.batch_size`` columns in ``DistributedDataParallel`` with the loss normalised over
@@ -20,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import time
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +27,7 @@ import torch
 
 from fwmrl import distributed
 from fwmrl.config import Config, ConfigError
-from fwmrl.errors import NonFiniteLossError, RunError
+from fwmrl.errors import NonFiniteLossError
 from fwmrl.memory import NO_CORE, CoreState
 from fwmrl.tasks.model import SequenceModel
 from fwmrl.tasks.streams import (
@@ -283,17 +281,24 @@ def _state_only_parameters(model: SequenceModel, device: torch.device) -> bool:
 class SupervisedTrainer:
     """Truncated-BPTT training of a :class:`SequenceModel` on a task's streams.
 
-    Args:
-        config: the experiment; ``task``, ``core``, ``train.seed`` and ``train.device`` are used.
-        data: the task's data (default: :func:`load_task_data`).
+    Parameters
+    ----------
+    config:
+        the experiment; ``task``, ``core``, ``train.seed`` and ``train.device`` are used.
+    data:
+        the task's data (default: :func:`load_task_data`).
 
-    Attributes:
-        update: optimizer steps so far; ``position`` the next window's first row; ``epoch`` how
-            often the training stream wrapped around; ``tokens`` positions read in training (over
-            all ranks).
-        model: the model; ``ddp`` the module trained (``DistributedDataParallel(model)`` under
-            ``torchrun``, else ``model``).
-        rank, world: this process's rank and the number of data-parallel processes.
+    Attributes
+    ----------
+    update:
+        optimizer steps so far; ``position`` the next window's first row; ``epoch`` how
+        often the training stream wrapped around; ``tokens`` positions read in training (over
+        all ranks).
+    model:
+        the model; ``ddp`` the module trained (``DistributedDataParallel(model)`` under
+        ``torchrun``, else ``model``).
+    rank, world:
+        this process's rank and the number of data-parallel processes.
     """
 
     def __init__(self, config: Config, data: TaskData | None = None) -> None:
@@ -311,7 +316,8 @@ class SupervisedTrainer:
         if self.rank > 0:  # other dropout masks than rank 0's (the parameters are rank 0's)
             torch.manual_seed(config.train.seed + 1_000_003 * self.rank)
         self.optimizer = _optimizer(config, self.model.parameters())
-        self.reshuffle = config.task.reshuffle and self.data.reorder_train is not None
+        reshuffle = getattr(config.task, "reshuffle", False)  # a catbabi key
+        self.reshuffle = reshuffle and self.data.reorder_train is not None
         self.batches = self._train_batches(0)
         self._eval_cache: dict[str, Batched] = {}
         self.update = self.position = self.epoch = self.tokens = 0
@@ -320,11 +326,12 @@ class SupervisedTrainer:
 
     @property
     def num_parameters(self) -> int:
+        """Parameters of the model."""
         return sum(p.numel() for p in self.model.parameters())
 
     def _train_batches(self, epoch: int) -> Batched:
-        """This rank's columns of the training stream of ``epoch``: the data's own order in epoch 0
-        and without reshuffling, else the stories in the order drawn from ``(train.seed, epoch)``
+        """The columns of this rank of the training stream of ``epoch``: the data's own order in
+        epoch 0 and without reshuffling, else the stories in the order drawn from ``(train.seed, epoch)``
         (so a resumed run rebuilds exactly the stream it was in)."""
         stream = self.data.train
         if self.reshuffle and epoch > 0:
@@ -442,7 +449,10 @@ class SupervisedTrainer:
             logits, state = self.model(window.inputs, state)
             sums.add(logits, window)
         return name_metrics(
-            self.data.kind, sums.result(), self.data.group_names, self.config.task.mode
+            self.data.kind,
+            sums.result(),
+            self.data.group_names,
+            getattr(self.config.task, "mode", "qa"),
         )
 
     def track_best(self, metrics: dict[str, float]) -> float | None:
@@ -486,6 +496,7 @@ class SupervisedTrainer:
         }
 
     def load_state_dict(self, data: dict[str, Any]) -> None:
+        """Continue from a :meth:`state_dict` (this rank's share, from any world size)."""
         if list(data["vocab"]) != list(self.data.vocab):
             raise ConfigError("the task data changed since the checkpoint: the vocabulary differs")
         self.model.load_state_dict(data["model"])
@@ -509,219 +520,3 @@ class SupervisedTrainer:
             if self.world > 1 and state.batch_size == self.global_columns:
                 state = state[self.shard]  # this rank's columns of the full-batch state
             self.state = state.to(self.device)
-
-
-def train_task_run(
-    config: Config,
-    run_dir: str | Path,
-    resume: bool = False,
-    on_log: Any = None,
-) -> dict[str, Any]:
-    """Train (or continue) a supervised/LM run until ``train.total_steps`` optimizer steps.
-
-    Writes what :func:`fwmrl.runs.train_run` writes for RL: ``config.yaml``, ``meta.json``,
-    ``metrics.jsonl`` (+ TensorBoard/wandb, with ``time_s`` and ``cpu_time_s``, the wall and process
-    CPU seconds since the process started), ``checkpoint.pt`` every ``train.checkpoint_every`` steps
-    and at the end, ``best.pt`` (same format) whenever the validation headline metric improves,
-    ``data.json`` (:func:`data_record`: the data's path, origin and file digests; a resume on
-    other data is refused), ``eval.json`` (final validation and test metrics of the last
-    checkpoint) and ``curves.png``;
-    ``on_log(record)`` is called with every record.
-
-    Under ``torchrun`` (:mod:`fwmrl.distributed`) every rank trains its share of the batch and only
-    rank 0 writes, evaluates and calls ``on_log``; the other ranks return ``{"rank": r, ...}``
-    without evaluation once training is done.
-    """
-    from tqdm import tqdm
-
-    from fwmrl.runs import (
-        CHECKPOINT,
-        CONFIG,
-        RunLogger,
-        _truncate_metrics,
-        _warn_on_error,
-        _write_meta,
-        atomic_torch_save,
-        atomic_write_text,
-        load_checkpoint,
-        save_config,
-    )
-
-    run_dir = Path(run_dir)
-    main = distributed.is_main()
-    if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    data = load_task_data(config) if main else None  # rank 0 generates missing data first
-    distributed.barrier()
-    trainer = SupervisedTrainer(config, data if main else load_task_data(config))
-    record = data_record(trainer.data) if main else {}
-    if resume and main:  # before the checkpoint: a changed file is named, not just the vocabulary
-        _check_same_data(run_dir, record)
-    resume_update = None
-    if resume:  # rank 0 reads the checkpoint and sends it to the other ranks
-        data = load_checkpoint(run_dir / CHECKPOINT, map_location="cpu") if main else None
-        trainer.load_state_dict(distributed.broadcast_object(data))
-        resume_update = trainer.update
-        if main:
-            _truncate_metrics(run_dir, trainer.update)
-    logger = None
-    if main:
-        if resume:
-            _drop_later_best(run_dir, trainer.update)
-        save_config(config, run_dir / CONFIG)
-        _write_meta(run_dir, resumed=resume)
-        atomic_write_text(run_dir / DATA_RECORD, json.dumps(record, indent=2) + "\n")
-        logger = RunLogger(run_dir, config, resume_update)
-    train, log_every = config.train, config.logging.log_every
-    progress = tqdm(
-        total=train.total_steps,
-        initial=min(trainer.update, train.total_steps),
-        unit="step",
-        dynamic_ncols=True,
-        disable=not train.progress or not main,
-        desc=run_dir.name,
-    )
-    sums: dict[str, float] = {}
-    counts: dict[str, int] = {}
-    start = last_time = time.perf_counter()
-    cpu_start = time.process_time()
-    last_tokens = trainer.tokens
-    headline = HEADLINE[trainer.data.kind][0]
-    try:
-        while trainer.update < train.total_steps:
-            metrics = trainer.learn_update()
-            progress.update(1)
-            for key, value in metrics.items():
-                sums[key] = sums.get(key, 0.0) + value
-                counts[key] = counts.get(key, 0) + 1
-            done = trainer.update >= train.total_steps
-            evaluate = done or (train.eval_every and trainer.update % train.eval_every == 0)
-            improved = False
-            if main and (trainer.update % log_every == 0 or done or evaluate):
-                now = time.perf_counter()
-                record: dict[str, Any] = {
-                    "update": trainer.update,
-                    "env_steps": trainer.update,
-                    "tokens": trainer.tokens,
-                    "epoch": trainer.epoch,
-                    "time_s": round(now - start, 3),
-                    "cpu_time_s": round(time.process_time() - cpu_start, 3),
-                    "tokens_per_s": (trainer.tokens - last_tokens) / max(now - last_time, 1e-9),
-                    **{k: v / counts[k] for k, v in sums.items()},
-                }
-                if evaluate:
-                    valid = trainer.evaluate("valid")
-                    record.update({f"valid_{k}": v for k, v in valid.items()})
-                    previous = trainer.best
-                    best = trainer.track_best(valid)
-                    improved = best is not None and best != previous
-                    if best is not None:
-                        record[f"best_valid_{headline}"] = best
-                    progress.set_postfix({headline: f"{valid.get(headline, math.nan):.4g}"})
-                logger.log(record)
-                if on_log is not None:
-                    on_log(record)
-                sums, counts = {}, {}
-                last_time, last_tokens = now, trainer.tokens
-            if evaluate and trainer.world > 1:  # every rank takes part in state_dict()
-                improved = bool(distributed.broadcast_object(improved))
-            if improved:  # the same format as checkpoint.pt, at the improving step
-                data = trainer.state_dict()
-                if main:
-                    atomic_torch_save(data, run_dir / BEST_CHECKPOINT)
-            if trainer.update % train.checkpoint_every == 0 or done:
-                data = trainer.state_dict()  # every rank: gathers the ranks' core states
-                if main:
-                    atomic_torch_save(data, run_dir / CHECKPOINT)
-    finally:
-        progress.close()
-        if logger is not None:
-            logger.close()
-    distributed.barrier()  # the final checkpoint is written before any rank moves on
-    if not main:
-        return {"rank": trainer.rank, "update": trainer.update}
-    evaluation = {
-        "steps": trainer.update,
-        "parameters": trainer.num_parameters,
-        "valid": trainer.evaluate("valid"),
-        "test": trainer.evaluate("test"),
-    }
-    atomic_write_text(run_dir / "eval.json", json.dumps(evaluation, indent=2) + "\n")
-    summary = {"run_dir": str(run_dir), "update": trainer.update, "eval": evaluation}
-    if train.plot_at_end:
-        from fwmrl.plots import plot_runs
-
-        with _warn_on_error("curves.png"):
-            plot_runs([run_dir], run_dir / "curves.png")
-            summary["curves"] = str(run_dir / "curves.png")
-    return summary
-
-
-BEST_CHECKPOINT = "best.pt"
-"""The checkpoint of the best validation headline metric so far (format of ``checkpoint.pt``)."""
-DATA_RECORD = "data.json"
-"""What a run read: :func:`data_record` of its data."""
-
-
-def _check_same_data(run_dir: Path, record: dict[str, Any]) -> None:
-    """Refuse to resume on other data than the run read (its ``data.json``, where it has one)."""
-    path = run_dir / DATA_RECORD
-    if not path.is_file():
-        return
-    try:
-        old = json.loads(path.read_text())
-    except ValueError:
-        raise RunError(f"{path}: damaged (not JSON)") from None
-    if old.get("sha256") != record["sha256"]:
-        changed = sorted(
-            {(f["name"], f["sha256"]) for f in old.get("files", [])}
-            ^ {(f["name"], f["sha256"]) for f in record["files"]}
-        )
-        names = ", ".join(sorted({n for n, _ in changed})) or "the generator parameters"
-        raise ConfigError(
-            f"task.data: the data differ from those this run read ({path}: "
-            f"{str(old.get('sha256'))[:12]}…, now {record['sha256'][:12]}…; changed: {names})"
-        )
-
-
-def _drop_later_best(run_dir: Path, update: int) -> None:
-    """A ``best.pt`` saved after the checkpoint a run resumes from belongs to the abandoned steps."""
-    from fwmrl.runs import load_checkpoint
-
-    path = run_dir / BEST_CHECKPOINT
-    if path.is_file() and int(load_checkpoint(path)["update"]) > update:
-        path.unlink()
-
-
-def checkpoint_path(run_dir: str | Path, which: str = "last") -> Path:
-    """``checkpoint.pt`` (``which="last"``) or ``best.pt`` (``"best"``) of a task run.
-
-    Raises:
-        RunError: an unknown ``which``, or no ``best.pt`` (no validation yet, or an older run).
-    """
-    from fwmrl.runs import CHECKPOINT
-
-    if which not in ("last", "best"):
-        raise RunError(f"--checkpoint: 'last' or 'best', got {which!r}")
-    path = Path(run_dir) / (CHECKPOINT if which == "last" else BEST_CHECKPOINT)
-    if which == "best" and not path.is_file():
-        raise RunError(
-            f"--checkpoint best: {path} does not exist (no validation has run yet, or the run "
-            "predates best.pt); use --checkpoint last"
-        )
-    return path
-
-
-def load_task_model(
-    run_dir: str | Path, which: str = "last"
-) -> tuple[SequenceModel, list[str], Config]:
-    """The model of a task run's last (or best, :func:`checkpoint_path`) checkpoint (CPU, eval
-    mode), its vocabulary and config."""
-    from fwmrl.runs import load_checkpoint, load_run_config
-
-    config = load_run_config(run_dir)
-    data = load_checkpoint(checkpoint_path(run_dir, which))
-    vocab = list(data["vocab"])
-    model = build_model(config, len(vocab))
-    model.load_state_dict(data["model"])
-    return model.eval(), vocab, config

@@ -15,7 +15,8 @@ import torch
 
 from fwmrl.cli import main
 from fwmrl.config import ConfigError, load_config
-from fwmrl.runs import load_checkpoint, train_run
+from fwmrl.jobs import train_run
+from fwmrl.rundir import load_checkpoint
 from fwmrl.tasks.babi import BabiFormatError, catbabi_data, find_task_files
 from fwmrl.tasks.babi_generator import format_story, generate_story
 from fwmrl.tasks.trainer import SupervisedTrainer, load_task_data

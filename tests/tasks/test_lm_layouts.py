@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from fwmrl.config import load_config
-from fwmrl.runs import train_run
+from fwmrl.jobs import train_run
 from fwmrl.tasks.lm import EOS, UNK, find_lm_files, lm_data
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,7 +11,8 @@ import torch
 
 from fwmrl.cli import main
 from fwmrl.config import load_config
-from fwmrl.runs import load_checkpoint, read_metrics, train_run
+from fwmrl.jobs import train_run
+from fwmrl.rundir import load_checkpoint, read_metrics
 from fwmrl.tasks.corpus import write_corpus
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,0 +1,204 @@
+"""The RL job: :class:`A2C` or :class:`PPO` as a :class:`fwmrl.jobloop.Job`, and a run's policy.
+
+:class:`RLJob` builds the trainer a config describes (``algo.name``), checks the evaluation env
+before anything is written, restores checkpoints (saying when a resume cannot be bit-identical),
+guards every update against NaN/inf, evaluates on the eval env and draws the curves (with the env's
+reference returns) and an evaluation GIF. :func:`fwmrl.jobs.train_run` runs it for ``task.kind:
+rl``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fwmrl import rundir
+from fwmrl.agents.a2c import A2C, make_eval_env
+from fwmrl.agents.evaluation import evaluate, record_gif, run_references
+from fwmrl.agents.policy import MemoryActorCritic
+from fwmrl.agents.ppo import PPO
+from fwmrl.config import Config
+from fwmrl.envs import EnvStateError, describe_env
+from fwmrl.errors import ConfigError, NonFiniteLossError, RunError
+from fwmrl.jobloop import say, warn_on_error, write_curves
+
+
+def check_eval_env(config: Config) -> None:
+    """Build the evaluation env once (``env.kwargs`` + ``env.eval_kwargs``) so that a bad
+    ``env.eval_kwargs`` is found before training, not after the whole budget."""
+    if not config.env.eval_kwargs:
+        return
+    in_process = config.env.model_copy(update={"vectorization": "auto"})
+    try:
+        make_eval_env(config.model_copy(update={"env": in_process}), 1).close()
+    except ConfigError as error:
+        raise ConfigError(f"env.eval_kwargs: {error}") from None
+
+
+class RLJob:
+    """A2C or PPO (``algo.name``) driven by :func:`fwmrl.jobloop.run_job`.
+
+    Parameters
+    ----------
+    config:
+        the experiment; the trainer is ``PPO(config)`` for ``algo.name: ppo``, else
+        ``A2C(config)``.
+
+    Attributes
+    ----------
+    agent:
+        the trainer.
+    """
+
+    steps_unit = "env steps"
+    headline = "episode_return_mean"
+
+    def __init__(self, config: Config) -> None:
+        from fwmrl import distributed
+
+        self.config = config
+        self.agent: A2C = (PPO if config.algo.name == "ppo" else A2C)(config)
+        self.rank, self.world = self.agent.rank, self.agent.world
+        self.evaluation_label = f"{config.train.eval_episodes} episodes"
+        self._last_steps = self.agent.env_steps
+        if distributed.is_main():
+            try:
+                check_eval_env(config)
+            except BaseException:
+                self.agent.close()
+                raise
+
+    @property
+    def update(self) -> int:
+        """Updates (rollouts) done."""
+        return self.agent.update
+
+    @property
+    def steps(self) -> int:
+        """Env steps done over all ranks."""
+        return self.agent.env_steps
+
+    def restore(self, data: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+        """:meth:`A2C.load_state_dict`, every failure one :class:`RunError` line naming the file;
+        a resume whose envs could not be restored is reset with a seed and says so."""
+        path = run_dir / rundir.CHECKPOINT
+        try:
+            restored = self.agent.load_state_dict(data)
+        except EnvStateError as error:
+            raise RunError(f"{path}: the saved env state does not fit this env: {error}") from None
+        except KeyError as error:
+            raise RunError(f"{path}: not a complete A2C checkpoint (no entry {error})") from None
+        except (ValueError, RuntimeError, TypeError, AttributeError) as error:
+            raise RunError(
+                f"{path}: does not fit this config: {rundir.first_line(error)}"
+            ) from None
+        self._last_steps = self.agent.env_steps
+        default_seed = self.config.train.seed + 1_000_003 * self.agent.update  # as load_state_dict
+        seed = None if restored else int(data.get("env_reset_seed", default_seed))
+        if not restored and self.rank == 0:
+            why = (
+                "the checkpoint (format 1) holds a pickled env, which is never loaded"
+                if "env_pickle" in data
+                else f"the state of {describe_env(self.agent.env)} cannot be saved"
+            )
+            rundir.note(
+                f"{why}; the envs were reset with seed {seed}: this resume is not "
+                "bit-identical to an uninterrupted run"
+            )
+        return {"env_restored": restored, "env_reset_seed": seed}
+
+    def write_files(self, run_dir: Path, resume: bool) -> None:
+        """Nothing beyond the loop's files."""
+
+    def _guard(self, outputs: bool = False) -> None:
+        problem = self.agent.nonfinite(outputs)
+        if problem is not None:
+            raise NonFiniteLossError(problem)
+
+    def learn_update(self) -> dict[str, float]:
+        """One rollout and its update, then the NaN/inf guard on the parameters."""
+        try:
+            metrics = self.agent.learn_update()
+        except NonFiniteLossError:
+            raise
+        except RuntimeError:  # e.g. torch.multinomial on NaN probabilities: say why
+            self._guard(outputs=True)
+            raise
+        self._guard()
+        return metrics
+
+    def record(self, seconds: float) -> dict[str, Any]:
+        """``steps_per_s`` since the last record, ``episodes`` and the training episode stats."""
+        steps, self._last_steps = self.agent.env_steps - self._last_steps, self.agent.env_steps
+        return {
+            "steps_per_s": steps / max(seconds, 1e-9),
+            "episodes": self.agent.episodes,
+            **self.agent.episode_stats(),
+        }
+
+    def _evaluate(self) -> dict[str, float]:
+        train = self.config.train
+        return evaluate(
+            self.agent.policy, self.config, train.eval_episodes, seed=train.seed + 10_000
+        )
+
+    def evaluate(self) -> tuple[dict[str, float], bool]:
+        """``train.eval_episodes`` episodes on the eval env (``eval_*`` fields); never "improves"."""
+        return {f"eval_{k}": v for k, v in self._evaluate().items()}, False
+
+    def check_finite(self) -> None:
+        """The parameters, observations and the policy's outputs on them must be finite."""
+        self._guard(outputs=True)
+
+    def state_dict(self) -> dict[str, Any]:
+        """:meth:`A2C.state_dict`."""
+        return self.agent.state_dict()
+
+    def final_evaluation(self, last_record: dict[str, Any]) -> dict[str, Any]:
+        """The last record's evaluation (a resumed finished run logs none: evaluated now)."""
+        evaluation = {k[5:]: v for k, v in last_record.items() if k.startswith("eval_")}
+        return evaluation or self._evaluate()
+
+    def summary(self) -> dict[str, Any]:
+        """``env_steps`` and the training episode stats."""
+        return {"env_steps": self.agent.env_steps, **self.agent.episode_stats()}
+
+    def pictures(self, run_dir: Path) -> dict[str, str]:
+        """``curves.png`` with the env's reference returns, and an ``eval.gif`` episode."""
+        train, out = self.config.train, {}
+        if train.plot_at_end:
+            say(train.progress, "drawing curves.png (and the env's reference returns)")
+            with warn_on_error("references.json"):
+                run_references(run_dir, self.config)
+            out.update(write_curves(run_dir, self.config))
+        if train.gif_at_end:
+            say(train.progress, "recording eval.gif (one episode)")
+            with warn_on_error("eval.gif"):
+                record_gif(self.agent.policy, self.config, run_dir / "eval.gif", seed=train.seed)
+                out["gif"] = str(run_dir / "eval.gif")
+        return out
+
+    def close(self) -> None:
+        """Close the envs."""
+        self.agent.close()
+
+
+def load_policy(run_dir: str | Path, config: Config | None = None) -> MemoryActorCritic:
+    """The :class:`~fwmrl.agents.policy.MemoryActorCritic` of a run's last checkpoint (CPU, eval)."""
+    config = config or rundir.load_run_config(run_dir)
+    data = rundir.load_checkpoint(Path(run_dir) / rundir.CHECKPOINT)
+    in_process = config.env.model_copy(update={"vectorization": "auto"})  # no worker for spaces
+    env = make_eval_env(config.model_copy(update={"env": in_process}), 1)
+    try:
+        policy = MemoryActorCritic(
+            env.single_observation_space,
+            env.single_action_space,
+            core=config.core.name,
+            core_kwargs=config.core.kwargs,
+            encoder_sizes=config.policy.encoder_sizes,
+            activation=config.policy.activation,
+        )
+    finally:
+        env.close()
+    policy.load_state_dict(data["policy"])
+    return policy.eval()

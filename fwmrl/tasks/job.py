@@ -1,0 +1,194 @@
+"""The supervised/LM job: :class:`~fwmrl.tasks.trainer.SupervisedTrainer` as a
+:class:`fwmrl.jobloop.Job`, and the files only these runs have.
+
+Besides what every run writes, a task run writes ``data.json`` (:func:`~fwmrl.tasks.trainer.data_record`:
+the data's path, origin and file digests; a resume on other data is refused) and ``best.pt`` (the
+format of ``checkpoint.pt``) whenever the validation headline metric improves; its ``eval.json``
+holds the final validation and test metrics. ``env_steps`` in the records is the optimizer step
+count, so plots and tools that read it work unchanged. :func:`fwmrl.jobs.train_run` runs it for
+``task.kind: retrieval | catbabi | lm``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from fwmrl import distributed, rundir
+from fwmrl.atomic import atomic_write_text
+from fwmrl.config import Config
+from fwmrl.errors import ConfigError, RunError
+from fwmrl.jobloop import write_curves
+from fwmrl.tasks.model import SequenceModel
+from fwmrl.tasks.streams import HEADLINE
+from fwmrl.tasks.trainer import SupervisedTrainer, build_model, data_record, load_task_data
+
+DATA_RECORD = "data.json"
+"""What a run read: :func:`~fwmrl.tasks.trainer.data_record` of its data."""
+
+
+class TaskJob:
+    """The supervised/LM trainer driven by :func:`fwmrl.jobloop.run_job`.
+
+    Parameters
+    ----------
+    config:
+        the experiment; rank 0 loads (and, where allowed, generates) the data first, the
+        other ranks read it after.
+
+    Attributes
+    ----------
+    trainer:
+        the :class:`SupervisedTrainer`.
+    """
+
+    steps_unit = "optimizer steps"
+    evaluation_label = "validation split"
+
+    def __init__(self, config: Config) -> None:
+        main = distributed.is_main()
+        data = load_task_data(config) if main else None  # rank 0 generates missing data first
+        distributed.barrier()
+        self.trainer = SupervisedTrainer(config, data if main else load_task_data(config))
+        self.config = config
+        self.rank, self.world = self.trainer.rank, self.trainer.world
+        self._record = data_record(self.trainer.data) if main else {}
+        self._headline = HEADLINE[self.trainer.data.kind][0]
+        self.headline = f"valid_{self._headline}"
+        self._last_tokens = 0
+
+    @property
+    def update(self) -> int:
+        """Optimizer steps done."""
+        return self.trainer.update
+
+    @property
+    def steps(self) -> int:
+        """Optimizer steps done (what ``train.total_steps`` counts here)."""
+        return self.trainer.update
+
+    def restore(self, data: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+        """Refuse other data than the run read (before the checkpoint: a changed file is named,
+        not just the vocabulary), then :meth:`SupervisedTrainer.load_state_dict`."""
+        if self.rank == 0:
+            _check_same_data(run_dir, self._record)
+        self.trainer.load_state_dict(data)
+        self._last_tokens = self.trainer.tokens
+        return {}
+
+    def write_files(self, run_dir: Path, resume: bool) -> None:
+        """``data.json``; on resume, a ``best.pt`` of the abandoned later steps is removed."""
+        if resume:
+            _drop_later_best(run_dir, self.trainer.update)
+        atomic_write_text(run_dir / DATA_RECORD, json.dumps(self._record, indent=2) + "\n")
+
+    def learn_update(self) -> dict[str, float]:
+        """One optimizer step (the trainer raises on a NaN/inf loss or gradient)."""
+        return self.trainer.learn_update()
+
+    def record(self, seconds: float) -> dict[str, Any]:
+        """``tokens``, ``epoch`` and ``tokens_per_s`` since the last record."""
+        tokens, self._last_tokens = self.trainer.tokens - self._last_tokens, self.trainer.tokens
+        return {
+            "tokens": self.trainer.tokens,
+            "epoch": self.trainer.epoch,
+            "tokens_per_s": tokens / max(seconds, 1e-9),
+        }
+
+    def evaluate(self) -> tuple[dict[str, float], bool]:
+        """The validation split (``valid_*``) and the best headline value so far."""
+        valid = self.trainer.evaluate("valid")
+        fields = {f"valid_{k}": v for k, v in valid.items()}
+        previous = self.trainer.best
+        best = self.trainer.track_best(valid)
+        if best is not None:
+            fields[f"best_valid_{self._headline}"] = best
+        return fields, best is not None and best != previous
+
+    def check_finite(self) -> None:
+        """Nothing to add: every step checks its loss and gradient norm."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """:meth:`SupervisedTrainer.state_dict`."""
+        return self.trainer.state_dict()
+
+    def final_evaluation(self, last_record: dict[str, Any]) -> dict[str, Any]:
+        """Validation and test metrics of the last checkpoint, its steps and parameter count."""
+        return {
+            "steps": self.trainer.update,
+            "parameters": self.trainer.num_parameters,
+            "valid": self.trainer.evaluate("valid"),
+            "test": self.trainer.evaluate("test"),
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """No fields beyond ``run_dir``, ``update`` and ``eval``."""
+        return {}
+
+    def pictures(self, run_dir: Path) -> dict[str, str]:
+        """``curves.png`` (training loss and the validation metric)."""
+        return write_curves(run_dir, self.config)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def _check_same_data(run_dir: Path, record: dict[str, Any]) -> None:
+    """Refuse to resume on other data than the run read (its ``data.json``, where it has one)."""
+    path = run_dir / DATA_RECORD
+    if not path.is_file():
+        return
+    try:
+        old = json.loads(path.read_text())
+    except ValueError:
+        raise RunError(f"{path}: damaged (not JSON)") from None
+    if old.get("sha256") != record["sha256"]:
+        changed = sorted(
+            {(f["name"], f["sha256"]) for f in old.get("files", [])}
+            ^ {(f["name"], f["sha256"]) for f in record["files"]}
+        )
+        names = ", ".join(sorted({n for n, _ in changed})) or "the generator parameters"
+        raise ConfigError(
+            f"task.data: the data differ from those this run read ({path}: "
+            f"{str(old.get('sha256'))[:12]}…, now {record['sha256'][:12]}…; changed: {names})"
+        )
+
+
+def _drop_later_best(run_dir: Path, update: int) -> None:
+    """A ``best.pt`` saved after the checkpoint a run resumes from belongs to the abandoned steps."""
+    path = run_dir / rundir.BEST_CHECKPOINT
+    if path.is_file() and int(rundir.load_checkpoint(path)["update"]) > update:
+        path.unlink()
+
+
+def checkpoint_path(run_dir: str | Path, which: str = "last") -> Path:
+    """``checkpoint.pt`` (``which="last"``) or ``best.pt`` (``"best"``) of a task run.
+
+    Raises
+    ------
+    RunError:
+        an unknown ``which``, or no ``best.pt`` (no validation yet, or an older run).
+    """
+    if which not in ("last", "best"):
+        raise RunError(f"--checkpoint: 'last' or 'best', got {which!r}")
+    path = Path(run_dir) / (rundir.CHECKPOINT if which == "last" else rundir.BEST_CHECKPOINT)
+    if which == "best" and not path.is_file():
+        raise RunError(
+            f"--checkpoint best: {path} does not exist (no validation has run yet, or the run "
+            "predates best.pt); use --checkpoint last"
+        )
+    return path
+
+
+def load_task_model(
+    run_dir: str | Path, which: str = "last"
+) -> tuple[SequenceModel, list[str], Config]:
+    """The model of a task run's last (or best, :func:`checkpoint_path`) checkpoint (CPU, eval
+    mode), its vocabulary and config."""
+    config = rundir.load_run_config(run_dir)
+    data = rundir.load_checkpoint(checkpoint_path(run_dir, which))
+    vocab = list(data["vocab"])
+    model = build_model(config, len(vocab))
+    model.load_state_dict(data["model"])
+    return model.eval(), vocab, config
