@@ -88,18 +88,46 @@ def run(args: argparse.Namespace, core: str, seed: int, writer: csv.DictWriter) 
         trainer.env.close()
 
 
+def env_speed(config_path: str, overrides: list[str], num_envs: tuple[int, ...] = (1, 4)) -> None:
+    """Env steps per wall and CPU second with random actions (no policy): the env's own cost."""
+    from fwmrl.envs import make_vec_env
+
+    config = load_config(config_path, overrides)
+    for n in num_envs:
+        env = make_vec_env(config.env.id, n, **config.env.kwargs)
+        env.reset(seed=0)
+        actions = [env.action_space.sample() for _ in range(300)]
+        wall, cpu = time.perf_counter(), time.process_time()
+        for action in actions:
+            env.step(action)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        print(
+            f"{config.env.id} num_envs={n}: {300 * n / wall:.0f} env steps/s wall, "
+            f"{300 * n / cpu:.0f} per CPU-s (random actions)"
+        )
+        env.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True)
     parser.add_argument("--cores", default="fwm,lstm,none")
     parser.add_argument("--seeds", default="0")
-    parser.add_argument("--steps", type=int, required=True, help="env steps per run")
-    parser.add_argument("--eval-every", type=int, required=True)
+    parser.add_argument("--steps", type=int, help="env steps per run")
+    parser.add_argument("--eval-every", type=int)
     parser.add_argument("--eval-trials", type=int, default=20)
-    parser.add_argument("--out", required=True, help="CSV file (appended to)")
+    parser.add_argument("--out", help="CSV file (appended to)")
+    parser.add_argument(
+        "--env-speed", action="store_true", help="only time the env with random actions"
+    )
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.env_speed:
+        env_speed(args.config, args.overrides)
+        return
+    if args.steps is None or args.eval_every is None or args.out is None:
+        parser.error("--steps, --eval-every and --out are needed (or --env-speed)")
     np.seterr(all="ignore")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
