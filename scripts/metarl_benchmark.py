@@ -108,6 +108,35 @@ def env_speed(config_path: str, overrides: list[str], num_envs: tuple[int, ...] 
         env.close()
 
 
+def plot(csv_path: str, png_path: str) -> None:
+    """Test-trial return (mean over inner episodes) and last-episode success against env steps, one
+    line per core and seed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(csv_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    runs = sorted({(r["core"], r["seed"]) for r in rows})
+    for core, seed in runs:
+        mine = [r for r in rows if (r["core"], r["seed"]) == (core, seed)]
+        steps = [int(r["env_steps"]) for r in mine]
+        ret_keys = [k for k in mine[0] if k.startswith("test_return_ep")]
+        last = f"test_success_ep{len(ret_keys)}"
+        returns = [np.mean([float(r[k]) for k in ret_keys]) for r in mine]
+        label = f"{'mlp' if core == 'none' else core} s{seed}"
+        axes[0].plot(steps, returns, marker="o", label=label)
+        axes[1].plot(steps, [float(r[last]) for r in mine], marker="o", label=label)
+    axes[0].set(xlabel="env steps", ylabel="test return per inner episode")
+    axes[1].set(xlabel="env steps", ylabel="test success, last inner episode", ylim=(-0.05, 1.05))
+    axes[0].legend(fontsize=7)
+    fig.suptitle(rows[0]["env_id"], fontsize=9)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=90)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True)
@@ -120,11 +149,15 @@ def main() -> None:
     parser.add_argument(
         "--env-speed", action="store_true", help="only time the env with random actions"
     )
+    parser.add_argument("--plot", metavar="PNG", help="only draw --out's curves into PNG")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.env_speed:
         env_speed(args.config, args.overrides)
+        return
+    if args.plot:
+        plot(args.out, args.plot)
         return
     if args.steps is None or args.eval_every is None or args.out is None:
         parser.error("--steps, --eval-every and --out are needed (or --env-speed)")
