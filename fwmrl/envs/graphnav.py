@@ -115,9 +115,17 @@ def graph_banks() -> dict[str, np.ndarray]:
 
 
 def _validate(
-    graphs: str, max_steps: int, goal_reward: float, invalid_penalty: float, max_moves: int
+    graphs: str,
+    max_steps: int,
+    goal_reward: float,
+    invalid_penalty: float,
+    max_moves: int,
+    paper_rules: bool = False,
 ) -> dict[str, Any]:
+    if not isinstance(paper_rules, (bool, np.bool_)):
+        raise ValueError(f"paper_rules must be True or False, got {paper_rules!r}")
     return {
+        "paper_rules": bool(paper_rules),
         "graphs": check_choice("graphs", graphs, GRAPH_SETS),
         "max_steps": check_int("max_steps", max_steps, 1),
         "goal_reward": check_float("goal_reward", goal_reward, 0.0, low_open=True),
@@ -167,6 +175,11 @@ class GraphNavEnv(gym.Env[np.ndarray, np.int64]):
       fixed train or test bank each episode (:func:`graph_banks`, data seed 666), or a fresh graph.
     - ``max_steps`` (int >= 1, default 30), ``goal_reward`` (float > 0, default 10.0),
       ``invalid_penalty`` (float <= 0, default -0.05), ``max_moves`` (int >= 1, default 5).
+    - ``paper_rules`` (bool, default False): the rules of the FWM authors' code
+      (``metaRL/train_agent.py``) where they differ from the above: reaching the goal does not
+      restart the ``max_moves`` count (it counts every step without a goal since the last redraw),
+      a redraw after ``max_moves`` sets the previous-action entry back to "none", and the
+      previous-reward entry of the observation is always 0 (their input never showed the reward).
     - ``render_mode`` (``None`` | ``"rgb_array"`` | ``"ansi"``).
 
     ``reset(options={"keep_task": True})`` keeps the graph of the previous episode (goal and start are
@@ -189,9 +202,11 @@ class GraphNavEnv(gym.Env[np.ndarray, np.int64]):
         goal_reward: float = 10.0,
         invalid_penalty: float = -0.05,
         max_moves: int = 5,
+        paper_rules: bool = False,
         render_mode: str | None = None,
     ) -> None:
-        kw = _validate(graphs, max_steps, goal_reward, invalid_penalty, max_moves)
+        kw = _validate(graphs, max_steps, goal_reward, invalid_penalty, max_moves, paper_rules)
+        self.paper_rules = kw["paper_rules"]
         self.render_mode = check_render_mode(render_mode, self.metadata["render_modes"])
         self.graphs, self.max_steps, self.max_moves = kw["graphs"], kw["max_steps"], kw["max_moves"]
         self.goal_reward, self.invalid_penalty = kw["goal_reward"], kw["invalid_penalty"]
@@ -257,18 +272,20 @@ class GraphNavEnv(gym.Env[np.ndarray, np.int64]):
         elif nxt == self._goal:
             reward = self.goal_reward
             self._hits += 1
-            self._timer = 0
+            if not self.paper_rules:
+                self._timer = 0
             self._resample()
         else:
             reward = 0.0
             self._node = nxt
             self._timer += 1
-        if self._timer > self.max_moves:
+        late = self._timer > self.max_moves
+        if late:
             self._timer = 0
             self._resample()
         self._t += 1
-        self._prev_action = a
-        self._prev_reward = reward
+        self._prev_action = -1 if late and self.paper_rules else a
+        self._prev_reward = 0.0 if self.paper_rules else reward
         self._ended = self._t >= self.max_steps
         return (
             self._observation(),
@@ -350,9 +367,11 @@ class GraphNavVectorEnv(BatchedEnv):
         goal_reward: float = 10.0,
         invalid_penalty: float = -0.05,
         max_moves: int = 5,
+        paper_rules: bool = False,
         render_mode: str | None = None,
     ) -> None:
-        kw = _validate(graphs, max_steps, goal_reward, invalid_penalty, max_moves)
+        kw = _validate(graphs, max_steps, goal_reward, invalid_penalty, max_moves, paper_rules)
+        self.paper_rules = kw["paper_rules"]
         super().__init__(
             num_envs,
             _observation_space(kw["goal_reward"], kw["invalid_penalty"]),
@@ -429,7 +448,7 @@ class GraphNavVectorEnv(BatchedEnv):
         hit = nxt == self._goal
         rewards = np.where(invalid, self.invalid_penalty, np.where(hit, self.goal_reward, 0.0))
         self._node = np.where(invalid | hit, self._node, nxt)
-        self._timer = np.where(hit, 0, self._timer + 1)
+        self._timer = np.where(hit, self._timer if self.paper_rules else 0, self._timer + 1)
         hit &= active
         if hit.any():
             idx = np.flatnonzero(hit)
@@ -443,6 +462,9 @@ class GraphNavVectorEnv(BatchedEnv):
         self._t += 1
         self._prev_action = actions.copy()
         self._prev_reward = rewards
+        if self.paper_rules:
+            self._prev_action[late] = -1
+            self._prev_reward = np.zeros_like(rewards)
         self._write_obs()
         return rewards.copy(), np.zeros(self.num_envs, dtype=bool), self._t >= self.max_steps
 

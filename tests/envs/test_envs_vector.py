@@ -13,6 +13,7 @@ CASES = [
     ("FWM-Gridworld-v0", {"size": 11, "view": 5, "layout": "open", "max_steps": 40}),
     ("FWM-GraphNav-v0", {"max_steps": 13}),
     ("FWM-GraphNav-v0", {"graphs": "random", "max_steps": 9, "max_moves": 2}),
+    ("FWM-GraphNav-v0", {"max_steps": 30, "max_moves": 2, "paper_rules": True}),
     ("FWM-KeyValue-v0", {"n_queries": 2, "max_items": 3}),
     ("FWM-Recall-v0", {"max_steps": 11}),
     ("FWM-Recall-v0", {"task": "first", "symbols": 3, "max_steps": 7}),

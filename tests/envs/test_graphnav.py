@@ -199,3 +199,48 @@ def test_train_and_test_envs_use_their_bank():
         for _ in range(20):
             env.reset()
             np.testing.assert_array_equal(env.graph, banks[name][env.graph_index])
+
+
+def _goal_then_misses(env: GraphNavEnv, seeds: range) -> tuple[int, int]:
+    """Walk into a goal after two invalid moves, then keep making invalid moves; returns the number
+    of invalid moves after the hit until the goal was redrawn, and the previous-action entry of the
+    observation after that redraw."""
+    for seed in seeds:
+        env.reset(seed=seed)
+        bad = [a for a in range(3) if env.graph[env._node, a] < 0]
+        into = [a for a in range(3) if env.graph[env._node, a] == env._goal]
+        if not (bad and into):
+            continue
+        env.step(bad[0])
+        env.step(bad[0])
+        env.step(into[0])  # the goal: a new goal and start are drawn
+        for misses in range(1, 10):
+            bad = [a for a in range(3) if env.graph[env._node, a] < 0]
+            if not bad:
+                break
+            goal = env._goal
+            obs, *_ = env.step(bad[0])
+            if env._goal != goal or env._t >= env.max_steps:
+                return misses, int(obs[10:14].argmax())
+    raise AssertionError("no seed gave the needed graph")
+
+
+def test_paper_rules_count_moves_across_goals_and_hide_the_reward():
+    ours, _ = _goal_then_misses(GraphNavEnv(max_moves=5), range(200))
+    assert ours == 6  # the goal restarted the count: six misses in a row
+    env = GraphNavEnv(max_moves=5, paper_rules=True)
+    misses, previous_action = _goal_then_misses(env, range(200))
+    assert misses == 4  # two misses before the goal and four after it make six
+    assert previous_action == 3  # the redraw shows "no previous action"
+    env.reset(seed=1)
+    rewards = set()
+    for t in range(30):
+        obs, reward, *_ = env.step(t % 3)
+        rewards.add(reward)
+        assert obs[14] == 0.0
+    assert rewards - {0.0}  # rewards were paid, only the observation hides them
+
+
+def test_paper_rules_must_be_a_bool():
+    with pytest.raises(ValueError, match="paper_rules"):
+        GraphNavEnv(paper_rules="yes")
