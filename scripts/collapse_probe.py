@@ -13,6 +13,8 @@ after every ``--every`` updates, records from the last rollout:
 
     python scripts/collapse_probe.py configs/gridworld_fwm.yaml algo.ent_coef=0.01 \\
         --steps 3000000 --csv docs/results/collapse/fwm_ent001_s0.csv
+    python scripts/collapse_probe.py configs/gridworld_fwm.yaml --plot \
+        --csv docs/results/collapse/fwm_ent001_s0.csv
 """
 
 from __future__ import annotations
@@ -38,6 +40,38 @@ def fast_weight_norm(state: object) -> float:
     return math.nan
 
 
+def plot(csv_path: Path) -> Path:
+    """Draw the recorded signals of ``csv_path`` into ``<csv>.png`` (one panel per signal)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with csv_path.open() as f:
+        rows = list(csv.DictReader(f))
+    x = [int(r["update"]) for r in rows]
+    panels = [
+        ("return", "training return"),
+        ("entropy", "policy entropy"),
+        ("max_prob", "mean max action probability"),
+        ("grad_norm", "gradient norm (before clipping)"),
+        ("value_loss", "value loss"),
+        (("out_rms", "ctrl_rms"), "RMS of W_o n (memory) and z (controller)"),
+    ]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(7, 11), sharex=True)
+    for ax, (keys, title) in zip(axes, panels, strict=True):
+        for key in (keys,) if isinstance(keys, str) else keys:
+            ax.plot(x, [float(r[key]) for r in rows], label=key, linewidth=1)
+        ax.set_title(title, fontsize=9)
+        if not isinstance(keys, str):
+            ax.legend(fontsize=7)
+    axes[-1].set_xlabel("update")
+    fig.tight_layout()
+    out = csv_path.with_suffix(".png")
+    fig.savefig(out, dpi=90)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("config")
@@ -45,7 +79,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3_000_000)
     parser.add_argument("--every", type=int, default=20, help="updates between records")
     parser.add_argument("--csv", type=Path, required=True)
+    parser.add_argument("--plot", action="store_true", help="only draw an existing --csv")
     args = parser.parse_args()
+    if args.plot:
+        print(plot(args.csv))
+        return
     torch.set_num_threads(1)
     config = load_config(args.config, args.overrides)
     trainer = A2C(config)
