@@ -35,8 +35,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fwmrl.config import load_config  # noqa: E402
+from fwmrl.tasks.job import build_trainer  # noqa: E402
 from fwmrl.tasks.streams import HEADLINE  # noqa: E402
-from fwmrl.tasks.trainer import SupervisedTrainer, load_task_data  # noqa: E402
+from fwmrl.tasks.trainer import load_task_data  # noqa: E402
 
 CATBABI_CPU = [
     "task.embedding_size=32",
@@ -65,7 +66,7 @@ SETUPS = {
 
 def run_model(config, data, budget: float, probe_windows: int | None) -> dict:  # noqa: ANN001
     """Train for ``budget`` CPU seconds; probe validation 6 times on the way."""
-    trainer = SupervisedTrainer(config, data)
+    trainer = build_trainer(config, data)
     key = HEADLINE[data.kind][0]
     curve = []
     trained = 0.0

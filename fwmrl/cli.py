@@ -200,12 +200,11 @@ def _eval_rl(args: argparse.Namespace, config) -> int:  # noqa: ANN001
 
 def _eval_task(args: argparse.Namespace, config) -> int:  # noqa: ANN001
     from fwmrl.rundir import load_checkpoint
-    from fwmrl.tasks.job import checkpoint_path
-    from fwmrl.tasks.trainer import SupervisedTrainer
+    from fwmrl.tasks.job import build_trainer, checkpoint_path
 
     path = checkpoint_path(args.run_dir, args.checkpoint)
     data = load_checkpoint(path)
-    trainer = SupervisedTrainer(config)
+    trainer = build_trainer(config)
     trainer.load_state_dict(data)
     result = {
         "checkpoint": str(path),

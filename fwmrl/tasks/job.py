@@ -15,17 +15,55 @@ import json
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from fwmrl import distributed, rundir
 from fwmrl.atomic import atomic_write_text
 from fwmrl.config import Config
 from fwmrl.errors import ConfigError, RunError
 from fwmrl.jobloop import write_curves
 from fwmrl.tasks.model import SequenceModel
-from fwmrl.tasks.streams import HEADLINE
+from fwmrl.tasks.streams import HEADLINE, TaskData
 from fwmrl.tasks.trainer import SupervisedTrainer, build_model, data_record, load_task_data
+from fwmrl.threads import set_threads
 
 DATA_RECORD = "data.json"
 """What a run read: :func:`~fwmrl.tasks.trainer.data_record` of its data."""
+
+
+def build_trainer(config: Config, data: TaskData | None = None) -> SupervisedTrainer:
+    """The :class:`SupervisedTrainer` a config describes (the config layer of the supervised
+    trainers: the trainer itself takes only objects and values).
+
+    Parameters
+    ----------
+    config:
+        The experiment: ``task`` (the trainer's keys), ``core`` (the model) and ``train.seed``,
+        ``train.device``, ``train.num_threads``.
+    data:
+        The task's data (default: :func:`~fwmrl.tasks.trainer.load_task_data` of ``config``).
+    """
+    task, train = config.task, config.train
+    data = data if data is not None else load_task_data(config)
+    set_threads(train.num_threads)
+    torch.manual_seed(train.seed)  # the model's initial parameters (the same on every rank)
+    model = build_model(config, len(data.vocab))
+    return SupervisedTrainer(
+        data,
+        model,
+        seq_len=task.seq_len,
+        batch_size=task.batch_size,
+        eval_batch_size=task.eval_batch_size,
+        optimizer=task.optimizer,
+        lr=task.lr,
+        weight_decay=task.weight_decay,
+        max_grad_norm=task.max_grad_norm,
+        mode=getattr(task, "mode", "qa"),  # catbabi keys
+        reshuffle=getattr(task, "reshuffle", False),
+        seed=train.seed,
+        device=train.device,
+        num_threads=train.num_threads,
+    )
 
 
 class TaskJob:
@@ -50,7 +88,7 @@ class TaskJob:
         main = distributed.is_main()
         data = load_task_data(config) if main else None  # rank 0 generates missing data first
         distributed.barrier()
-        self.trainer = SupervisedTrainer(config, data if main else load_task_data(config))
+        self.trainer = build_trainer(config, data if main else load_task_data(config))
         self.config = config
         self.rank, self.world = self.trainer.rank, self.trainer.world
         self._record = data_record(self.trainer.data) if main else {}
@@ -110,8 +148,8 @@ class TaskJob:
         """Nothing to add: every step checks its loss and gradient norm."""
 
     def state_dict(self) -> dict[str, Any]:
-        """:meth:`SupervisedTrainer.state_dict`."""
-        return self.trainer.state_dict()
+        """:meth:`SupervisedTrainer.state_dict` and the run's ``config``."""
+        return {**self.trainer.state_dict(), "config": self.config.to_dict()}
 
     def final_evaluation(self, last_record: dict[str, Any]) -> dict[str, Any]:
         """Validation and test metrics of the last checkpoint, its steps and parameter count."""

@@ -254,13 +254,12 @@ def _sequence_model(config: Config, vocab_size: int) -> SequenceModel:
     )
 
 
-def _optimizer(config: Config, params: Any) -> torch.optim.Optimizer:
-    t = config.task
-    if t.optimizer == "nadam":
-        return torch.optim.NAdam(params, lr=t.lr, weight_decay=t.weight_decay)
-    if t.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=t.lr, weight_decay=t.weight_decay)
-    return torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+    "adam": torch.optim.Adam,
+    "nadam": torch.optim.NAdam,
+    "sgd": torch.optim.SGD,
+}
+"""The optimizers a :class:`SupervisedTrainer` takes by name."""
 
 
 def _state_only_parameters(model: SequenceModel, device: torch.device) -> bool:
@@ -281,42 +280,86 @@ def _state_only_parameters(model: SequenceModel, device: torch.device) -> bool:
 class SupervisedTrainer:
     """Truncated-BPTT training of a :class:`SequenceModel` on a task's streams.
 
+    The trainer takes objects and plain values, never a config:
+    :func:`fwmrl.tasks.job.build_trainer` builds one from a :class:`~fwmrl.config.Config`.
+
     Parameters
     ----------
-    config:
-        the experiment; ``task``, ``core``, ``train.seed`` and ``train.device`` are used.
     data:
-        the task's data (default: :func:`load_task_data`).
+        The task's data (:func:`load_task_data`).
+    model:
+        The model to train (built after ``torch.manual_seed(seed)`` for a reproducible start; it is
+        moved to ``device``).
+    seq_len:
+        Truncated-BPTT window: positions per optimizer step and column.
+    batch_size, eval_batch_size:
+        Columns of the training stream per step (the global batch under ``torchrun``) and of the
+        evaluation streams.
+    optimizer, lr, weight_decay:
+        The optimizer (a name of :data:`OPTIMIZERS`) and its settings.
+    max_grad_norm:
+        Gradient-norm clipping threshold, or ``None`` for none.
+    mode:
+        catbAbI: ``qa`` or ``lm`` (how the metrics are named).
+    reshuffle:
+        A new order of the training stories every epoch, drawn from ``(seed, epoch)`` (where the
+        data can reorder its training stream).
+    seed:
+        Seeds the per-epoch order and, on ranks other than 0, the dropout masks.
+    device:
+        Torch device (``cuda`` is this rank's GPU under ``torchrun``).
+    num_threads:
+        ``torch.set_num_threads`` (``None``: torch's default).
 
     Attributes
     ----------
     update:
-        optimizer steps so far; ``position`` the next window's first row; ``epoch`` how
+        Optimizer steps so far; ``position`` the next window's first row; ``epoch`` how
         often the training stream wrapped around; ``tokens`` positions read in training (over
         all ranks).
     model:
-        the model; ``ddp`` the module trained (``DistributedDataParallel(model)`` under
+        The model; ``ddp`` the module trained (``DistributedDataParallel(model)`` under
         ``torchrun``, else ``model``).
     rank, world:
-        this process's rank and the number of data-parallel processes.
+        This process's rank and the number of data-parallel processes.
     """
 
-    def __init__(self, config: Config, data: TaskData | None = None) -> None:
-        self.config = config
-        set_threads(config.train.num_threads)
+    def __init__(
+        self,
+        data: TaskData,
+        model: SequenceModel,
+        *,
+        seq_len: int = 32,
+        batch_size: int = 32,
+        eval_batch_size: int = 32,
+        optimizer: str = "adam",
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        max_grad_norm: float | None = 1.0,
+        mode: str = "qa",
+        reshuffle: bool = False,
+        seed: int = 0,
+        device: str = "cpu",
+        num_threads: int | None = 1,
+    ) -> None:
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer: {optimizer!r}; allowed: {', '.join(OPTIMIZERS)}")
+        self.seq_len, self.batch_size, self.eval_batch_size = seq_len, batch_size, eval_batch_size
+        self.max_grad_norm, self.mode, self.seed = max_grad_norm, mode, seed
+        set_threads(num_threads)
         self.rank, self.world = distributed.rank(), distributed.world_size()
-        self.device = distributed.local_device(config.train.device)
-        self.data = data if data is not None else load_task_data(config)
-        torch.manual_seed(config.train.seed)
-        self.model = build_model(config, len(self.data.vocab)).to(self.device)
+        self.device = distributed.local_device(device)
+        self.data = data
+        self.model = model.to(self.device)
         self.ddp = self.model
         if self.world > 1:
             unused = _state_only_parameters(self.model, self.device)
             self.ddp = distributed.wrap_ddp(self.model, self.device, unused)
         if self.rank > 0:  # other dropout masks than rank 0's (the parameters are rank 0's)
-            torch.manual_seed(config.train.seed + 1_000_003 * self.rank)
-        self.optimizer = _optimizer(config, self.model.parameters())
-        reshuffle = getattr(config.task, "reshuffle", False)  # a catbabi key
+            torch.manual_seed(seed + 1_000_003 * self.rank)
+        self.optimizer = OPTIMIZERS[optimizer](
+            self.model.parameters(), lr=lr, weight_decay=weight_decay
+        )
         self.reshuffle = reshuffle and self.data.reorder_train is not None
         self.batches = self._train_batches(0)
         self._eval_cache: dict[str, Batched] = {}
@@ -335,9 +378,9 @@ class SupervisedTrainer:
         (so a resumed run rebuilds exactly the stream it was in)."""
         stream = self.data.train
         if self.reshuffle and epoch > 0:
-            generator = np.random.default_rng([self.config.train.seed, epoch])
+            generator = np.random.default_rng([self.seed, epoch])
             stream = self.data.reorder_train(generator)  # type: ignore[misc]
-        batches = self._batchify("train", self.config.task.batch_size, stream)
+        batches = self._batchify("train", self.batch_size, stream)
         self.global_columns = batches.inputs.shape[1]
         if self.world > 1:  # this rank's columns of the global batch
             try:
@@ -361,7 +404,7 @@ class SupervisedTrainer:
     # ------------------------------------------------------------------ training
     def learn_update(self) -> dict[str, float]:
         """One optimizer step on the next window; returns its loss terms and train accuracy."""
-        seq_len = self.config.task.seq_len
+        seq_len = self.seq_len
         if self.position >= self.batches.length:
             self.position, self.state = 0, None
             self.epoch += 1
@@ -406,7 +449,7 @@ class SupervisedTrainer:
             )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()  # DDP: gradients averaged over the ranks here
-        max_norm = self.config.task.max_grad_norm
+        max_norm = self.max_grad_norm
         grad_norm = torch.nn.utils.clip_grad_norm_(
             self.model.parameters(), max_norm if max_norm is not None else float("inf")
         )
@@ -436,12 +479,12 @@ class SupervisedTrainer:
     def evaluate(self, split: str = "valid", max_windows: int | None = None) -> dict[str, float]:
         """Metrics of the task on a whole split (state carried across windows, dropout off)."""
         if split not in self._eval_cache:
-            self._eval_cache[split] = self._batchify(split, self.config.task.eval_batch_size)
+            self._eval_cache[split] = self._batchify(split, self.eval_batch_size)
         batches = self._eval_cache[split]
         self.model.eval()
         sums = MetricSums()
         state = None
-        seq_len = self.config.task.seq_len
+        seq_len = self.seq_len
         for i, start in enumerate(range(0, batches.length, seq_len)):
             if max_windows is not None and i >= max_windows:
                 break
@@ -452,7 +495,7 @@ class SupervisedTrainer:
             self.data.kind,
             sums.result(),
             self.data.group_names,
-            getattr(self.config.task, "mode", "qa"),
+            self.mode,
         )
 
     def track_best(self, metrics: dict[str, float]) -> float | None:
@@ -471,6 +514,7 @@ class SupervisedTrainer:
 
         Under ``torchrun`` every rank must call it (the core states and random-number states of
         all ranks are gathered); the result holds the full-batch core state and rank 0's values.
+        A run's checkpoint adds its ``config`` (:meth:`fwmrl.tasks.job.TaskJob.state_dict`).
         """
         state = self.state
         if self.world > 1 and state is not None:
@@ -492,7 +536,6 @@ class SupervisedTrainer:
             "torch_rng_ranks": rng_states,
             "core_state": None if state is None else state.state_dict(),
             "vocab": list(self.data.vocab),
-            "config": self.config.to_dict(),
         }
 
     def load_state_dict(self, data: dict[str, Any]) -> None:

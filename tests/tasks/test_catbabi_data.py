@@ -19,7 +19,8 @@ from fwmrl.jobs import train_run
 from fwmrl.rundir import load_checkpoint
 from fwmrl.tasks.babi import BabiFormatError, catbabi_data, find_task_files
 from fwmrl.tasks.babi_generator import format_story, generate_story
-from fwmrl.tasks.trainer import SupervisedTrainer, load_task_data
+from fwmrl.tasks.job import build_trainer
+from fwmrl.tasks.trainer import load_task_data
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMON = [
@@ -123,7 +124,7 @@ def _config(tmp_path: Path, extra: list[str]):
 
 
 def test_each_epoch_reads_a_new_story_order(tmp_path):
-    trainer = SupervisedTrainer(_config(tmp_path, []))
+    trainer = build_trainer(_config(tmp_path, []))
     first = trainer.batches.inputs.clone()
     length = trainer.batches.length
     steps = -(-length // 40)  # windows per epoch
@@ -142,7 +143,7 @@ def test_each_epoch_reads_a_new_story_order(tmp_path):
     b = trainer.data.reorder_train(np.random.default_rng([1, 1]))
     assert np.array_equal(np.sort(a.inputs), np.sort(trainer.data.train.inputs))
     assert not np.array_equal(a.inputs, b.inputs)  # train.seed changes the order
-    fixed = SupervisedTrainer(_config(tmp_path, ["task.reshuffle=false"]))
+    fixed = build_trainer(_config(tmp_path, ["task.reshuffle=false"]))
     for _ in range(steps + 1):
         fixed.learn_update()
     assert fixed.epoch == 1 and torch.equal(fixed.batches.inputs, first)
@@ -150,7 +151,7 @@ def test_each_epoch_reads_a_new_story_order(tmp_path):
 
 def test_resume_inside_a_reshuffled_epoch_is_exact(tmp_path):
     config = _config(tmp_path, ["train.checkpoint_every=7"])
-    length = SupervisedTrainer(config).batches.length
+    length = build_trainer(config).batches.length
     total = 3 * -(-length // 40) + 2  # into the fourth epoch
     cut = 2 * -(-length // 40) + 1  # a checkpoint in the third
     with_steps = lambda n: config.model_copy(  # noqa: E731
