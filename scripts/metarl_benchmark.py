@@ -49,7 +49,8 @@ def run(args: argparse.Namespace, core: str, seed: int, writer: csv.DictWriter) 
     train_wall, train_cpu, next_eval = 0.0, 0.0, 0
     try:
         while True:
-            if trainer.env_steps >= next_eval:
+            done = trainer.env_steps >= args.steps
+            if trainer.env_steps >= next_eval or done:  # also a last row at the end
                 out = evaluate_trials(
                     trainer.policy, eval_env, args.eval_trials, episodes, seed=10_000 + seed
                 )
@@ -76,8 +77,9 @@ def run(args: argparse.Namespace, core: str, seed: int, writer: csv.DictWriter) 
                 writer.writerow(row)
                 args.file.flush()
                 print(row, flush=True)
-                next_eval += args.eval_every
-            if trainer.env_steps >= args.steps:
+                while next_eval <= trainer.env_steps:
+                    next_eval += args.eval_every
+            if done:
                 break
             start, cpu = time.perf_counter(), time.process_time()
             trainer.learn_update()
