@@ -120,7 +120,9 @@ def plot(csv_path: str, png_path: str) -> None:
 
     with open(csv_path, newline="") as f:
         rows = list(csv.DictReader(f))
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    has_success = "MetaWorld" in rows[0]["env_id"]  # the HalfCheetah tasks have no success info
+    fig, axes = plt.subplots(1, 2 if has_success else 1, figsize=(9 if has_success else 5, 3.4))
+    axes = np.atleast_1d(axes)
     runs = sorted({(r["core"], r["seed"]) for r in rows})
     for core, seed in runs:
         mine = [r for r in rows if (r["core"], r["seed"]) == (core, seed)]
@@ -130,9 +132,13 @@ def plot(csv_path: str, png_path: str) -> None:
         returns = [np.mean([float(r[k]) for k in ret_keys]) for r in mine]
         label = f"{'mlp' if core == 'none' else core} s{seed}"
         axes[0].plot(steps, returns, marker="o", label=label)
-        axes[1].plot(steps, [float(r[last]) for r in mine], marker="o", label=label)
+        if has_success:
+            axes[1].plot(steps, [float(r[last]) for r in mine], marker="o", label=label)
     axes[0].set(xlabel="env steps", ylabel="test return per inner episode")
-    axes[1].set(xlabel="env steps", ylabel="test success, last inner episode", ylim=(-0.05, 1.05))
+    if has_success:
+        axes[1].set(
+            xlabel="env steps", ylabel="test success, last inner episode", ylim=(-0.05, 1.05)
+        )
     axes[0].legend(fontsize=7)
     fig.suptitle(rows[0]["env_id"], fontsize=9)
     fig.tight_layout()
