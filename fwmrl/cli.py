@@ -286,11 +286,14 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 def _cmd_envs(args: argparse.Namespace) -> int:
     import gymnasium as gym
 
-    from fwmrl.envs import ENV_IDS
+    from fwmrl.envs import ENV_IDS, EXTRA_ENV_IDS
 
     for env_id in ENV_IDS:
         doc = (gym.spec(env_id).entry_point or "").split(":")[-1]
         print(f"{env_id:20s} {doc}")
+    for env_id in EXTRA_ENV_IDS:
+        doc = (gym.spec(env_id).entry_point or "").split(":")[-1]
+        print(f"{env_id:20s} {doc}  (RL^2 trials; pip install 'fwmrl[metaworld]')")
     print("Any Gymnasium id also works whose observations are Box, Discrete, MultiDiscrete,")
     print("MultiBinary, Dict or Tuple and whose actions are Discrete, MultiDiscrete, MultiBinary")
     print("or Box, e.g. MiniGrid-MemoryS7-v0 (observations flattened), CartPole-v1, Pendulum-v1.")
