@@ -40,14 +40,21 @@ def test_weight_drop_masks_recurrent_weights_in_training_only(core, kwargs, wrap
     torch.testing.assert_close(c, d)  # no dropout in evaluation
 
 
-def test_one_mask_per_window():
+def test_one_mask_per_window(monkeypatch):
     torch.manual_seed(0)
     model = SequenceModel(11, 6, "lstm", {"hidden_size": 12}, dropout_weight=0.5)
     lstm = model.core.lstm
-    seen = []
+    seen = []  # the recurrent weight each LSTM call or cell step used
     hook = lstm.register_forward_pre_hook(lambda mod, args: seen.append(mod.weight_hh_l0))
+    cell = torch.lstm_cell
+
+    def recording_cell(x, state, w_ih, w_hh, *biases):
+        seen.append(w_hh)
+        return cell(x, state, w_ih, w_hh, *biases)
+
+    monkeypatch.setattr(torch, "lstm_cell", recording_cell)  # the stepped path (with gradients)
     resets = torch.zeros(8, 2, dtype=torch.bool)
-    resets[4, 0] = True  # the core runs the LSTM in two segments
+    resets[4, 0] = True  # a reset inside the window: two segments on the fused path
     model.train()
     model(torch.randint(0, 11, (8, 2)), None, resets)
     hook.remove()
