@@ -41,8 +41,9 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "mnm_p": ("mnm_p", {"hidden_size": 32, "memory_size": 32}),
     "gated_fw": ("gated_fw", {"hidden_size": 32}),
 }
-"""Probe name -> (core, core arguments); a name ending in ``_zo`` starts the FWM output projection
-``W_o`` at zero, so the core starts as its LSTM controller and the memory read enters as it learns."""
+"""Probe name -> (core, core arguments); a name ending in ``_zo`` starts the FWM output projection's
+weight ``W_o`` at zero (its bias as initialised; ``FWMCore(zero_init_output=True)`` zeroes both), so
+the core starts as its LSTM controller plus a constant and the memory read enters as it learns."""
 
 
 def make_batch(

@@ -214,3 +214,16 @@ def test_memory_carries_information_the_controller_does_not():
     x[0, 1] += 1.0
     _, state = core(x)
     assert not torch.allclose(state.F[0], state.F[1])
+
+
+def test_zero_init_output_starts_as_the_controller_and_learns_the_read():
+    torch.manual_seed(0)
+    core = FWMCore(input_size=5, hidden_size=8, memory_size=4, zero_init_output=True)
+    x = torch.randn(6, 3, 5)
+    y, _ = core(x)
+    z, _ = core.controller(x)
+    torch.testing.assert_close(y, z)  # the memory term is zero at the start ...
+    y.pow(2).sum().backward()
+    assert core.out_proj.weight.grad.abs().sum() > 0  # ... and gets a gradient
+    with pytest.raises(ValueError, match="zero_init_output"):
+        FWMCore(input_size=5, zero_init_output="yes")

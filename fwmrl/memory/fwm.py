@@ -103,6 +103,12 @@ class FWMCore(MemoryCore):
     lowrank_max_writes:
         Most writes kept in factor form; ``None``: ``m² / 3`` (a read costs about ``3Rm`` from the
         factors against ``m³`` from ``F``).
+    zero_init_output:
+        Start the output projection ``W_o`` (and ``b_o``) at zero, so that the core starts as its LSTM controller
+        and the memory read enters the output as it is learned. Off by default (the paper's
+        initialisation). The read is layer-normalised to unit size whatever ``F`` holds, so at the
+        default initialisation it starts as the larger part of the output; zero init made supervised
+        3-back recall learn as fast as the LSTM alone (docs/results.md §3).
     chunk_size:
         Steps per chunk for the implementations that use one; ``None``: 64 for ``"chunked"``
         (longer chunks make the contractions with ``F`` larger matrix products; its memory does not
@@ -125,6 +131,7 @@ class FWMCore(MemoryCore):
         chunk_size: int | None = None,
         state_form: str = "auto",
         lowrank_max_writes: int | None = None,
+        zero_init_output: bool = False,
     ) -> None:
         super().__init__()
         owner = "FWMCore"
@@ -164,6 +171,14 @@ class FWMCore(MemoryCore):
         self.write_proj = nn.Linear(d, 3 * m + 1)
         self.read_proj = nn.Linear(d, m + read_hops * m)
         self.out_proj = nn.Linear(m, d)
+        if not isinstance(zero_init_output, bool):
+            raise ValueError(
+                f"{owner}: 'zero_init_output' must be True or False, got {zero_init_output!r}"
+            )
+        self.zero_init_output = zero_init_output
+        if zero_init_output:
+            nn.init.zeros_(self.out_proj.weight)
+            nn.init.zeros_(self.out_proj.bias)
         bound = math.sqrt(6.0 / (d + m))
         nn.init.uniform_(self.write_proj.weight, -bound, bound)
         nn.init.uniform_(self.read_proj.weight, -bound, bound)
