@@ -107,8 +107,9 @@ class FWMCore(MemoryCore):
         Start the output projection ``W_o`` (and ``b_o``) at zero, so that the core starts as its LSTM controller
         and the memory read enters the output as it is learned. Off by default (the paper's
         initialisation). The read is layer-normalised to unit size whatever ``F`` holds, so at the
-        default initialisation it starts as the larger part of the output; zero init made supervised
-        3-back recall learn as fast as the LSTM alone (docs/results.md §3).
+        default initialisation it starts as the larger part of the output. Zero init made supervised
+        3-back recall learn as fast as the LSTM alone, but in RL on ``FWM-Recall-v0`` it stayed at
+        random where the default initialisation learned (docs/results.md §3, 3 seeds each).
     chunk_size:
         Steps per chunk for the implementations that use one; ``None``: 64 for ``"chunked"``
         (longer chunks make the contractions with ``F`` larger matrix products; its memory does not
