@@ -32,6 +32,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _revision import revision as commit_label  # benchmarks/_revision.py (run as a script)
+
 ROOT = Path(__file__).resolve().parent.parent
 N_STEPS, N_EPOCHS, BATCH_SIZE, ENCODER = 128, 4, 512, 64
 ENVS: dict[str, tuple[str, str, dict[str, Any]]] = {
@@ -150,18 +152,6 @@ def run_worker(request: dict[str, Any]) -> dict[str, float]:
     return json.loads(lines[-1][len("RESULT ") :])
 
 
-def _revision() -> str:
-    head = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
-    dirty = subprocess.run(
-        ["git", "-C", str(ROOT), "status", "--porcelain", "fwmrl", "benchmarks/ppo.py"],
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    return head + (" + uncommitted changes" if dirty else "")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", choices=list(ENVS), default="gridworld")
@@ -177,7 +167,7 @@ def main() -> None:
     if args.n_envs * N_STEPS % BATCH_SIZE and args.n_envs * N_STEPS > BATCH_SIZE:
         parser.error(f"--n-envs x {N_STEPS} must be a multiple of {BATCH_SIZE}")
     print(
-        f"{_revision()}; {ENVS[args.env][0]}; {args.n_envs} envs x {N_STEPS} steps per update, "
+        f"{commit_label('benchmarks/ppo.py')}; {ENVS[args.env][0]}; {args.n_envs} envs x {N_STEPS} steps per update, "
         f"{N_EPOCHS} epochs, minibatches of {BATCH_SIZE} steps; {args.timesteps} timed env steps "
         f"per row after one warm-up update, best of {args.repeats} runs (rows alternated), "
         f"{args.threads} torch thread(s)\n"

@@ -32,6 +32,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _revision import revision as commit_label  # benchmarks/_revision.py (run as a script)
+
 ROOT = Path(__file__).resolve().parent.parent
 #: The SB3 drop-ins before issue 18 (minibatches of one sequence with the constructor defaults).
 BASELINE = "662ad5b"
@@ -227,18 +229,6 @@ def state_cost_table(n_envs: int = 8, n_steps: int = 128, batch_size: int = 128)
     return "\n".join(lines)
 
 
-def _revision() -> str:
-    head = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
-    dirty = subprocess.run(
-        ["git", "-C", str(ROOT), "status", "--porcelain", "fwmrl", "benchmarks/sb3.py"],
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    return head + (" + uncommitted changes" if dirty else "")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", default=BASELINE, help="revision to compare with")
@@ -267,7 +257,7 @@ def main() -> None:
         before_tree = source_tree(args.baseline, Path(tmp))
         trees = {"now": ROOT, "before": before_tree}
         print(
-            f"now = {_revision()}, before = {args.baseline}; {args.n_envs} envs, "
+            f"now = {commit_label('benchmarks/sb3.py')}, before = {args.baseline}; {args.n_envs} envs, "
             f"{args.timesteps} timed env steps per row after one warm-up rollout, best of "
             f"{args.train_repeats} runs (now and before alternated), {args.threads} torch "
             f"thread(s)\n"
