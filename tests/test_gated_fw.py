@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as functional
 from torch import nn
@@ -65,3 +66,70 @@ def test_gate_blends_old_and_new_weights():
     _, new = core.step(torch.randn(1, 3), state)
     torch.testing.assert_close(new.F1, state.F1)
     torch.testing.assert_close(new.F2, torch.full_like(new.F2, torch.tanh(torch.tensor(0.5)) ** 2))
+
+
+def _explicit_update(F, alpha, beta, gamma, delta):
+    """Eq. 5-8 of the paper written out: ``H``, ``T`` and the blend as full matrices."""
+    H = torch.tanh(alpha)[:, :, None] * torch.tanh(beta)[:, None, :]
+    T = torch.sigmoid(gamma)[:, :, None] * torch.sigmoid(delta)[:, None, :]
+    return T * H + (1 - T) * F
+
+
+def test_fused_update_and_matvec_match_the_explicit_equations():
+    """The rank-one fused update and the row-vector mat-vec give the values and gradients of the
+    explicit formulas (float64), and pass gradcheck."""
+    from fwmrl.memory.gated_fw import batched_matvec, gated_outer_update
+
+    torch.manual_seed(0)
+    B, p, q = 3, 4, 6
+    F = torch.randn(B, p, q, dtype=torch.float64, requires_grad=True)
+    vecs = [torch.randn(B, n, dtype=torch.float64, requires_grad=True) for n in (p, q, p, q)]
+    x = torch.randn(B, q, dtype=torch.float64, requires_grad=True)
+    args = (F, *vecs)
+    fused, explicit = gated_outer_update(*args), _explicit_update(*args)
+    torch.testing.assert_close(fused, explicit)
+    weight = torch.randn_like(fused)
+    g_fused = torch.autograd.grad((fused * weight).sum(), args)
+    g_explicit = torch.autograd.grad((explicit * weight).sum(), args)
+    for a, b in zip(g_fused, g_explicit, strict=True):
+        torch.testing.assert_close(a, b)
+    torch.testing.assert_close(batched_matvec(F, x), torch.einsum("bij,bj->bi", F, x))
+    assert torch.autograd.gradcheck(gated_outer_update, args)
+    assert torch.autograd.gradcheck(batched_matvec, (F, x))
+
+
+def test_glorot_init_and_gate_bias():
+    """``init="glorot"``: Glorot-uniform S1/S2 weights, zero biases; ``gate_bias`` shifts exactly
+    the γ and δ biases of both updates, so the first write gate is ``σ(gate_bias)²``."""
+    torch.manual_seed(0)
+    core = GatedFWCore(input_size=15, init="glorot", gate_bias=-2.0)
+    for layer in (core.slow_in, core.slow_out):
+        bound = (6 / (layer.in_features + layer.out_features)) ** 0.5
+        assert layer.weight.abs().max() <= bound
+        assert layer.weight.abs().max() > 0.9 * bound  # uniform over the whole range
+    bias = core.slow_out.bias.detach()
+    gates = torch.zeros_like(bias, dtype=torch.bool)
+    for start, size in core.gate_slices():
+        gates[start : start + size] = True
+    assert int(gates.sum()) == 40 + 55 + 40 + 40  # γ1 (f), δ1 (f + input), γ2, δ2
+    assert torch.all(bias[gates] == -2.0) and torch.all(bias[~gates] == 0.0)
+    # With S2's weights zeroed and α1 = 0.5, β1 = 0.3, the first update writes σ(-2)² · H into
+    # the zero fast weights.
+    with torch.no_grad():
+        core.slow_out.weight.zero_()
+        core.slow_out.bias[40:80] = 0.5
+        core.slow_out.bias[80:135] = 0.3
+    _, state = core.step(torch.randn(2, 15), core.initial_state(2))
+    expected = torch.sigmoid(torch.tensor(-2.0)) ** 2 * torch.tanh(torch.tensor(0.5))
+    expected = expected * torch.tanh(torch.tensor(0.3))
+    torch.testing.assert_close(state.F1, torch.full((2, 40, 55), expected.item()))
+
+    default = GatedFWCore(input_size=15)
+    assert default.slow_out.bias.abs().max() > 0  # PyTorch's default init keeps random biases
+
+
+def test_bad_init_options_are_refused():
+    with pytest.raises(ValueError, match=r"'init' must be one of \['torch', 'glorot'\]"):
+        GatedFWCore(input_size=3, init="xavier")
+    with pytest.raises(ValueError, match="'gate_bias' must be a number"):
+        GatedFWCore(input_size=3, gate_bias="low")

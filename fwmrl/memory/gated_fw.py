@@ -11,7 +11,16 @@ import dataclasses
 import torch
 from torch import Tensor, nn
 
-from fwmrl.memory.base import CoreState, MemoryCore, check_positive_int, check_recompute_chunk
+from fwmrl.memory.base import (
+    CoreState,
+    MemoryCore,
+    check_choice,
+    check_positive_int,
+    check_recompute_chunk,
+)
+
+INITS = ["torch", "glorot"]
+"""The values of :class:`GatedFWCore`'s ``init``."""
 
 
 @dataclasses.dataclass
@@ -49,6 +58,14 @@ class GatedFWCore(MemoryCore):
         Width of the slow net's inner layer (``S1``'s output).
     layer_norm_affine:
         Learnable gain and bias in the fast net's layer norms (the paper's count has none).
+    init:
+        Initialisation of ``S1`` and ``S2``: ``"torch"`` (PyTorch's ``nn.Linear`` default,
+        ``U(±1/√fan_in)`` weights and biases) or ``"glorot"`` (Glorot-uniform weights and zero
+        biases, the TensorFlow default of the paper's time; the paper states none).
+    gate_bias:
+        Added to the initial biases of the gate pre-activations ``γ`` and ``δ`` of both updates:
+        the write gate starts at ``T ≈ σ(gate_bias)²`` (``0.25`` at ``0``), so a written
+        association keeps about ``(1 − T)^k`` of its weight after ``k`` steps.
     recompute_chunk:
         ``None``: autograd keeps every step's fast weights. ``k``: keep them every ``k`` steps and
         recompute in between during backward (same gradients, less memory).
@@ -61,6 +78,8 @@ class GatedFWCore(MemoryCore):
         slow_size: int = 40,
         slow_hidden_size: int = 100,
         layer_norm_affine: bool = False,
+        init: str = "torch",
+        gate_bias: float = 0.0,
         recompute_chunk: int | None = None,
     ) -> None:
         super().__init__()
@@ -71,6 +90,10 @@ class GatedFWCore(MemoryCore):
         self.slow_hidden_size = check_positive_int(owner, "slow_hidden_size", slow_hidden_size)
         self.output_size = fast_size
         self.recompute_chunk = check_recompute_chunk(owner, recompute_chunk)
+        self.init = check_choice(owner, "init", init, INITS)
+        if isinstance(gate_bias, bool) or not isinstance(gate_bias, (int, float)):
+            raise ValueError(f"{owner}: 'gate_bias' must be a number, got {gate_bias!r}")
+        self.gate_bias = float(gate_bias)
 
         f, n = fast_size, fast_size + input_size  # F1 is f × n, F2 is f × f
         self.update_sizes = [slow_size, f, n, f, n, f, f, f, f]  # z, Δ1 = (α β γ δ), Δ2 = (α β γ δ)
@@ -78,6 +101,24 @@ class GatedFWCore(MemoryCore):
         self.slow_out = nn.Linear(slow_hidden_size, sum(self.update_sizes))
         self.norm1 = nn.LayerNorm(f, elementwise_affine=layer_norm_affine)
         self.norm2 = nn.LayerNorm(f, elementwise_affine=layer_norm_affine)
+        self._initialise()
+
+    def _initialise(self) -> None:
+        if self.init == "glorot":
+            for layer in (self.slow_in, self.slow_out):
+                nn.init.xavier_uniform_(layer.weight)
+                nn.init.zeros_(layer.bias)
+        if self.gate_bias:
+            with torch.no_grad():
+                for start, size in self.gate_slices():
+                    self.slow_out.bias[start : start + size] += self.gate_bias
+
+    def gate_slices(self) -> list[tuple[int, int]]:
+        """``(start, size)`` of ``γ`` and ``δ`` of ``Δ1`` and ``Δ2`` in ``S2``'s outputs."""
+        starts = [0]
+        for size in self.update_sizes:
+            starts.append(starts[-1] + size)
+        return [(starts[i], self.update_sizes[i]) for i in (3, 4, 7, 8)]
 
     def initial_state(
         self, batch_size: int, device: torch.device | str | None = None
@@ -94,8 +135,8 @@ class GatedFWCore(MemoryCore):
 
     def _step(self, x: Tensor, state: GatedFWState) -> tuple[Tensor, GatedFWState, None]:
         fast_in = torch.cat([state.fast_h, x], dim=-1)
-        hidden = self.norm1(torch.tanh(torch.bmm(state.F1, fast_in.unsqueeze(-1)).squeeze(-1)))
-        fast_h = self.norm2(torch.tanh(torch.bmm(state.F2, hidden.unsqueeze(-1)).squeeze(-1)))
+        hidden = self.norm1(torch.tanh(batched_matvec(state.F1, fast_in)))
+        fast_h = self.norm2(torch.tanh(batched_matvec(state.F2, hidden)))
 
         a = torch.tanh(self.slow_in(torch.cat([state.slow_h, x], dim=-1)))
         z, a1, b1, g1, d1, a2, b2, g2, d2 = self.slow_out(a).split(self.update_sizes, dim=-1)
@@ -105,10 +146,63 @@ class GatedFWCore(MemoryCore):
         return fast_h, new_state, None
 
 
+def batched_matvec(F: Tensor, x: Tensor) -> Tensor:
+    """``F x`` for ``F [B, p, q]`` and ``x [B, q]`` (the fast net's layers), as :class:`_MatVec`."""
+    return _MatVec.apply(F, x)
+
+
+class _MatVec(torch.autograd.Function):
+    """``y = F x``, batched. On a CPU ``torch.bmm`` is several times slower for ``F @ x[..., None]``
+    and for the outer product of its gradient than for the row-vector forms used here."""
+
+    @staticmethod
+    def forward(ctx, F: Tensor, x: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(F, x)
+        return torch.bmm(x.unsqueeze(-2), F.transpose(-1, -2)).squeeze(-2)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        F, x = ctx.saved_tensors
+        grad_F = grad.unsqueeze(-1) * x.unsqueeze(-2) if ctx.needs_input_grad[0] else None
+        grad_x = torch.bmm(grad.unsqueeze(-2), F).squeeze(-2) if ctx.needs_input_grad[1] else None
+        return grad_F, grad_x
+
+
 def gated_outer_update(
     F: Tensor, alpha: Tensor, beta: Tensor, gamma: Tensor, delta: Tensor
 ) -> Tensor:
-    """``T ⊙ H + (1 − T) ⊙ F`` with ``H = tanh(α) tanh(β)ᵀ`` and ``T = σ(γ) σ(δ)ᵀ`` (batched)."""
-    H = torch.tanh(alpha).unsqueeze(-1) * torch.tanh(beta).unsqueeze(-2)
-    T = torch.sigmoid(gamma).unsqueeze(-1) * torch.sigmoid(delta).unsqueeze(-2)
-    return torch.lerp(F, H, T)
+    """``T ⊙ H + (1 − T) ⊙ F`` with ``H = tanh(α) tanh(β)ᵀ`` and ``T = σ(γ) σ(δ)ᵀ`` (batched).
+
+    ``T ⊙ H = (σ(γ) ⊙ tanh(α)) (σ(δ) ⊙ tanh(β))ᵀ`` is rank one, so neither ``H`` nor
+    ``T ⊙ H`` is built; :class:`_GatedBlend` computes ``F − T ⊙ F + a bᵀ`` and its gradients
+    with few passes over the ``[B, p, q]`` matrices (the update is memory-bound on a CPU).
+    """
+    s, r = torch.sigmoid(gamma), torch.sigmoid(delta)
+    return _GatedBlend.apply(F, s, r, s * torch.tanh(alpha), r * torch.tanh(beta))
+
+
+class _GatedBlend(torch.autograd.Function):
+    """``F' = F − (s rᵀ) ⊙ F + a bᵀ`` for ``F [B, p, q]``, ``s, a [B, p]``, ``r, b [B, q]``."""
+
+    @staticmethod
+    def forward(ctx, F: Tensor, s: Tensor, r: Tensor, a: Tensor, b: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(F, s, r, a, b)
+        gate = s.unsqueeze(-1) * r.unsqueeze(-2)
+        out = torch.addcmul(F, a.unsqueeze(-1), b.unsqueeze(-2))
+        return out.addcmul_(gate, F, value=-1.0)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        F, s, r, a, b = ctx.saved_tensors
+        grad_F = grad_s = grad_r = grad_a = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_F = torch.addcmul(grad, grad, s.unsqueeze(-1) * r.unsqueeze(-2), value=-1.0)
+        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+            grad_times_F = grad * F
+            grad_s = -torch.bmm(r.unsqueeze(-2), grad_times_F.transpose(-1, -2)).squeeze(-2)
+            grad_r = -torch.bmm(s.unsqueeze(-2), grad_times_F).squeeze(-2)
+        if ctx.needs_input_grad[3]:
+            grad_a = torch.bmm(b.unsqueeze(-2), grad.transpose(-1, -2)).squeeze(-2)
+        if ctx.needs_input_grad[4]:
+            grad_b = torch.bmm(a.unsqueeze(-2), grad).squeeze(-2)
+        return grad_F, grad_s, grad_r, grad_a, grad_b
