@@ -30,6 +30,7 @@ N_ACTIONS = 3
 BANK_SIZE = 600
 DATA_SEED = 666
 GRAPH_SETS = ("train", "test", "random")
+GRAPH_ORDERS = ("uniform", "fixed")
 OBS_SIZE = 2 * N_NODES + N_ACTIONS + 1 + 2
 """Goal one-hot, node one-hot, previous action one-hot with a "none" slot, previous reward, time."""
 
@@ -121,12 +122,22 @@ def _validate(
     invalid_penalty: float,
     max_moves: int,
     paper_rules: bool = False,
+    graph_order: str = "uniform",
+    graph_offset: int = 0,
 ) -> dict[str, Any]:
     if not isinstance(paper_rules, (bool, np.bool_)):
         raise ValueError(f"paper_rules must be True or False, got {paper_rules!r}")
+    graphs = check_choice("graphs", graphs, GRAPH_SETS)
+    graph_order = check_choice("graph_order", graph_order, GRAPH_ORDERS)
+    if graph_order == "fixed" and graphs == "random":
+        raise ValueError(
+            "graph_order='fixed' needs a fixed bank: graphs must be 'train' or 'test', got 'random'"
+        )
     return {
         "paper_rules": bool(paper_rules),
-        "graphs": check_choice("graphs", graphs, GRAPH_SETS),
+        "graphs": graphs,
+        "graph_order": graph_order,
+        "graph_offset": check_int("graph_offset", graph_offset, 0),
         "max_steps": check_int("max_steps", max_steps, 1),
         "goal_reward": check_float("goal_reward", goal_reward, 0.0, low_open=True),
         "invalid_penalty": check_float("invalid_penalty", invalid_penalty, high=0.0),
@@ -180,6 +191,13 @@ class GraphNavEnv(gym.Env[np.ndarray, np.int64]):
       restart the ``max_moves`` count (it counts every step without a goal since the last redraw),
       a redraw after ``max_moves`` sets the previous-action entry back to "none", and the
       previous-reward entry of the observation is always 0 (their input never showed the reward).
+    - ``graph_order`` (``"uniform"`` | ``"fixed"``, default ``"uniform"``): how a bank graph is
+      chosen for an episode: uniformly at random, or always the bank's graph
+      ``graph_offset % 600`` (the FWM authors' code gave env ``k`` of their 600 envs train graph
+      ``k`` in every update, and tested each of the 600 test graphs once; the vector env gives
+      its env ``k`` graph ``(graph_offset + k) % 600``). ``"fixed"`` needs ``graphs`` ``"train"`` or
+      ``"test"``.
+    - ``graph_offset`` (int >= 0, default 0): the bank index of ``graph_order="fixed"``.
     - ``render_mode`` (``None`` | ``"rgb_array"`` | ``"ansi"``).
 
     ``reset(options={"keep_task": True})`` keeps the graph of the previous episode (goal and start are
@@ -203,10 +221,22 @@ class GraphNavEnv(gym.Env[np.ndarray, np.int64]):
         invalid_penalty: float = -0.05,
         max_moves: int = 5,
         paper_rules: bool = False,
+        graph_order: str = "uniform",
+        graph_offset: int = 0,
         render_mode: str | None = None,
     ) -> None:
-        kw = _validate(graphs, max_steps, goal_reward, invalid_penalty, max_moves, paper_rules)
+        kw = _validate(
+            graphs,
+            max_steps,
+            goal_reward,
+            invalid_penalty,
+            max_moves,
+            paper_rules,
+            graph_order,
+            graph_offset,
+        )
         self.paper_rules = kw["paper_rules"]
+        self.graph_order, self.graph_offset = kw["graph_order"], kw["graph_offset"]
         self.render_mode = check_render_mode(render_mode, self.metadata["render_modes"])
         self.graphs, self.max_steps, self.max_moves = kw["graphs"], kw["max_steps"], kw["max_moves"]
         self.goal_reward, self.invalid_penalty = kw["goal_reward"], kw["invalid_penalty"]
@@ -247,7 +277,10 @@ class GraphNavEnv(gym.Env[np.ndarray, np.int64]):
         elif self._bank is None:
             self.graph = sample_graphs(lambda sel: self._stream.take(len(sel)), 1)[0]
         else:
-            self.graph_index = int(self._uniform() * BANK_SIZE)
+            if self.graph_order == "fixed":
+                self.graph_index = self.graph_offset % BANK_SIZE
+            else:
+                self.graph_index = int(self._uniform() * BANK_SIZE)
             self.graph = self._bank[self.graph_index].astype(np.int64)
         self._edges = self.graph.tolist()
         self._goal = int(self._uniform() * N_NODES)
@@ -353,10 +386,13 @@ class GraphNavEnv(gym.Env[np.ndarray, np.int64]):
 class GraphNavVectorEnv(BatchedEnv):
     """``num_envs`` copies of :class:`GraphNavEnv` advanced with NumPy array operations.
 
-    Same arguments as :class:`GraphNavEnv` plus ``num_envs``. Seeding and autoreset
+    Same arguments as :class:`GraphNavEnv` plus ``num_envs``; with ``graph_order="fixed"`` env ``k``
+    plays bank graph ``(graph_offset + k) % 600`` in every episode (the single env with
+    ``graph_offset + k``). Seeding and autoreset
     (``AutoresetMode.NEXT_STEP``) follow ``SyncVectorEnv``: for the same seeds and actions the
     trajectories equal those of ``num_envs`` single envs. ``reset(options={"keep_task": True})``
-    keeps every reset sub-environment's graph; autoresets always draw a new graph.
+    keeps every reset sub-environment's graph; autoresets draw a new graph (the same one with
+    ``graph_order="fixed"``).
     """
 
     def __init__(
@@ -368,10 +404,22 @@ class GraphNavVectorEnv(BatchedEnv):
         invalid_penalty: float = -0.05,
         max_moves: int = 5,
         paper_rules: bool = False,
+        graph_order: str = "uniform",
+        graph_offset: int = 0,
         render_mode: str | None = None,
     ) -> None:
-        kw = _validate(graphs, max_steps, goal_reward, invalid_penalty, max_moves, paper_rules)
+        kw = _validate(
+            graphs,
+            max_steps,
+            goal_reward,
+            invalid_penalty,
+            max_moves,
+            paper_rules,
+            graph_order,
+            graph_offset,
+        )
         self.paper_rules = kw["paper_rules"]
+        self.graph_order, self.graph_offset = kw["graph_order"], kw["graph_offset"]
         super().__init__(
             num_envs,
             _observation_space(kw["goal_reward"], kw["invalid_penalty"]),
@@ -426,7 +474,10 @@ class GraphNavVectorEnv(BatchedEnv):
         elif self._bank is None:
             self.graph[idx] = sample_graphs(lambda sel: self.streams.next(idx[sel]), len(idx))
         else:
-            k = (self.streams.next(idx) * BANK_SIZE).astype(np.int64)
+            if self.graph_order == "fixed":
+                k = (self.graph_offset + idx) % BANK_SIZE
+            else:
+                k = (self.streams.next(idx) * BANK_SIZE).astype(np.int64)
             self.graph_index[idx] = k
             self.graph[idx] = self._bank[k]
         self._has_graph[idx] = True

@@ -5,8 +5,9 @@ from math import gcd
 
 import numpy as np
 import pytest
+from gymnasium.vector import SyncVectorEnv
 
-from fwmrl.envs import GraphNavEnv, graph_banks, sample_graphs
+from fwmrl.envs import GraphNavEnv, GraphNavVectorEnv, graph_banks, sample_graphs
 from fwmrl.envs.graphnav import BANK_SIZE, N_ACTIONS, N_NODES
 
 BANK_DIGEST = "a8554450bbd2df57"  # changes only if the bank generator changes
@@ -244,3 +245,59 @@ def test_paper_rules_count_moves_across_goals_and_hide_the_reward():
 def test_paper_rules_must_be_a_bool():
     with pytest.raises(ValueError, match="paper_rules"):
         GraphNavEnv(paper_rules="yes")
+
+
+def test_fixed_graph_order_keeps_one_bank_graph_per_env():
+    banks = graph_banks()
+    env = GraphNavEnv(graphs="test", graph_order="fixed", graph_offset=601)
+    for seed in range(5):
+        env.reset(seed=seed)
+        assert env.graph_index == 1  # 601 % 600
+        np.testing.assert_array_equal(env.graph, banks["test"][1])
+    vec = GraphNavVectorEnv(600, graphs="train", graph_order="fixed")
+    vec.reset(seed=3)
+    np.testing.assert_array_equal(vec.graph_index, np.arange(600))
+    np.testing.assert_array_equal(vec.graph, banks["train"])  # the whole bank once per batch
+    vec.reset()
+    np.testing.assert_array_equal(vec.graph_index, np.arange(600))
+
+
+def test_fixed_graph_order_vector_env_equals_single_envs_with_offsets():
+    n, offset, kwargs = 5, 598, {"max_steps": 7, "max_moves": 2, "graph_order": "fixed"}
+    single = SyncVectorEnv(
+        [lambda k=k: GraphNavEnv(**kwargs, graph_offset=offset + k) for k in range(n)]
+    )
+    native = GraphNavVectorEnv(n, **kwargs, graph_offset=offset)
+    obs_a, _ = single.reset(seed=4)
+    obs_b, _ = native.reset(seed=4)
+    np.testing.assert_array_equal(obs_a, obs_b)
+    np.testing.assert_array_equal(native.graph_index, [598, 599, 0, 1, 2])
+    rng = np.random.default_rng(0)
+    for _ in range(40):  # several autoresets: the graph stays, goals and starts are redrawn
+        actions = rng.integers(3, size=n)
+        for a, b in zip(single.step(actions)[:4], native.step(actions)[:4], strict=True):
+            np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(native.graph_index, [598, 599, 0, 1, 2])
+
+
+def test_uniform_graph_order_is_the_default_and_unchanged():
+    a, b = GraphNavEnv(graphs="train"), GraphNavEnv(graphs="train", graph_order="uniform")
+    for seed in range(10):
+        obs_a, _ = a.reset(seed=seed)
+        obs_b, _ = b.reset(seed=seed)
+        np.testing.assert_array_equal(obs_a, obs_b)
+        assert a.graph_index == b.graph_index
+    indices = set()
+    for _ in range(20):
+        a.reset()
+        indices.add(a.graph_index)
+    assert len(indices) > 10  # a uniform draw per episode
+
+
+def test_graph_order_arguments_are_checked():
+    with pytest.raises(ValueError, match="graph_order must be one of"):
+        GraphNavEnv(graph_order="sorted")
+    with pytest.raises(ValueError, match="graph_order='fixed' needs a fixed bank"):
+        GraphNavVectorEnv(2, graphs="random", graph_order="fixed")
+    with pytest.raises(ValueError, match="graph_offset must be an integer"):
+        GraphNavEnv(graph_order="fixed", graph_offset=-1)
