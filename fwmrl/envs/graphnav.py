@@ -124,9 +124,11 @@ def _validate(
     paper_rules: bool = False,
     graph_order: str = "uniform",
     graph_offset: int = 0,
+    show_reward: bool = True,
 ) -> dict[str, Any]:
-    if not isinstance(paper_rules, (bool, np.bool_)):
-        raise ValueError(f"paper_rules must be True or False, got {paper_rules!r}")
+    for name, flag in (("paper_rules", paper_rules), ("show_reward", show_reward)):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise ValueError(f"{name} must be True or False, got {flag!r}")
     graphs = check_choice("graphs", graphs, GRAPH_SETS)
     graph_order = check_choice("graph_order", graph_order, GRAPH_ORDERS)
     if graph_order == "fixed" and graphs == "random":
@@ -135,6 +137,7 @@ def _validate(
         )
     return {
         "paper_rules": bool(paper_rules),
+        "show_reward": bool(show_reward) and not paper_rules,
         "graphs": graphs,
         "graph_order": graph_order,
         "graph_offset": check_int("graph_offset", graph_offset, 0),
@@ -198,6 +201,8 @@ class GraphNavEnv(gym.Env[np.ndarray, np.int64]):
       its env ``k`` graph ``(graph_offset + k) % 600``). ``"fixed"`` needs ``graphs`` ``"train"`` or
       ``"test"``.
     - ``graph_offset`` (int >= 0, default 0): the bank index of ``graph_order="fixed"``.
+    - ``show_reward`` (bool, default True): False keeps the previous-reward entry at 0 and changes
+      nothing else (the hidden reward of ``paper_rules`` alone); ``paper_rules=True`` always hides it.
     - ``render_mode`` (``None`` | ``"rgb_array"`` | ``"ansi"``).
 
     ``reset(options={"keep_task": True})`` keeps the graph of the previous episode (goal and start are
@@ -223,6 +228,7 @@ class GraphNavEnv(gym.Env[np.ndarray, np.int64]):
         paper_rules: bool = False,
         graph_order: str = "uniform",
         graph_offset: int = 0,
+        show_reward: bool = True,
         render_mode: str | None = None,
     ) -> None:
         kw = _validate(
@@ -234,8 +240,9 @@ class GraphNavEnv(gym.Env[np.ndarray, np.int64]):
             paper_rules,
             graph_order,
             graph_offset,
+            show_reward,
         )
-        self.paper_rules = kw["paper_rules"]
+        self.paper_rules, self.show_reward = kw["paper_rules"], kw["show_reward"]
         self.graph_order, self.graph_offset = kw["graph_order"], kw["graph_offset"]
         self.render_mode = check_render_mode(render_mode, self.metadata["render_modes"])
         self.graphs, self.max_steps, self.max_moves = kw["graphs"], kw["max_steps"], kw["max_moves"]
@@ -318,7 +325,7 @@ class GraphNavEnv(gym.Env[np.ndarray, np.int64]):
             self._resample()
         self._t += 1
         self._prev_action = -1 if late and self.paper_rules else a
-        self._prev_reward = 0.0 if self.paper_rules else reward
+        self._prev_reward = reward if self.show_reward else 0.0
         self._ended = self._t >= self.max_steps
         return (
             self._observation(),
@@ -406,6 +413,7 @@ class GraphNavVectorEnv(BatchedEnv):
         paper_rules: bool = False,
         graph_order: str = "uniform",
         graph_offset: int = 0,
+        show_reward: bool = True,
         render_mode: str | None = None,
     ) -> None:
         kw = _validate(
@@ -417,8 +425,9 @@ class GraphNavVectorEnv(BatchedEnv):
             paper_rules,
             graph_order,
             graph_offset,
+            show_reward,
         )
-        self.paper_rules = kw["paper_rules"]
+        self.paper_rules, self.show_reward = kw["paper_rules"], kw["show_reward"]
         self.graph_order, self.graph_offset = kw["graph_order"], kw["graph_offset"]
         super().__init__(
             num_envs,
@@ -512,10 +521,9 @@ class GraphNavVectorEnv(BatchedEnv):
             self._resample(idx)
         self._t += 1
         self._prev_action = actions.copy()
-        self._prev_reward = rewards
+        self._prev_reward = rewards if self.show_reward else np.zeros_like(rewards)
         if self.paper_rules:
             self._prev_action[late] = -1
-            self._prev_reward = np.zeros_like(rewards)
         self._write_obs()
         return rewards.copy(), np.zeros(self.num_envs, dtype=bool), self._t >= self.max_steps
 

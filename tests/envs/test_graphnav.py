@@ -301,3 +301,35 @@ def test_graph_order_arguments_are_checked():
         GraphNavVectorEnv(2, graphs="random", graph_order="fixed")
     with pytest.raises(ValueError, match="graph_offset must be an integer"):
         GraphNavEnv(graph_order="fixed", graph_offset=-1)
+
+
+def test_show_reward_false_only_hides_the_reward():
+    shown, hidden = GraphNavEnv(), GraphNavEnv(show_reward=False)
+    rng = np.random.default_rng(1)
+    paid = set()
+    for seed in range(5):
+        obs_a, _ = shown.reset(seed=seed)
+        obs_b, _ = hidden.reset(seed=seed)
+        for _ in range(30):
+            a = int(rng.integers(3))
+            obs_a, reward_a, *_ = shown.step(a)
+            obs_b, reward_b, *_ = hidden.step(a)
+            assert reward_a == reward_b and obs_b[14] == 0.0 and obs_a[14] == np.float32(reward_a)
+            np.testing.assert_array_equal(np.delete(obs_a, 14), np.delete(obs_b, 14))
+            paid.add(reward_a)
+    assert {10.0, -0.05} <= paid
+    assert not GraphNavEnv(paper_rules=True, show_reward=True).show_reward  # paper rules hide it
+
+
+def test_show_reward_false_vector_env_equals_single_envs():
+    kwargs = {"max_steps": 9, "show_reward": False, "graphs": "test"}
+    single = SyncVectorEnv([lambda: GraphNavEnv(**kwargs) for _ in range(4)])
+    native = GraphNavVectorEnv(4, **kwargs)
+    np.testing.assert_array_equal(single.reset(seed=2)[0], native.reset(seed=2)[0])
+    rng = np.random.default_rng(3)
+    for _ in range(30):
+        actions = rng.integers(3, size=4)
+        for a, b in zip(single.step(actions)[:4], native.step(actions)[:4], strict=True):
+            np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="show_reward must be True or False"):
+        GraphNavVectorEnv(2, show_reward=1)
