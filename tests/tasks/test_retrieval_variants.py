@@ -44,3 +44,19 @@ def test_generator_options_reach_the_stream():
     assert key_blind_accuracy(easier.valid) > 0.6
     with pytest.raises(ValueError, match="max_items"):
         retrieval_data(1, 10, 1, max_items=0)
+
+
+def test_paper_config_is_the_paper_model_without_clipping():
+    from pathlib import Path
+
+    from fwmrl.config import load_config
+    from fwmrl.tasks.trainer import build_model
+
+    root = Path(__file__).resolve().parents[2]
+    config = load_config(root / "configs/retrieval_gated_fw_paper.yaml")
+    task = config.task
+    assert (task.seq_len, task.batch_size, task.optimizer, task.lr) == (32, 256, "nadam", 0.002)
+    assert task.max_grad_norm is None
+    model = build_model(config, 15)
+    assert sum(p.numel() for p in model.parameters()) == 45_830
+    assert model.core.init == "glorot" and float(model.core.slow_out.bias.abs().max()) == 0.0
