@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -223,31 +224,55 @@ class FWMCore(MemoryCore):
         resets: Tensor | None = None,
     ) -> tuple[Tensor, FWMState | FWMLowRankState]:
         x, state, resets = self._check_inputs(x, state, resets)
-        z, h, c = run_lstm_with_resets(self.controller, x, state.h, state.c, resets)
-        write, read = self.write_proj(z), self.read_proj(z)
-        steps, opts = x.shape[0], self.scan_options
-        new_state: FWMState | FWMLowRankState
-        if isinstance(state, FWMLowRankState) and self._lowrank_fits(state.memory, resets, steps):
-            n, memory = lowrank_scan(write, read, state.memory, resets, opts)
-            new_state = FWMLowRankState(h, c, *memory)
-        elif isinstance(state, FWMLowRankState):
-            scan = FWM_SCANS[self.implementation]
-            n, F = scan(write, read, state.memory.to_dense(), resets, opts)
-            new_state = FWMState(h=h, c=c, F=F)
-        elif self._starts_fresh(state, resets, steps):
-            # every sequence resets at the first step: F_0 is zero, the window runs on factors
-            empty = LowRankMemory.empty(x.shape[1], self.memory_size, write)
-            n, memory = lowrank_scan(write, read, empty, resets, opts)
-            new_state = FWMState(h=h, c=c, F=memory.to_dense())
-        else:
-            scan = FWM_SCANS[self.implementation]
-            n, F = scan(write, read, state.F, resets, opts)
-            new_state = FWMState(h=h, c=c, F=F)
-        y = self.out_proj(n)
-        if self.residual:
-            y = y + z
+        z, h, c, write, read = self._controller(x, state, resets)
+        n, memory = self._memory(write, read, state, resets)
         self.aux_loss = self.aux_loss_per_step = None
-        return y, new_state
+        return self._output(n, z), self._new_state(h, c, memory)
+
+    def _controller(
+        self, x: Tensor, state: FWMState | FWMLowRankState, resets: Tensor | None
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """The LSTM over the window and the memory's projections: ``z, h, c, write, read``."""
+        z, h, c = run_lstm_with_resets(self.controller, x, state.h, state.c, resets)
+        return z, h, c, self.write_proj(z), self.read_proj(z)
+
+    def _memory(
+        self,
+        write: Tensor,
+        read: Tensor,
+        state: FWMState | FWMLowRankState,
+        resets: Tensor | None,
+    ) -> tuple[Tensor, Tensor | LowRankMemory]:
+        """The fast-weight scan over ``write, read [T, B, ...]`` from ``state``'s memory: the last
+        hop's reads ``n [T, B, m]`` and the memory after the window (dense ``F`` or factors)."""
+        steps, opts = write.shape[0], self.scan_options
+        if isinstance(state, FWMLowRankState) and self._lowrank_fits(state.memory, resets, steps):
+            return lowrank_scan(write, read, state.memory, resets, opts)
+        scan = FWM_SCANS[self.implementation]
+        if isinstance(state, FWMLowRankState):
+            return scan(write, read, state.memory.to_dense(), resets, opts)
+        if self._starts_fresh(state, resets, steps):
+            # every sequence resets at the first step: F_0 is zero, the window runs on factors
+            empty = LowRankMemory.empty(write.shape[1], self.memory_size, write)
+            n, memory = lowrank_scan(write, read, empty, resets, opts)
+            return n, memory.to_dense()
+        return scan(write, read, state.F, resets, opts)
+
+    def _output(self, n: Tensor, z: Tensor) -> Tensor:
+        y = self.out_proj(n)
+        return y + z if self.residual else y
+
+    @staticmethod
+    def _new_state(
+        h: Tensor, c: Tensor, memory: Tensor | LowRankMemory
+    ) -> FWMState | FWMLowRankState:
+        if isinstance(memory, LowRankMemory):
+            return FWMLowRankState(h, c, *memory)
+        return FWMState(h=h, c=c, F=memory)
+
+    def _scan_signature(self) -> tuple[object, ...]:
+        """What decides how :meth:`_memory` runs a window (equal for cores that can share one)."""
+        return (self.scan_options, self.implementation, self.state_form, self.lowrank_max_writes)
 
     def _lowrank_fits(self, memory: LowRankMemory, resets: Tensor | None, steps: int) -> bool:
         """Whether the factors stay within ``lowrank_max_writes`` over a window of ``steps``."""
@@ -268,3 +293,75 @@ class FWMCore(MemoryCore):
         if torch.is_grad_enabled() and state.F.requires_grad:
             return False
         return bool(resets[0].all())
+
+
+def can_run_jointly(
+    cores: Sequence[MemoryCore], states: Sequence[CoreState | None] | None = None
+) -> bool:
+    """Whether :func:`run_jointly` applies: two or more :class:`FWMCore` with the same memory
+    options (and, when given, states of one form with the same number of factor writes)."""
+    if len(cores) < 2 or not all(type(core) is FWMCore for core in cores):
+        return False
+    signature = cores[0]._scan_signature()  # type: ignore[attr-defined]
+    if any(core._scan_signature() != signature for core in cores[1:]):  # type: ignore[attr-defined]
+        return False
+    if states is None:
+        return True
+    if any(state is None for state in states):
+        return all(state is None for state in states)
+    kinds = {type(state) for state in states}
+    if len(kinds) != 1:
+        return False
+    if kinds == {FWMLowRankState}:
+        return len({state.k1.shape[1] for state in states}) == 1  # type: ignore[union-attr]
+    return True
+
+
+def run_jointly(
+    cores: Sequence[FWMCore],
+    inputs: Sequence[Tensor],
+    states: Sequence[FWMState | FWMLowRankState | None],
+    resets: Tensor | None = None,
+) -> list[tuple[Tensor, FWMState | FWMLowRankState]]:
+    """``[core(x, state, resets) for core, x, state in zip(cores, inputs, states)]`` with one
+    fast-weight scan for all of them.
+
+    The scan has no parameters and treats every sequence on its own, so the cores' windows (same
+    ``T``, same ``resets``) are stacked along the batch and scanned once: the same values and
+    gradients, with the scan's per-step operations paid once instead of once per core (an actor and
+    a critic memory over the same observations). Each controller runs on its own. Needs
+    :func:`can_run_jointly`; raises a ``ValueError`` otherwise.
+    """
+    if not can_run_jointly(cores, states) or len(inputs) != len(cores):
+        raise ValueError(
+            "run_jointly: 'cores' must be two or more FWMCore with the same memory options, with "
+            "one input and one state (of one form) per core"
+        )
+    controlled = []
+    checked_resets = resets
+    for core, x, state in zip(cores, inputs, states, strict=True):
+        x, state, checked_resets = core._check_inputs(x, state, resets)
+        controlled.append((state, *core._controller(x, state, checked_resets)))
+    batches = [x.shape[1] for x in inputs]
+    joint_resets = None if checked_resets is None else checked_resets.repeat(1, len(cores))
+    joint_state = type(controlled[0][0]).cat([item[0] for item in controlled])
+    n, memory = cores[0]._memory(
+        torch.cat([item[4] for item in controlled], dim=1),
+        torch.cat([item[5] for item in controlled], dim=1),
+        joint_state,
+        joint_resets,
+    )
+    outputs = []
+    parts_n = n.split(batches, dim=1)
+    if isinstance(memory, LowRankMemory):
+        pieces = [
+            LowRankMemory(*fields)
+            for fields in zip(*(t.split(batches) for t in memory), strict=True)
+        ]
+    else:
+        pieces = list(memory.split(batches))
+    for core, item, part_n, part_memory in zip(cores, controlled, parts_n, pieces, strict=True):
+        _, z, h, c, _, _ = item
+        core.aux_loss = core.aux_loss_per_step = None
+        outputs.append((core._output(part_n, z), core._new_state(h, c, part_memory)))
+    return outputs

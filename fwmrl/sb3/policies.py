@@ -41,6 +41,7 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
 from fwmrl.memory import CoreState, MemoryCore, available_cores, make_core
+from fwmrl.memory.fwm import can_run_jointly, run_jointly
 from fwmrl.threads import apply_default_threads
 
 CRITIC_MEMORY_MODES = ("separate", "shared", "none")
@@ -377,6 +378,17 @@ class MemoryPolicy(ActorCriticPolicy):
         self._check_batch(states, n_seq)
         pi_features, vf_features = self._features(obs)
         resets = self._resets(episode_starts, n_seq, pi_features.device)
+        if self.memory_critic is not None and self._scan_jointly(states):
+            length = pi_features.shape[0] // n_seq
+            (y_pi, pi_state), (y_vf, vf_state) = run_jointly(
+                [self.memory_actor, self.memory_critic],  # type: ignore[list-item]
+                [f.reshape(length, n_seq, -1) for f in (pi_features, vf_features)],
+                [states.pi, states.vf],  # type: ignore[list-item]
+                resets,
+            )
+            latent_pi = self.mlp_extractor.forward_actor(y_pi.reshape(length * n_seq, -1))
+            latent_vf = self.mlp_extractor.forward_critic(y_vf.reshape(length * n_seq, -1))
+            return latent_pi, latent_vf, MemoryStates(pi_state, vf_state)
         y_pi, pi_state = self._run_core(self.memory_actor, pi_features, states.pi, resets, n_seq)
         vf_state = None
         if self.memory_critic is not None:
@@ -391,6 +403,15 @@ class MemoryPolicy(ActorCriticPolicy):
         latent_pi = self.mlp_extractor.forward_actor(y_pi)
         latent_vf = self.mlp_extractor.forward_critic(y_vf)
         return latent_pi, latent_vf, MemoryStates(pi_state, vf_state)
+
+    def _scan_jointly(self, states: MemoryStates) -> bool:
+        """Whether the actor's and the critic's memories run as one scan (two FWM cores of one
+        configuration, see :func:`fwmrl.memory.fwm.run_jointly`: the same values, the scan's
+        per-step cost paid once)."""
+        joint = getattr(self, "_joint_cores", None)
+        if joint is None:
+            joint = self._joint_cores = can_run_jointly(self.cores())
+        return joint and can_run_jointly(self.cores(), states.parts())
 
     def _actor_latent(
         self, obs: PyTorchObs, state: CoreState, episode_starts: th.Tensor, n_seq: int
