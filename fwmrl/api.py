@@ -68,7 +68,7 @@ class A2C:
     core_kwargs:
         The core's arguments (``core.*`` of a config), e.g. ``{"memory_size": 16}``.
     policy_kwargs:
-        ``encoder_sizes`` and ``activation`` (``policy.*``).
+        ``encoder_sizes``, ``activation`` and ``head_init`` (``policy.*``).
     env_kwargs:
         Arguments of the env constructor (``env.kwargs``) when ``env`` is an id.
     seed:

@@ -142,10 +142,15 @@ class PolicyConfig(_Section):
         feeds the flat observation to the core directly).
     activation:
         activation of the encoder.
+    head_init:
+        ``small`` (default): the policy head starts at orthogonal(0.01) weights and a zero bias (a
+        near-uniform first policy); ``default``: PyTorch's ``nn.Linear`` initialisation (the FWM
+        authors' meta-RL code).
     """
 
     encoder_sizes: list[int] = Field(default_factory=lambda: [64])
     activation: Literal["tanh", "relu"] = "tanh"
+    head_init: Literal["small", "default"] = "small"
 
     @field_validator("encoder_sizes")
     @classmethod

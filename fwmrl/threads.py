@@ -49,8 +49,10 @@ def _torch_default() -> int:
 def default_threads() -> int | None:
     """The thread count :func:`apply_default_threads` would set (``None``: leave torch alone).
 
-    Raises:
-        ValueError: when ``FWMRL_NUM_THREADS`` is not a non-negative integer.
+    Raises
+    ------
+    ValueError
+        when ``FWMRL_NUM_THREADS`` is not a non-negative integer.
     """
     if _chosen:
         return None

@@ -60,28 +60,39 @@ CHECKPOINT_FORMAT = 2
 class Rollout:
     """``T`` steps of ``B`` envs, time-major.
 
-    Attributes:
-        obs: the observations the actions were taken from, as the policy's flat features
-            ``[T, B, obs_size]`` (:meth:`MemoryActorCritic.preprocess`).
-        starts: bool ``[T, B]``: ``obs[t, b]`` is the first observation of an episode (core reset).
-        valid: bool ``[T, B]``: step ``t`` is a real transition that is learned from; False for the
-            autoreset step after an episode ended (and, with ``n_steps: episode``, after an env's
-            first episode).
-        actions: ``[T, B, *action_shape]`` as the policy's action distribution stores them (int64
-            for Discrete/MultiDiscrete/MultiBinary; float32 unclipped samples for Box).
-        rewards: ``[T, B]`` float32.
-        terminated, truncated: bool ``[T, B]``: the episode ended at step ``t`` (the env's flags).
-        values: ``[T + 1, B]`` values of the collection pass; ``values[T]`` is the bootstrap value of
-            the observation after the rollout.
-        initial_state: core state before step 0 (no gradient).
-        log_probs: ``[T, B]`` log-probabilities of ``actions`` under the collection policy, or
-            ``None`` (recorded only when the trainer's ``record_log_probs`` is set: PPO's old
-            log-probabilities; A2C does not need them).
-        outputs: the collection pass's policy outputs with their autograd graph
-            (:class:`PolicyOutputs`, with :attr:`A2C.reuse_collection_graph`), or ``None``.
-            :meth:`A2C.train_on_rollout` back-propagates through them instead of re-running the
-            policy over the rollout while the parameters are still the ones they were computed
-            with, and consumes them (a second call re-runs the policy).
+    Attributes
+    ----------
+    obs
+        the observations the actions were taken from, as the policy's flat features
+        ``[T, B, obs_size]`` (:meth:`MemoryActorCritic.preprocess`).
+    starts
+        bool ``[T, B]``: ``obs[t, b]`` is the first observation of an episode (core reset).
+    valid
+        bool ``[T, B]``: step ``t`` is a real transition that is learned from; False for the
+        autoreset step after an episode ended (and, with ``n_steps: episode``, after an env's
+        first episode).
+    actions
+        ``[T, B, *action_shape]`` as the policy's action distribution stores them (int64
+        for Discrete/MultiDiscrete/MultiBinary; float32 unclipped samples for Box).
+    rewards
+        ``[T, B]`` float32.
+    terminated, truncated
+        bool ``[T, B]``: the episode ended at step ``t`` (the env's flags).
+    values
+        ``[T + 1, B]`` values of the collection pass; ``values[T]`` is the bootstrap value of
+        the observation after the rollout.
+    initial_state
+        core state before step 0 (no gradient).
+    log_probs
+        ``[T, B]`` log-probabilities of ``actions`` under the collection policy, or
+        ``None`` (recorded only when the trainer's ``record_log_probs`` is set: PPO's old
+        log-probabilities; A2C does not need them).
+    outputs
+        the collection pass's policy outputs with their autograd graph
+        (:class:`PolicyOutputs`, with :attr:`A2C.reuse_collection_graph`), or ``None``.
+        :meth:`A2C.train_on_rollout` back-propagates through them instead of re-running the
+        policy over the rollout while the parameters are still the ones they were computed
+        with, and consumes them (a second call re-runs the policy).
     """
 
     obs: Tensor
@@ -101,13 +112,18 @@ class Rollout:
 class PolicyOutputs:
     """The policy's outputs over a rollout, recorded step by step with their autograd graph.
 
-    Attributes:
-        params: ``[T, B, param_size]`` action-distribution parameters (logits or means).
-        values: ``[T, B]`` value-head outputs.
-        aux: ``[T, B]`` the core's auxiliary loss per step (MNM's meta loss), or ``None``.
-        versions: the policy parameters' version counters when the outputs were computed; the
-            outputs are those of today's parameters while these are unchanged (an optimizer step
-            or ``load_state_dict`` changes them in place).
+    Attributes
+    ----------
+    params
+        ``[T, B, param_size]`` action-distribution parameters (logits or means).
+    values
+        ``[T, B]`` value-head outputs.
+    aux
+        ``[T, B]`` the core's auxiliary loss per step (MNM's meta loss), or ``None``.
+    versions
+        the policy parameters' version counters when the outputs were computed; the
+        outputs are those of today's parameters while these are unchanged (an optimizer step
+        or ``load_state_dict`` changes them in place).
     """
 
     params: Tensor
@@ -137,15 +153,21 @@ def compute_advantages(
 ) -> tuple[Tensor, Tensor]:
     """GAE(λ) advantages and returns for a rollout with next-step autoreset.
 
-    Args:
-        rewards, terminated, truncated, valid: ``[T, B]`` (see :class:`Rollout`).
-        values: ``[T + 1, B]``: ``values[t + 1]`` is the value of the observation step ``t`` led to
-            (for an episode that ended at ``t``, its final observation).
-        gamma, gae_lambda: discount and GAE λ (1.0: n-step / Monte-Carlo returns).
-        bootstrap_truncated: bootstrap a truncated episode from the value of its final observation.
+    Parameters
+    ----------
+    rewards, terminated, truncated, valid
+        ``[T, B]`` (see :class:`Rollout`).
+    values
+        ``[T + 1, B]``: ``values[t + 1]`` is the value of the observation step ``t`` led to
+        (for an episode that ended at ``t``, its final observation).
+    gamma, gae_lambda
+        discount and GAE λ (1.0: n-step / Monte-Carlo returns).
+    bootstrap_truncated
+        bootstrap a truncated episode from the value of its final observation.
 
-    Returns:
-        ``(advantages [T, B], returns [T, B])``, both zero where ``valid`` is False.
+    Returns
+    -------
+    ``(advantages [T, B], returns [T, B])``, both zero where ``valid`` is False.
     """
     steps = rewards.shape[0]
     advantages = torch.zeros_like(rewards)
@@ -165,8 +187,10 @@ def compute_advantages(
 def env_shard(num_envs: int, world: int, rank: int) -> slice:
     """The envs (indices of the global ``env.num_envs``) that rank ``rank`` of ``world`` steps.
 
-    Raises:
-        ConfigError: ``num_envs`` is not a multiple of ``world``.
+    Raises
+    ------
+    ConfigError
+        ``num_envs`` is not a multiple of ``world``.
     """
     if num_envs % world:
         divisors = [n for n in range(1, num_envs + 1) if num_envs % n == 0]
@@ -180,6 +204,30 @@ def env_shard(num_envs: int, world: int, rank: int) -> slice:
     return slice(rank * per, (rank + 1) * per)
 
 
+def policy_from_config(config: Config, env: gym.vector.VectorEnv | gym.Env) -> MemoryActorCritic:
+    """The :class:`MemoryActorCritic` that ``config.core`` and ``config.policy`` describe, for the
+    spaces of ``env`` (a single env's spaces of a vector env).
+
+    Raises
+    ------
+    ConfigError
+        the env's spaces are not supported (the message names them).
+    """
+    vector = isinstance(env, gym.vector.VectorEnv)
+    try:
+        return MemoryActorCritic(
+            env.single_observation_space if vector else env.observation_space,
+            env.single_action_space if vector else env.action_space,
+            core=config.core.name,
+            core_kwargs=config.core.kwargs,
+            encoder_sizes=config.policy.encoder_sizes,
+            activation=config.policy.activation,
+            head_init=config.policy.head_init,
+        )
+    except ValueError as error:
+        raise ConfigError(f"env.id: {error}") from None
+
+
 class A2C:
     """Synchronous A2C over a batched vector env with a :class:`MemoryActorCritic` policy.
 
@@ -190,25 +238,37 @@ class A2C:
     summed over the ranks before clipping, so an update is the one-process update up to
     floating-point summation order. Episode statistics are gathered from every rank.
 
-    Args:
-        config: the experiment (:class:`fwmrl.config.Config`); ``env``, ``core``, ``policy``,
-            ``algo`` and ``train.seed`` / ``train.device`` are used here.
-        env: a vector env to train on instead of the one ``config.env`` describes (it must hold
-            ``env.num_envs`` envs; one process only). Its state is saved in checkpoints only if
-            it is one of fwmrl's envs.
-        policy: a :class:`MemoryActorCritic` to train instead of the one ``config.core`` and
-            ``config.policy`` describe.
+    Parameters
+    ----------
+    config
+        the experiment (:class:`fwmrl.config.Config`); ``env``, ``core``, ``policy``,
+        ``algo`` and ``train.seed`` / ``train.device`` are used here.
+    env
+        a vector env to train on instead of the one ``config.env`` describes (it must hold
+        ``env.num_envs`` envs; one process only). Its state is saved in checkpoints only if
+        it is one of fwmrl's envs.
+    policy
+        a :class:`MemoryActorCritic` to train instead of the one ``config.core`` and
+        ``config.policy`` describe.
 
-    Attributes:
-        env: the vector env (next-step autoreset): this rank's envs.
-        num_envs: this rank's envs; ``global_num_envs`` all ranks' (``env.num_envs``) and
-            ``env_slice`` this rank's share of them.
-        rank, world: this process's rank and the number of data-parallel processes.
-        policy: the actor-critic.
-        optimizer: Adam or RMSprop over the policy's parameters.
-        update: updates done so far.
-        env_steps: env steps done so far over all ranks (``T * B`` per update, autoreset steps
-            included).
+    Attributes
+    ----------
+    env
+        the vector env (next-step autoreset): this rank's envs.
+    num_envs
+        this rank's envs; ``global_num_envs`` all ranks' (``env.num_envs``) and
+        ``env_slice`` this rank's share of them.
+    rank, world
+        this process's rank and the number of data-parallel processes.
+    policy
+        the actor-critic.
+    optimizer
+        Adam or RMSprop over the policy's parameters.
+    update
+        updates done so far.
+    env_steps
+        env steps done so far over all ranks (``T * B`` per update, autoreset steps
+        included).
     """
 
     record_log_probs = False
@@ -247,17 +307,7 @@ class A2C:
         self.env = env if env is not None else make_env_or_explain(config, local, config.env.kwargs)
         self.num_envs = self.env.num_envs
         if policy is None:
-            try:
-                policy = MemoryActorCritic(
-                    self.env.single_observation_space,
-                    self.env.single_action_space,
-                    core=config.core.name,
-                    core_kwargs=config.core.kwargs,
-                    encoder_sizes=config.policy.encoder_sizes,
-                    activation=config.policy.activation,
-                )
-            except ValueError as error:
-                raise ConfigError(f"env.id: {error}") from None
+            policy = policy_from_config(config, self.env)
         self.policy = policy.to(self.device)
         optimizer_class = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop}[algo.optimizer]
         self.optimizer = optimizer_class(self.policy.parameters(), lr=algo.lr, eps=algo.eps)
@@ -678,9 +728,12 @@ class A2C:
         state, bookkeeping and core state; on the number of processes that wrote the checkpoint
         each rank gets back exactly its own core state and torch RNG state.
 
-        Raises:
-            EnvStateError: the saved env state does not fit this env (names the entry).
-            ValueError, KeyError, RuntimeError: the checkpoint does not fit this config.
+        Raises
+        ------
+        EnvStateError
+            the saved env state does not fit this env (names the entry).
+        ValueError, KeyError, RuntimeError
+            the checkpoint does not fit this config.
         """
         self.policy.load_state_dict(data["policy"])
         self.optimizer.load_state_dict(data["optimizer"])

@@ -32,8 +32,9 @@ def evaluate(
     An episode is cut after ``max_steps`` steps (default ``algo.max_episode_steps``, 10 000), so an
     env without a time limit cannot loop forever; a warning says how many were cut.
 
-    Returns:
-        ``{"return_mean", "return_std", "length_mean", "episodes"}``.
+    Returns
+    -------
+    ``{"return_mean", "return_std", "length_mean", "episodes"}``.
     """
     device = next(policy.parameters()).device
     generator = torch.Generator().manual_seed(seed)
@@ -93,7 +94,6 @@ def record_gif(
     caption: the step, the action, the reward and the return so far, and what the colours mean
     (:data:`GIF_LEGENDS`, for fwmrl's envs).
     """
-
     kwargs = {**config.env.kwargs, **config.env.eval_kwargs, "render_mode": "rgb_array"}
     if config.env.id.startswith("FWM-Gridworld"):
         kwargs.setdefault("render_goal", True)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from fwmrl import rundir
-from fwmrl.agents.a2c import A2C, make_eval_env
+from fwmrl.agents.a2c import A2C, make_eval_env, policy_from_config
 from fwmrl.agents.evaluation import evaluate, record_gif, run_references
 from fwmrl.agents.policy import MemoryActorCritic
 from fwmrl.agents.ppo import PPO
@@ -190,14 +190,7 @@ def load_policy(run_dir: str | Path, config: Config | None = None) -> MemoryActo
     in_process = config.env.model_copy(update={"vectorization": "auto"})  # no worker for spaces
     env = make_eval_env(config.model_copy(update={"env": in_process}), 1)
     try:
-        policy = MemoryActorCritic(
-            env.single_observation_space,
-            env.single_action_space,
-            core=config.core.name,
-            core_kwargs=config.core.kwargs,
-            encoder_sizes=config.policy.encoder_sizes,
-            activation=config.policy.activation,
-        )
+        policy = policy_from_config(config, env)
     finally:
         env.close()
     policy.load_state_dict(data["policy"])

@@ -8,10 +8,14 @@ from typing import Any
 import torch
 from gymnasium import spaces
 from torch import Tensor, nn
+from typing_extensions import override
 
 from fwmrl.agents.spaces import DiagGaussian, ObservationFlattener, action_distribution
 from fwmrl.memory import NO_CORE, CoreState, MemoryCore, make_core
 from fwmrl.threads import apply_default_threads
+
+HEAD_INITS = ("small", "default")
+"""``MemoryActorCritic(head_init=...)`` choices."""
 
 
 @dataclasses.dataclass
@@ -29,11 +33,13 @@ class NoMemoryCore(MemoryCore):
         self.input_size = input_size
         self.output_size = input_size
 
+    @override
     def initial_state(
         self, batch_size: int, device: torch.device | str | None = None
     ) -> NoMemoryState:
         return NoMemoryState(torch.zeros(batch_size, 1, device=device))
 
+    @override
     def forward(
         self, x: Tensor, state: CoreState | None = None, resets: Tensor | None = None
     ) -> tuple[Tensor, CoreState]:
@@ -49,15 +55,27 @@ class MemoryActorCritic(nn.Module):
     y[T, B, D]`` then a linear policy head (the action distribution's parameters: logits, or the
     Gaussian's means) and a linear value head, both on ``y``. Spaces: :mod:`fwmrl.agents.spaces`.
 
-    Args:
-        observation_space: a single env's observation space (Box, Discrete, MultiDiscrete,
-            MultiBinary, or Dict/Tuple of them).
-        action_space: a single env's action space (Discrete, MultiDiscrete, MultiBinary or Box;
-            a Box gets a learned state-independent ``log_std``).
-        core: core name (``lstm``, ``fwm``, ``gated_fw``, ``mnm_g``, ``mnm_p`` or ``none``).
-        core_kwargs: the core's constructor arguments (``input_size`` is set here).
-        encoder_sizes: hidden sizes of the encoder MLP; ``[]`` feeds the flat observation to the core.
-        activation: ``"tanh"`` or ``"relu"``.
+    Parameters
+    ----------
+    observation_space
+        a single env's observation space (Box, Discrete, MultiDiscrete,
+        MultiBinary, or Dict/Tuple of them).
+    action_space
+        a single env's action space (Discrete, MultiDiscrete, MultiBinary or Box;
+        a Box gets a learned state-independent ``log_std``).
+    core
+        core name (``lstm``, ``fwm``, ``gated_fw``, ``mnm_g``, ``mnm_p`` or ``none``).
+    core_kwargs
+        the core's constructor arguments (``input_size`` is set here).
+    encoder_sizes
+        hidden sizes of the encoder MLP; ``[]`` feeds the flat observation to the core.
+    activation
+        ``"tanh"`` or ``"relu"``.
+    head_init
+        ``"small"`` (default): the policy head starts at orthogonal weights of gain 0.01 and a zero
+        bias, so the first policy is near-uniform (as in CleanRL and SB3). ``"default"``: PyTorch's
+        ``nn.Linear`` initialisation, as the FWM authors' meta-RL code has it; the head's first
+        gradients then reach the core about as strongly as the value head's.
     """
 
     def __init__(
@@ -68,8 +86,11 @@ class MemoryActorCritic(nn.Module):
         core_kwargs: dict[str, Any] | None = None,
         encoder_sizes: list[int] | tuple[int, ...] = (64,),
         activation: str = "tanh",
+        head_init: str = "small",
     ) -> None:
         super().__init__()
+        if head_init not in HEAD_INITS:
+            raise ValueError(f"head_init: one of {', '.join(HEAD_INITS)}, got {head_init!r}")
         apply_default_threads()
         self.observation_space, self.action_space = observation_space, action_space
         self.flatten = ObservationFlattener(observation_space)
@@ -93,9 +114,9 @@ class MemoryActorCritic(nn.Module):
             else None
         )
         self.value_head = nn.Linear(self.core.output_size, 1)
-        # small initial logits: a near-uniform starting policy (as in CleanRL / SB3)
-        nn.init.orthogonal_(self.policy_head.weight, gain=0.01)
-        nn.init.zeros_(self.policy_head.bias)
+        if head_init == "small":  # near-uniform initial logits
+            nn.init.orthogonal_(self.policy_head.weight, gain=0.01)
+            nn.init.zeros_(self.policy_head.bias)
 
     def initial_state(self, batch_size: int, device: torch.device | str | None = None) -> CoreState:
         """The core state of ``batch_size`` fresh episodes."""
@@ -127,13 +148,18 @@ class MemoryActorCritic(nn.Module):
     ) -> tuple[Tensor, Tensor, CoreState]:
         """Run over a sequence.
 
-        Args:
-            obs: observations ``[T, B, *obs_shape]``.
-            state: core state before the first step.
-            resets: bool ``[T, B]``, True where ``obs[t, b]`` is the first observation of an episode.
+        Parameters
+        ----------
+        obs
+            observations ``[T, B, *obs_shape]``.
+        state
+            core state before the first step.
+        resets
+            bool ``[T, B]``, True where ``obs[t, b]`` is the first observation of an episode.
 
-        Returns:
-            ``(logits [T, B, A], values [T, B], state after the last step)``.
+        Returns
+        -------
+        ``(logits [T, B, A], values [T, B], state after the last step)``.
         """
         return self._run(self.preprocess(obs, batch_dims=2), state, resets)
 

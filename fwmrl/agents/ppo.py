@@ -80,8 +80,10 @@ class ValueNormalizer:
     squared deviations (Chan et al.'s parallel formula, exact in any split), so every rank, given
     the globally reduced batch moments, holds the same statistics. Kept in float64.
 
-    Args:
-        eps: added to the variance before the square root (a constant return has std ``sqrt(eps)``).
+    Parameters
+    ----------
+    eps
+        added to the variance before the square root (a constant return has std ``sqrt(eps)``).
     """
 
     def __init__(self, eps: float = 1e-8) -> None:
@@ -92,6 +94,7 @@ class ValueNormalizer:
 
     @property
     def std(self) -> Tensor:
+        """The running standard deviation (with ``eps`` added to the variance)."""
         return (self.var + self.eps).sqrt()
 
     def update(self, count: Tensor, mean: Tensor, squared_deviations: Tensor) -> None:
@@ -109,15 +112,19 @@ class ValueNormalizer:
         self.count = total
 
     def normalize(self, x: Tensor) -> Tensor:
+        """``(x - mean) / std`` in ``x``'s dtype and device."""
         return ((x - self.mean.to(x.device)) / self.std.to(x.device)).to(x.dtype)
 
     def denormalize(self, x: Tensor) -> Tensor:
+        """The inverse of :meth:`normalize`."""
         return (x * self.std.to(x.device) + self.mean.to(x.device)).to(x.dtype)
 
     def state_dict(self) -> dict[str, Tensor]:
+        """The statistics as plain tensors, for checkpoints."""
         return {"count": self.count, "mean": self.mean, "var": self.var}
 
     def load_state_dict(self, data: dict[str, Tensor]) -> None:
+        """Restore the statistics :meth:`state_dict` saved."""
         self.count, self.mean, self.var = (
             torch.as_tensor(data[k], dtype=torch.float64).clone() for k in ("count", "mean", "var")
         )
@@ -130,21 +137,28 @@ TERMS = ("loss", "policy_loss", "value_loss", "entropy", "aux_loss", "approx_kl"
 class PPO(A2C):
     """Recurrent PPO over a batched vector env with a :class:`MemoryActorCritic` policy.
 
-    Args:
-        config: the experiment, with ``algo.name: ppo``; besides A2C's keys it reads
-            ``algo.n_epochs``, ``num_minibatches``, ``clip_range``, ``clip_range_vf`` and
-            ``target_kl`` and ``normalize_value`` (:class:`fwmrl.config.AlgoConfig`).
+    Parameters
+    ----------
+    config
+        the experiment, with ``algo.name: ppo``; besides A2C's keys it reads
+        ``algo.n_epochs``, ``num_minibatches``, ``clip_range``, ``clip_range_vf`` and
+        ``target_kl`` and ``normalize_value`` (:class:`fwmrl.config.AlgoConfig`).
 
-    Attributes:
-        minibatch_generator: draws each epoch's env order (the same on every rank; saved in
-            checkpoints).
-        value_normalizer: the running return statistics of ``algo.normalize_value`` (saved in
-            checkpoints), or ``None`` without it.
+    Attributes
+    ----------
+    minibatch_generator
+        draws each epoch's env order (the same on every rank; saved in
+        checkpoints).
+    value_normalizer
+        the running return statistics of ``algo.normalize_value`` (saved in
+        checkpoints), or ``None`` without it.
         (and those of :class:`A2C`)
 
-    Raises:
-        ConfigError: ``algo.name`` is not ``ppo``, or ``algo.num_minibatches`` does not divide
-            ``env.num_envs``.
+    Raises
+    ------
+    ConfigError
+        ``algo.name`` is not ``ppo``, or ``algo.num_minibatches`` does not divide
+        ``env.num_envs``.
     """
 
     record_log_probs = True
@@ -361,9 +375,11 @@ class PPO(A2C):
     def load_state_dict(self, data: dict[str, Any]) -> bool:
         """:meth:`A2C.load_state_dict` and the minibatch-order generator.
 
-        Raises:
-            KeyError: the checkpoint has no ``minibatch_rng`` (not a PPO checkpoint), or no
-                ``value_norm`` while ``algo.normalize_value`` is set.
+        Raises
+        ------
+        KeyError
+            the checkpoint has no ``minibatch_rng`` (not a PPO checkpoint), or no
+            ``value_norm`` while ``algo.normalize_value`` is set.
             (and those of :meth:`A2C.load_state_dict`)
         """
         minibatch_rng = data["minibatch_rng"]

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 from torch import Tensor
+from typing_extensions import override
 
 OBSERVATION_SPACES = "Box, Discrete, MultiDiscrete, MultiBinary, Dict, Tuple"
 ACTION_SPACES = "Discrete, MultiDiscrete, MultiBinary, Box"
@@ -177,12 +178,15 @@ class ActionDistribution:
         return self.sample(params, uniforms.to(params.device), log_std)
 
     def log_prob(self, params: Tensor, actions: Tensor, log_std: Tensor | None = None) -> Tensor:
+        """Log-probability ``[...]`` of stored ``actions`` under the parameters ``params [..., P]``."""
         raise NotImplementedError
 
     def entropy(self, params: Tensor, log_std: Tensor | None = None) -> Tensor:
+        """Entropy ``[...]`` of the distribution the parameters ``params [..., P]`` describe."""
         raise NotImplementedError
 
     def mode(self, params: Tensor) -> Tensor:
+        """The most likely action of each row (greedy evaluation)."""
         raise NotImplementedError
 
     def to_env(self, actions: Tensor) -> np.ndarray:
@@ -214,18 +218,23 @@ class Categorical(ActionDistribution):
         self.param_size, self.start = int(space.n), int(space.start)
         self.noise_size, self.action_shape, self.action_dtype = 1, (), torch.int64
 
+    @override
     def sample(self, params, uniforms, log_std=None):  # noqa: ANN001, ANN201
         return _categorical_sample(params, uniforms)
 
+    @override
     def log_prob(self, params, actions, log_std=None):  # noqa: ANN001, ANN201
         return _categorical_log_prob(params, actions.long())
 
+    @override
     def entropy(self, params, log_std=None):  # noqa: ANN001, ANN201
         return _categorical_entropy(params)
 
+    @override
     def mode(self, params):  # noqa: ANN001, ANN201
         return params.argmax(dim=-1)
 
+    @override
     def to_env(self, actions: Tensor) -> np.ndarray:
         return (actions + self.start).cpu().numpy() if self.start else actions.cpu().numpy()
 
@@ -246,22 +255,27 @@ class MultiCategorical(ActionDistribution):
     def _split(self, params: Tensor) -> tuple[Tensor, ...]:
         return params.split(self.sizes, dim=-1)
 
+    @override
     def sample(self, params, uniforms, log_std=None):  # noqa: ANN001, ANN201
         parts = self._split(params)
         return torch.stack(
             [_categorical_sample(p, uniforms[..., i : i + 1]) for i, p in enumerate(parts)], -1
         )
 
+    @override
     def log_prob(self, params, actions, log_std=None):  # noqa: ANN001, ANN201
         parts = self._split(params)
         return sum(_categorical_log_prob(p, actions[..., i].long()) for i, p in enumerate(parts))
 
+    @override
     def entropy(self, params, log_std=None):  # noqa: ANN001, ANN201
         return sum(_categorical_entropy(p) for p in self._split(params))
 
+    @override
     def mode(self, params):  # noqa: ANN001, ANN201
         return torch.stack([p.argmax(dim=-1) for p in self._split(params)], dim=-1)
 
+    @override
     def to_env(self, actions: Tensor) -> np.ndarray:
         return actions.cpu().numpy() + self.start
 
@@ -277,21 +291,26 @@ class Bernoulli(ActionDistribution):
         self.param_size = self.noise_size = int(space.shape[0])
         self.action_shape, self.action_dtype = (self.param_size,), torch.int64
 
+    @override
     def sample(self, params, uniforms, log_std=None):  # noqa: ANN001, ANN201
         return (uniforms < torch.sigmoid(params.float())).long()
 
+    @override
     def log_prob(self, params, actions, log_std=None):  # noqa: ANN001, ANN201
         bce = torch.nn.functional.binary_cross_entropy_with_logits
         return -bce(params, actions.to(params.dtype), reduction="none").sum(-1)
 
+    @override
     def entropy(self, params, log_std=None):  # noqa: ANN001, ANN201
         p = torch.sigmoid(params)
         bce = torch.nn.functional.binary_cross_entropy_with_logits
         return bce(params, p, reduction="none").sum(-1)
 
+    @override
     def mode(self, params):  # noqa: ANN001, ANN201
         return (params > 0).long()
 
+    @override
     def to_env(self, actions: Tensor) -> np.ndarray:
         return actions.cpu().numpy().astype(np.int8)
 
@@ -314,6 +333,7 @@ class DiagGaussian(ActionDistribution):
         self.noise_size = self.param_size
         self.action_shape, self.action_dtype = (self.param_size,), torch.float32
 
+    @override
     def sample(self, params, uniforms, log_std=None):  # noqa: ANN001, ANN201
         assert log_std is not None, "DiagGaussian needs the policy's log_std"
         eps = torch.finfo(torch.float32).eps  # keep erfinv finite at the ends
@@ -321,20 +341,24 @@ class DiagGaussian(ActionDistribution):
         normal = math.sqrt(2.0) * torch.erfinv(2.0 * u - 1.0)  # the normal quantile of u
         return params + normal * log_std.exp()
 
+    @override
     def log_prob(self, params, actions, log_std=None):  # noqa: ANN001, ANN201
         assert log_std is not None, "DiagGaussian needs the policy's log_std"
         z = (actions - params) * torch.exp(-log_std)
         per_dim = -0.5 * z.pow(2) - log_std - 0.5 * math.log(2 * math.pi)
         return per_dim.sum(-1)
 
+    @override
     def entropy(self, params, log_std=None):  # noqa: ANN001, ANN201
         assert log_std is not None, "DiagGaussian needs the policy's log_std"
         per_dim = 0.5 + 0.5 * math.log(2 * math.pi) + log_std
         return per_dim.sum(-1).expand(params.shape[:-1])
 
+    @override
     def mode(self, params):  # noqa: ANN001, ANN201
         return params
 
+    @override
     def to_env(self, actions: Tensor) -> np.ndarray:
         clipped = np.clip(actions.detach().cpu().numpy(), self.low, self.high)
         return clipped.reshape(*clipped.shape[:-1], *self.shape).astype(self.dtype)

@@ -26,19 +26,28 @@ def evaluate_trials(
     counts as a success when ``info["success"]`` was true on any of its steps (Meta-World's
     definition); envs without a ``success`` info score 0.
 
-    Args:
-        policy: a :class:`fwmrl.agents.policy.MemoryActorCritic` (``initial_state``, ``step``,
-            ``sample``, ``action_dist.to_env``).
-        env: a :class:`VectorTrial` (or a vector env of :class:`Trial` envs) whose trials have
-            ``episodes`` inner episodes; each sub-env plays one trial per round.
-        trials: trials to run (rounds of ``env.num_envs`` trials; the last round is cut).
-        episodes: inner episodes per trial.
-        seed: the seed of round ``r`` is ``seed + 7919 * r`` (env) and the sampling generator's.
-        deterministic: take the policy's mode instead of sampling.
-        max_steps: steps after which a round is cut (a guard against envs without a time limit).
+    Parameters
+    ----------
+    policy
+        a :class:`fwmrl.agents.policy.MemoryActorCritic` (``initial_state``, ``step``,
+        ``sample``, ``action_dist.to_env``).
+    env
+        a :class:`VectorTrial` (or a vector env of :class:`Trial` envs) whose trials have
+        ``episodes`` inner episodes; each sub-env plays one trial per round.
+    trials
+        trials to run (rounds of ``env.num_envs`` trials; the last round is cut).
+    episodes
+        inner episodes per trial.
+    seed
+        the seed of round ``r`` is ``seed + 7919 * r`` (env) and the sampling generator's.
+    deterministic
+        take the policy's mode instead of sampling.
+    max_steps
+        steps after which a round is cut (a guard against envs without a time limit).
 
-    Returns:
-        ``{"returns": float[trials, episodes], "success": float[trials, episodes]}``.
+    Returns
+    -------
+    ``{"returns": float[trials, episodes], "success": float[trials, episodes]}``.
     """
     trials = check_int("trials", trials, 1)
     episodes = check_int("episodes", episodes, 1)

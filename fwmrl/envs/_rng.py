@@ -65,8 +65,10 @@ def randint_below(u: float, n: int) -> int:
 class UniformStream:
     """The uniform stream of one environment, read one number at a time.
 
-    Args:
-        rng: the generator the blocks are drawn from (the env's ``np_random``).
+    Parameters
+    ----------
+    rng
+        the generator the blocks are drawn from (the env's ``np_random``).
     """
 
     __slots__ = ("rng", "_buf", "_pos")
@@ -114,8 +116,10 @@ class UniformStream:
 class UniformStreams:
     """The uniform streams of ``num_envs`` environments, read for many environments at once.
 
-    Args:
-        num_envs: number of streams.
+    Parameters
+    ----------
+    num_envs
+        number of streams.
     """
 
     def __init__(self, num_envs: int) -> None:

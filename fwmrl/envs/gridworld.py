@@ -38,12 +38,17 @@ class GridLayout:
 
     Cells are numbered ``row * size + col``.
 
-    Attributes:
-        walls: bool array ``[size, size]``.
-        free: the numbers of the free cells, in increasing order.
-        move: int array ``[size * size, 4]``: the cell an action leads to (the same cell at a wall).
-        windows: float32 array ``[size * size, view * view]``: 1 where the window around a cell is a
-            wall or outside the map.
+    Attributes
+    ----------
+    walls
+        bool array ``[size, size]``.
+    free
+        the numbers of the free cells, in increasing order.
+    move
+        int array ``[size * size, 4]``: the cell an action leads to (the same cell at a wall).
+    windows
+        float32 array ``[size * size, view * view]``: 1 where the window around a cell is a
+        wall or outside the map.
     """
 
     def __init__(self, size: int, layout: str, view: int) -> None:
@@ -483,11 +488,16 @@ class GridworldVectorEnv(BatchedEnv):
 def render_rgb(grid: GridLayout, cell: int, goal: int, tile: int = 24) -> np.ndarray:
     """Draw the maze: walls grey, the agent's view window shaded, the agent red, the goal green.
 
-    Args:
-        grid: the maze tables.
-        cell: the agent's cell (``row * size + col``).
-        goal: the goal's cell, or -1 to hide it.
-        tile: pixels per cell.
+    Parameters
+    ----------
+    grid
+        the maze tables.
+    cell
+        the agent's cell (``row * size + col``).
+    goal
+        the goal's cell, or -1 to hide it.
+    tile
+        pixels per cell.
     """
     size = grid.size
     img = draw.canvas(size * tile, size * tile, (245, 245, 245))
@@ -538,13 +548,18 @@ def reference_returns(seed: int, episodes: int = 20, **env_kwargs: Any) -> dict[
     (:meth:`GridworldEnv.oracle_action`); the random policy draws actions from
     ``np.random.default_rng(seed)``.
 
-    Args:
-        seed: base seed.
-        episodes: number of episodes per policy.
-        **env_kwargs: :class:`GridworldEnv` arguments.
+    Parameters
+    ----------
+    seed
+        base seed.
+    episodes
+        number of episodes per policy.
+    **env_kwargs
+        :class:`GridworldEnv` arguments.
 
-    Returns:
-        ``{"oracle": mean oracle return, "random": mean random-policy return}``.
+    Returns
+    -------
+    ``{"oracle": mean oracle return, "random": mean random-policy return}``.
     """
     check_int("episodes", episodes, 1)
     env = GridworldEnv(**env_kwargs)

@@ -48,10 +48,14 @@ OBS_SIZE = N_SYMBOLS + 1
 class KeyValueSequence:
     """One associative-retrieval sequence.
 
-    Attributes:
-        symbols: int64 ``[L]``: the symbol stream.
-        targets: int64 ``[L]``: :data:`BLANK` everywhere except answer steps, which hold the value.
-        answer_steps: int64 ``[n_queries]``: positions of the queries' ``.`` symbols.
+    Attributes
+    ----------
+    symbols
+        int64 ``[L]``: the symbol stream.
+    targets
+        int64 ``[L]``: :data:`BLANK` everywhere except answer steps, which hold the value.
+    answer_steps
+        int64 ``[n_queries]``: positions of the queries' ``.`` symbols.
     """
 
     symbols: np.ndarray
@@ -115,14 +119,20 @@ def generate_sequence(
     and uniform letters; the query asks for a key drawn uniformly among the distinct keys stored
     since the previous query, and its answer is the latest value stored for that key.
 
-    Args:
-        rng: the random generator (consumed in a fixed order: reproducible for a seed).
-        n_queries: queries in the sequence (1..1000).
-        min_items, max_items: storage items before each query (1 <= min <= max <= 100).
-        min_key_len, max_key_len: key lengths (1 <= min <= max <= 16).
+    Parameters
+    ----------
+    rng
+        the random generator (consumed in a fixed order: reproducible for a seed).
+    n_queries
+        queries in the sequence (1..1000).
+    min_items, max_items
+        storage items before each query (1 <= min <= max <= 100).
+    min_key_len, max_key_len
+        key lengths (1 <= min <= max <= 16).
 
-    Returns:
-        The sequence with its targets (see :class:`KeyValueSequence`).
+    Returns
+    -------
+    The sequence with its targets (see :class:`KeyValueSequence`).
     """
     kw = _validate(n_queries, min_items, max_items, min_key_len, max_key_len)
     n_items = rng.integers(kw["min_items"], kw["max_items"] + 1, size=kw["n_queries"]).tolist()
@@ -163,8 +173,9 @@ def generate_batch(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Draw ``batch_size`` sequences with :func:`generate_sequence`, padded with :data:`BLANK`.
 
-    Returns:
-        ``(symbols [B, L], targets [B, L], lengths [B])`` as int64 arrays, ``L`` the longest length.
+    Returns
+    -------
+    ``(symbols [B, L], targets [B, L], lengths [B])`` as int64 arrays, ``L`` the longest length.
     """
     seqs = [generate_sequence(rng, **kwargs) for _ in range(check_int("batch_size", batch_size, 1))]
     lengths = np.array([len(s) for s in seqs], dtype=np.int64)
@@ -425,12 +436,18 @@ def render_rgb(
     """Draw the symbols read so far in rows of ``per_row``; the current symbol on yellow, answered
     steps on green (correct) or red (wrong), future steps as grey dots.
 
-    Args:
-        sequence: the episode's sequence.
-        pos: index of the current symbol.
-        given: the agent's answers, by step.
-        capacity: the longest possible sequence (fixes the image size).
-        per_row: symbols per row.
+    Parameters
+    ----------
+    sequence
+        the episode's sequence.
+    pos
+        index of the current symbol.
+    given
+        the agent's answers, by step.
+    capacity
+        the longest possible sequence (fixes the image size).
+    per_row
+        symbols per row.
     """
     cw, ch, scale = 14, 20, 2
     rows = -(-capacity // per_row)

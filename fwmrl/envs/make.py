@@ -49,18 +49,24 @@ def make_vec_env(
 ) -> gym.vector.VectorEnv:
     """A vector env of ``num_envs`` copies, in ``AutoresetMode.NEXT_STEP``.
 
-    Args:
-        env_id: a Gymnasium id.
-        num_envs: copies stepped together.
-        vectorization: ``auto``: fwmrl ids use their natively batched NumPy implementation
-            (``vector_entry_point``; the Meta-World and MuJoCo trial ids a ``VectorTrial``), other
-            ids a ``SyncVectorEnv`` of :func:`make_env` envs (so
-            MiniGrid observations are flattened); ``sync``: always a ``SyncVectorEnv`` of
-            :func:`make_env` envs; ``async``: a ``gymnasium.vector.AsyncVectorEnv`` of
-            :func:`make_env` envs, each stepped in its own worker process.
-        async_context: multiprocessing start method of the ``async`` workers (``fork``,
-            ``forkserver``, ``spawn``; ``None``: the platform default).
-        kwargs: arguments of the env constructor.
+    Parameters
+    ----------
+    env_id
+        a Gymnasium id.
+    num_envs
+        copies stepped together.
+    vectorization
+        ``auto``: fwmrl ids use their natively batched NumPy implementation
+        (``vector_entry_point``; the Meta-World and MuJoCo trial ids a ``VectorTrial``), other
+        ids a ``SyncVectorEnv`` of :func:`make_env` envs (so
+        MiniGrid observations are flattened); ``sync``: always a ``SyncVectorEnv`` of
+        :func:`make_env` envs; ``async``: a ``gymnasium.vector.AsyncVectorEnv`` of
+        :func:`make_env` envs, each stepped in its own worker process.
+    async_context
+        multiprocessing start method of the ``async`` workers (``fork``,
+        ``forkserver``, ``spawn``; ``None``: the platform default).
+    kwargs
+        arguments of the env constructor.
 
     All three give the same transitions for the same seeds and actions (sub-env ``i`` of
     ``reset(seed=s)`` is seeded with ``s + i``).

@@ -266,10 +266,14 @@ def make_metaworld_trial(
     """A :class:`Trial` of ``episodes`` inner episodes of one :class:`MetaWorldTaskEnv` task, with
     the previous action, reward and ended flag in the observation (``Box(36 + 4 + 1 + 1,)``).
 
-    Args:
-        benchmark: ``"ML1"`` or ``"ML10"``.
-        episodes: inner episodes per trial.
-        kwargs: the :class:`MetaWorldTaskEnv` arguments.
+    Parameters
+    ----------
+    benchmark
+        ``"ML1"`` or ``"ML10"``.
+    episodes
+        inner episodes per trial.
+    kwargs
+        the :class:`MetaWorldTaskEnv` arguments.
     """
     return Trial(
         MetaWorldTaskEnv(benchmark=benchmark, **kwargs),

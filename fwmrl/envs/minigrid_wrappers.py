@@ -24,9 +24,12 @@ class FlatMiniGridObs(gym.ObservationWrapper[np.ndarray, Any, dict[str, Any]]):
     Works with any env whose observation is a Dict with an ``image`` Box and a ``direction``, such as
     ``MiniGrid-MemoryS7-v0`` ... ``MiniGrid-MemoryS17Random-v0``.
 
-    Args:
-        env: a MiniGrid env.
-        one_hot: one-hot encode the image channels instead of scaling them.
+    Parameters
+    ----------
+    env
+        a MiniGrid env.
+    one_hot
+        one-hot encode the image channels instead of scaling them.
     """
 
     def __init__(self, env: gym.Env, one_hot: bool = False) -> None:

@@ -71,15 +71,21 @@ def scored_steps(task: str = "kback", k: int = 3, max_steps: int = 32) -> int:
 def recall_targets(task: str, stream: np.ndarray, k: int, symbols: int) -> np.ndarray:
     """The target of every step of one or many streams.
 
-    Args:
-        task: one of :data:`TASKS`.
-        stream: int array ``[..., T]`` of symbols in ``[0, symbols)``.
-        k: the lag of ``kback`` (``1 <= k < T``; ignored by the other tasks).
-        symbols: the alphabet size (caps the ``count`` targets at ``symbols - 1``).
+    Parameters
+    ----------
+    task
+        one of :data:`TASKS`.
+    stream
+        int array ``[..., T]`` of symbols in ``[0, symbols)``.
+    k
+        the lag of ``kback`` (``1 <= k < T``; ignored by the other tasks).
+    symbols
+        the alphabet size (caps the ``count`` targets at ``symbols - 1``).
 
-    Returns:
-        int64 array of the shape of ``stream``: the action each step is scored against, or
-        :data:`NOT_SCORED`.
+    Returns
+    -------
+    int64 array of the shape of ``stream``: the action each step is scored against, or
+    :data:`NOT_SCORED`.
     """
     stream = np.asarray(stream, dtype=np.int64)
     targets = np.full(stream.shape, NOT_SCORED, dtype=np.int64)
@@ -383,12 +389,17 @@ def render_rgb(
     action below (green if scored and correct, red if scored and wrong, grey if not scored); the
     current symbol on yellow; future steps as grey dots.
 
-    Args:
-        stream: the episode's symbols ``[max_steps]`` (fixes the image size).
-        targets: their targets (:func:`recall_targets`).
-        actions: the actions taken so far (their number is the current step).
-        per_row: steps per row (default ``max(8, ceil(sqrt(max_steps)))``, a compact picture:
-            4 rows of 8 for the default 32 steps).
+    Parameters
+    ----------
+    stream
+        the episode's symbols ``[max_steps]`` (fixes the image size).
+    targets
+        their targets (:func:`recall_targets`).
+    actions
+        the actions taken so far (their number is the current step).
+    per_row
+        steps per row (default ``max(8, ceil(sqrt(max_steps)))``, a compact picture:
+        4 rows of 8 for the default 32 steps).
     """
     cw, ch = 28, 40
     steps, t = len(stream), len(actions)
@@ -437,13 +448,18 @@ def reference_returns(seed: int, episodes: int = 20, **env_kwargs: Any) -> dict[
     :func:`scored_steps`; the random policy draws actions from ``np.random.default_rng(seed)`` and
     expects ``scored_steps / symbols``.
 
-    Args:
-        seed: base seed.
-        episodes: number of episodes per policy.
-        **env_kwargs: :class:`RecallEnv` arguments.
+    Parameters
+    ----------
+    seed
+        base seed.
+    episodes
+        number of episodes per policy.
+    **env_kwargs
+        :class:`RecallEnv` arguments.
 
-    Returns:
-        ``{"oracle": mean oracle return, "random": mean random-policy return}``.
+    Returns
+    -------
+    ``{"oracle": mean oracle return, "random": mean random-policy return}``.
     """
     check_int("episodes", episodes, 1)
     env = RecallEnv(**env_kwargs)

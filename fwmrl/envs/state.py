@@ -57,9 +57,11 @@ def describe_env(env: gym.vector.VectorEnv) -> str:
 def load_vector_env_state(env: gym.vector.VectorEnv, saved: Mapping[str, Any]) -> None:
     """Restore what :func:`vector_env_state` returned into an env built with the same arguments.
 
-    Raises:
-        EnvStateError: the saved state is of another kind, class or size, or an entry is malformed
-            (the message names it).
+    Raises
+    ------
+    EnvStateError
+        the saved state is of another kind, class or size, or an entry is malformed
+        (the message names it).
     """
     kind = state_entry(saved, "kind")
     cls = state_entry(saved, "class")

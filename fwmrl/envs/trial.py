@@ -82,17 +82,23 @@ class Trial(gym.Wrapper[np.ndarray, Any, np.ndarray, Any]):
     outer episode ends with the last inner episode's ``terminated``/``truncated`` flags.
     ``info["inner_episode"]`` is the index of the current inner episode (after the step).
 
-    Args:
-        env: an env with a 1-D ``Box`` observation space.
-        episodes: inner episodes per trial (>= 1).
-        task: how the task is kept between inner episodes. ``"keep_task"`` (default) resets the inner
-            env with ``options={"keep_task": True}``, which every fwmrl env supports (same goal, same
-            graph, same Meta-World task). ``"seed"`` draws one seed per trial and resets every inner
-            episode with it: for procedurally generated envs such as MiniGrid this repeats the same
-            layout and start. The trial seeds come from the wrapper's own generator, seeded by
-            ``reset(seed=...)``.
-        prev_action: add the previous action to the observation (``Discrete`` or ``Box`` actions).
-        prev_reward: add the previous reward to the observation.
+    Parameters
+    ----------
+    env
+        an env with a 1-D ``Box`` observation space.
+    episodes
+        inner episodes per trial (>= 1).
+    task
+        how the task is kept between inner episodes. ``"keep_task"`` (default) resets the inner
+        env with ``options={"keep_task": True}``, which every fwmrl env supports (same goal, same
+        graph, same Meta-World task). ``"seed"`` draws one seed per trial and resets every inner
+        episode with it: for procedurally generated envs such as MiniGrid this repeats the same
+        layout and start. The trial seeds come from the wrapper's own generator, seeded by
+        ``reset(seed=...)``.
+    prev_action
+        add the previous action to the observation (``Discrete`` or ``Box`` actions).
+    prev_reward
+        add the previous reward to the observation.
     """
 
     def __init__(
@@ -194,14 +200,19 @@ class VectorTrial(VectorWrapper):
     ``success`` of that step is kept) plus ``inner_episode``, the current inner episode of each
     sub-env.
 
-    Args:
-        env: a vector env in ``AutoresetMode.NEXT_STEP`` with a 1-D ``Box`` observation space whose
-            ``reset`` takes ``options["reset_mask"]`` (Gymnasium's ``SyncVectorEnv`` and
-            ``AsyncVectorEnv``, fwmrl's batched envs) and whose sub-envs support
-            ``reset(options={"keep_task": True})``.
-        episodes: inner episodes per trial (>= 1).
-        prev_action: add the previous action to the observation (``Discrete`` or ``Box`` actions).
-        prev_reward: add the previous reward to the observation.
+    Parameters
+    ----------
+    env
+        a vector env in ``AutoresetMode.NEXT_STEP`` with a 1-D ``Box`` observation space whose
+        ``reset`` takes ``options["reset_mask"]`` (Gymnasium's ``SyncVectorEnv`` and
+        ``AsyncVectorEnv``, fwmrl's batched envs) and whose sub-envs support
+        ``reset(options={"keep_task": True})``.
+    episodes
+        inner episodes per trial (>= 1).
+    prev_action
+        add the previous action to the observation (``Discrete`` or ``Box`` actions).
+    prev_reward
+        add the previous reward to the observation.
     """
 
     def __init__(

@@ -39,10 +39,13 @@ class BatchedEnv(VectorEnv):
     state in arrays, write observations into ``self._obs`` and implement :meth:`_reset_envs`,
     :meth:`_step_envs` and :meth:`_infos`.
 
-    Args:
-        num_envs: number of sub-environments (at least 1).
-        render_mode: ``None``, ``"rgb_array"`` or ``"ansi"``; :meth:`render` returns one frame per
-            sub-environment.
+    Parameters
+    ----------
+    num_envs
+        number of sub-environments (at least 1).
+    render_mode
+        ``None``, ``"rgb_array"`` or ``"ansi"``; :meth:`render` returns one frame per
+        sub-environment.
     """
 
     metadata: dict[str, Any] = {
@@ -154,9 +157,11 @@ class BatchedEnv(VectorEnv):
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore :meth:`state_dict` of an env with the same arguments and ``num_envs``.
 
-        Raises:
-            EnvStateError: an entry is missing or has the wrong shape, dtype or range (the env is
-                left unchanged).
+        Raises
+        ------
+        EnvStateError
+            an entry is missing or has the wrong shape, dtype or range (the env is
+            left unchanged).
         """
         state_entry(state, "obs")  # a mapping with at least the observations
         n = self.num_envs

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
+from typing_extensions import override
 
 S = TypeVar("S", bound="CoreState")
 
@@ -37,10 +38,12 @@ class CoreState:
 
     @property
     def batch_size(self) -> int:
+        """Number of sequences in the batch."""
         return next(self.tensors())[1].shape[0]
 
     @property
     def device(self) -> torch.device:
+        """Device of the state's tensors."""
         return next(self.tensors())[1].device
 
     @property
@@ -60,6 +63,7 @@ class CoreState:
         return self._map(Tensor.detach)
 
     def clone(self: S) -> S:
+        """A copy with its own storage."""
         return self._map(Tensor.clone)
 
     def to(self: S, *args: Any, **kwargs: Any) -> S:
@@ -94,6 +98,7 @@ class CoreState:
 
     @classmethod
     def from_state_dict(cls: type[S], data: dict[str, Tensor]) -> S:
+        """The state :meth:`state_dict` saved; a KeyError names the expected fields."""
         names = [f.name for f in dataclasses.fields(cls)]
         if sorted(data) != sorted(names):
             raise KeyError(
@@ -279,6 +284,7 @@ class MemoryCore(nn.Module):
             resets = resets.to(device=x.device, dtype=torch.bool)
         return x, state, resets
 
+    @override
     def extra_repr(self) -> str:
         return f"input_size={self.input_size}, output_size={self.output_size}"
 

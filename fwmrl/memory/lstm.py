@@ -6,6 +6,7 @@ import dataclasses
 
 import torch
 from torch import Tensor, nn
+from typing_extensions import override
 
 from fwmrl.memory.base import CoreState, MemoryCore, check_positive_int
 
@@ -112,6 +113,7 @@ class LSTMCore(MemoryCore):
         self.output_size = hidden_size
         self.lstm = nn.LSTM(input_size, hidden_size, num_layers)
 
+    @override
     def initial_state(self, batch_size: int, device: torch.device | str | None = None) -> LSTMState:
         shape = (batch_size, self.num_layers, self.hidden_size)
         dtype = self.lstm.weight_hh_l0.dtype
@@ -120,6 +122,7 @@ class LSTMCore(MemoryCore):
             c=torch.zeros(shape, device=device, dtype=dtype),
         )
 
+    @override
     def forward(
         self, x: Tensor, state: LSTMState | None = None, resets: Tensor | None = None
     ) -> tuple[Tensor, LSTMState]:

@@ -47,6 +47,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from typing_extensions import override
 
 from fwmrl.memory.base import (
     CoreState,
@@ -242,6 +243,7 @@ class MNMCore(MemoryCore):
         self.chunk_size = check_positive_int(owner, "chunk_size", chunk_size)
 
     # ------------------------------------------------------------------ state
+    @override
     def initial_state(self, batch_size: int, device: torch.device | str | None = None) -> MNMState:
         batch_size = check_positive_int(type(self).__name__, "batch_size", batch_size)
         dtype = self.output.weight.dtype
@@ -324,6 +326,7 @@ class MNMCore(MemoryCore):
         new_state = MNMState(h=h, c=c, read=read, w1=w1, w2=w2, w3=w3)
         return y, new_state, meta
 
+    @override
     def extra_repr(self) -> str:
         return (
             f"input_size={self.input_size}, output_size={self.output_size}, "

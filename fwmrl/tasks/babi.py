@@ -1,4 +1,4 @@
-"""bAbI v1.2 task files and the catbAbI stream (Schlag et al. 2021, §4.1).
+r"""bAbI v1.2 task files and the catbAbI stream (Schlag et al. 2021, §4.1).
 
 **File format** (``qa1_single-supporting-fact_train.txt`` …): one sentence per line, each line
 starting with its number within the story; numbering restarts at 1 with every story. A question
@@ -46,6 +46,7 @@ class BabiLine:
 
     @property
     def is_question(self) -> bool:
+        """Whether the line is a question (it has an answer)."""
         return self.answer is not None
 
 
@@ -246,7 +247,7 @@ def catbabi_data(
     valid_fraction: float = 0.1,
     seed: int = 0,
 ) -> TaskData:
-    """catbAbI from a folder of bAbI files: stories of all ``tasks`` shuffled (per split, with
+    """The catbAbI task data from a folder of bAbI files: stories of all ``tasks`` shuffled (per split, with
     ``seed``) into one stream per split; the vocabulary is every token of the three splits (bAbI's
     vocabulary is closed), ``<eos>`` first. ``TaskData.reorder_train(rng)`` builds the training
     stream of the same stories in the order of ``rng.permutation`` (the per-epoch reshuffle) and

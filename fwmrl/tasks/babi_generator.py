@@ -1,10 +1,10 @@
-"""Generate bAbI-style task files (tasks 1, 2, 3, 6 and 7) in the exact bAbI v1.2 format.
+r"""Generate bAbI-style task files (tasks 1, 2, 3, 6 and 7) in the exact bAbI v1.2 format.
 
 The Facebook bAbI data cannot be downloaded here, so tests and demos run on stories this module
 writes: a small simulated world of people, places and objects, described sentence by sentence, with
 questions whose answers follow from the world state. The files use the release's names
 (``qa1_single-supporting-fact_train.txt`` …) and line format (numbered lines restarting at 1 per
-story; ``question? \\tanswer\\tsupporting ids``), so :mod:`fwmrl.tasks.babi` reads them exactly like
+story; ``question? \tanswer\tsupporting ids``), so :mod:`fwmrl.tasks.babi` reads them exactly like
 the real ones. The stories are in the spirit of the originals, not copies of them.
 
 Command line::
@@ -57,20 +57,25 @@ class World:
         self.lines: list[str] = []
 
     def pick(self, items: list[str]) -> str:
+        """One of ``items``, drawn with the story's generator."""
         return items[int(self.rng.integers(len(items)))]
 
     def say(self, text: str) -> int:
+        """Append a statement; returns its line number (from 1)."""
         self.lines.append(text)
         return len(self.lines)
 
     def ask(self, question: str, answer: str, support: list[int]) -> None:
+        """Append a question line with its answer and supporting-fact line numbers."""
         ids = " ".join(str(i) for i in support)
         self.lines.append(f"{question} \t{answer}\t{ids}")
 
     def carried(self, person: str) -> list[str]:
+        """The objects ``person`` holds."""
         return [o for o, h in self.holder.items() if h == person]
 
     def move(self, person: str | None = None) -> None:
+        """``person`` (or a random one) goes to another place, with what they carry."""
         person = person or self.pick(PEOPLE)
         options = [p for p in PLACES if p != self.place.get(person)]
         place = self.pick(options)
@@ -103,6 +108,7 @@ class World:
         return True
 
     def drop(self) -> bool:
+        """Someone drops an object they hold; False if nobody holds one."""
         held = [o for o, h in self.holder.items() if h is not None]
         if not held:
             return False
@@ -222,7 +228,7 @@ def generate_story(task: int, rng: np.random.Generator) -> list[str]:
 
 
 def format_story(lines: list[str]) -> str:
-    """Numbered lines as in the release: ``"1 Mary moved to the bathroom.\\n"``."""
+    r"""Numbered lines as in the release: ``"1 Mary moved to the bathroom.\n"``."""
     return "".join(f"{i} {line}\n" for i, line in enumerate(lines, 1))
 
 
@@ -267,6 +273,7 @@ def generation_parameters(n_train: int, n_test: int, seed: int) -> dict[str, int
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line: write the task files into a folder (``--help`` lists the options)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folder")
     parser.add_argument("--tasks", type=int, nargs="+", default=[1, 2, 3, 6, 7])

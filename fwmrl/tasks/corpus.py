@@ -115,6 +115,7 @@ def corpus_parameters(train_lines: int, seed: int) -> dict[str, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line: write the corpus files into a folder (``--help`` lists the options)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folder")
     parser.add_argument("--train-lines", type=int, default=20000)

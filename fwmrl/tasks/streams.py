@@ -25,14 +25,21 @@ from torch import Tensor
 class Stream:
     """One split as a single sequence of positions.
 
-    Attributes:
-        inputs: int64 ``[N]`` tokens read at each position.
-        targets: int64 ``[N]`` tokens to predict at each position.
-        loss_mask: bool ``[N]``: the position contributes to the training loss.
-        score_mask: bool ``[N]``: the position is scored by the partial/answer metrics.
-        groups: int64 ``[N]``: group of the position for per-group accuracy (``-1``: none).
-        boundaries: sorted int64 positions where the stream may be cut between columns (``None``:
-            anywhere).
+    Attributes
+    ----------
+    inputs
+        int64 ``[N]`` tokens read at each position.
+    targets
+        int64 ``[N]`` tokens to predict at each position.
+    loss_mask
+        bool ``[N]``: the position contributes to the training loss.
+    score_mask
+        bool ``[N]``: the position is scored by the partial/answer metrics.
+    groups
+        int64 ``[N]``: group of the position for per-group accuracy (``-1``: none).
+    boundaries
+        sorted int64 positions where the stream may be cut between columns (``None``:
+        anywhere).
     """
 
     inputs: np.ndarray
@@ -59,6 +66,7 @@ class Batched:
 
     @property
     def length(self) -> int:
+        """Rows (time steps) of every column."""
         return self.inputs.shape[0]
 
     def window(self, start: int, seq_len: int) -> Batched:
@@ -67,6 +75,7 @@ class Batched:
         return Batched(*(getattr(self, f.name)[start:end] for f in dataclasses.fields(self)))
 
     def to(self, device: torch.device | str) -> Batched:
+        """Every tensor moved to ``device``."""
         return Batched(*(getattr(self, f.name).to(device) for f in dataclasses.fields(self)))
 
 
@@ -212,17 +221,27 @@ def write_generated_marker(folder: str | Path, record: dict) -> None:
 class TaskData:
     """What a trainer needs from a task: its vocabulary and its three streams.
 
-    Attributes:
-        kind: the task kind (``retrieval``, ``catbabi``, ``lm``).
-        vocab: token strings; the model embeds and predicts ``len(vocab)`` tokens.
-        train, valid, test: the splits.
-        pad: input token of padding positions.
-        drop_tail: cut streams into equal columns dropping the remainder (language modelling).
-        group_names: names of the groups of per-group accuracy (``{1: "qa1"}``).
-        reorder_train: ``reorder_train(rng)`` is the training stream with its items (catbAbI's
-            stories) in a new order drawn from ``rng`` (``None``: the order is fixed).
-        files: the data files read (recorded with their digests in the run's ``data.json``).
-        origin: where the data came from (set by :func:`fwmrl.tasks.trainer.load_task_data`).
+    Attributes
+    ----------
+    kind
+        the task kind (``retrieval``, ``catbabi``, ``lm``).
+    vocab
+        token strings; the model embeds and predicts ``len(vocab)`` tokens.
+    train, valid, test
+        the splits.
+    pad
+        input token of padding positions.
+    drop_tail
+        cut streams into equal columns dropping the remainder (language modelling).
+    group_names
+        names of the groups of per-group accuracy (``{1: "qa1"}``).
+    reorder_train
+        ``reorder_train(rng)`` is the training stream with its items (catbAbI's
+        stories) in a new order drawn from ``rng`` (``None``: the order is fixed).
+    files
+        the data files read (recorded with their digests in the run's ``data.json``).
+    origin
+        where the data came from (set by :func:`fwmrl.tasks.trainer.load_task_data`).
     """
 
     kind: str
@@ -238,6 +257,7 @@ class TaskData:
     origin: dict = dataclasses.field(default_factory=dict)
 
     def split(self, name: str) -> Stream:
+        """The ``train``, ``valid`` or ``test`` stream."""
         if name not in ("train", "valid", "test"):
             raise ValueError(f"split must be train, valid or test, got {name!r}")
         return getattr(self, name)
