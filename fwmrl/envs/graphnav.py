@@ -44,14 +44,18 @@ def sample_graphs(draw_uniform: Callable[[np.ndarray], np.ndarray], n: int) -> n
     ``Q^32`` positive, ``Q`` the binary adjacency matrix). Each graph has 10 labelled edges, no
     self-loops, and 5 of its 15 ``(node, action)`` pairs lead nowhere.
 
-    Args:
-        draw_uniform: ``draw_uniform(sel)`` returns one uniform number in ``[0, 1)`` for each graph
-            ``sel`` (integer positions in ``[0, n)``); graph ``k`` consumes its numbers in a fixed
-            order, so per-graph streams give the same graph whether drawn alone or in a batch.
-        n: number of graphs.
+    Parameters
+    ----------
+    draw_uniform
+        ``draw_uniform(sel)`` returns one uniform number in ``[0, 1)`` for each graph
+        ``sel`` (integer positions in ``[0, n)``); graph ``k`` consumes its numbers in a fixed
+        order, so per-graph streams give the same graph whether drawn alone or in a batch.
+    n
+        number of graphs.
 
-    Returns:
-        int64 array ``[n, N_NODES, N_ACTIONS]``: the node an action leads to, or -1.
+    Returns
+    -------
+    int64 array ``[n, N_NODES, N_ACTIONS]``: the node an action leads to, or -1.
     """
     out = np.empty((n, N_NODES, N_ACTIONS), dtype=np.int64)
     pending = np.arange(n)
@@ -554,11 +558,16 @@ ACTION_COLORS = ((220, 70, 50), (40, 150, 70), (50, 90, 220))
 def render_rgb(graph: np.ndarray, node: int, goal: int, size: int = 320) -> np.ndarray:
     """Draw the graph: nodes on a circle, edges as arrows coloured by action, agent red, goal green.
 
-    Args:
-        graph: ``[N_NODES, N_ACTIONS]`` targets (-1: no edge).
-        node: the agent's node.
-        goal: the goal node.
-        size: image side in pixels.
+    Parameters
+    ----------
+    graph
+        ``[N_NODES, N_ACTIONS]`` targets (-1: no edge).
+    node
+        the agent's node.
+    goal
+        the goal node.
+    size
+        image side in pixels.
     """
     img = draw.canvas(size, size, (250, 250, 250))
     centre, radius, node_r = size * 0.45, size * 0.33, size * 0.06
