@@ -304,7 +304,9 @@ class A2C:
                 f"env: a given vector env has {env.num_envs} envs, env.num_envs says "
                 f"{config.env.num_envs} (and a given env cannot be split over processes)"
             )
-        self.env = env if env is not None else make_env_or_explain(config, local, config.env.kwargs)
+        if env is None:
+            env = make_env_or_explain(config, local, self._shard_kwargs(config.env.kwargs))
+        self.env = env
         self.num_envs = self.env.num_envs
         if policy is None:
             policy = policy_from_config(config, self.env)
@@ -319,6 +321,15 @@ class A2C:
         self._finished: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # _flush_episodes
         self._tracked_steps = 0
         self._reset_envs(seed=config.train.seed)
+
+    def _shard_kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """``env.kwargs`` for this rank's envs. GraphNav's ``graph_order: fixed`` gives env ``k``
+        bank graph ``graph_offset + k``: rank ``r`` continues at its first global env index, so
+        every rank plays the graphs its envs play in a one-process run."""
+        if self.world == 1 or kwargs.get("graph_order") != "fixed":
+            return kwargs
+        offset = int(kwargs.get("graph_offset", 0)) + self.env_slice.start
+        return {**kwargs, "graph_offset": offset}
 
     # ------------------------------------------------------------------ env bookkeeping
     def _reset_envs(self, seed: int | None) -> None:
