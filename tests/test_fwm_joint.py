@@ -7,7 +7,13 @@ import torch
 
 from fwmrl.memory import FWMCore, LSTMCore
 from fwmrl.memory.fwm import FWMLowRankState, FWMState, can_run_jointly, run_jointly
-from fwmrl.memory.fwm_scan import _DeltaRecurrence, _ScaledDeltaRecurrence
+from fwmrl.memory.fwm_scan import (
+    FWMScanOptions,
+    _DeltaRecurrence,
+    _ScaledDeltaRecurrence,
+    naive_scan,
+    single_step_scan,
+)
 
 F64 = {"dtype": torch.float64}
 
@@ -126,3 +132,26 @@ def test_joint_scan_needs_fwm_cores_of_one_configuration() -> None:
     assert not can_run_jointly([a, b], mixed)
     with pytest.raises(ValueError, match="run_jointly: 'cores' must be two or more FWMCore"):
         run_jointly([a, b], [torch.zeros(1, 2, 5)] * 2, mixed)
+
+
+@pytest.mark.parametrize("tanh_query", [False, True])
+@pytest.mark.parametrize("with_resets", [False, True])
+def test_single_step_scan_equals_the_reference_step(tanh_query: bool, with_resets: bool) -> None:
+    m, hops, batch = 4, 3, 5
+    opts = FWMScanOptions(memory_size=m, read_hops=hops, write_scale=0.5, tanh_query=tanh_query)
+    gen = torch.Generator().manual_seed(7)
+    write = 1.5 * torch.randn(1, batch, 3 * m + 1, generator=gen, **F64)
+    read = torch.randn(1, batch, m + hops * m, generator=gen, **F64)
+    F0 = 0.3 * torch.randn(batch, m, m, m, generator=gen, **F64)
+    resets = torch.tensor([[True, False, False, True, False]]) if with_resets else None
+    inputs = [t.requires_grad_(True) for t in (write, read, F0)]
+    n_ref, F_ref = naive_scan(*inputs, resets, opts)
+    n_one, F_one = single_step_scan(*inputs, resets, opts)
+    assert (F_ref.flatten(1).norm(dim=1) > 1 - 1e-9).any()  # the norm bound was active
+    torch.testing.assert_close(n_one, n_ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(F_one, F_ref, rtol=1e-12, atol=1e-12)
+    weights = torch.randn(n_ref.shape, generator=gen, **F64)
+    grads_ref = torch.autograd.grad((n_ref * weights).sum() + F_ref.sum(), inputs)
+    grads_one = torch.autograd.grad((n_one * weights).sum() + F_one.sum(), inputs)
+    for a, b in zip(grads_ref, grads_one, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-12)

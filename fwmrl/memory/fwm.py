@@ -232,8 +232,29 @@ class FWMCore(MemoryCore):
     def _controller(
         self, x: Tensor, state: FWMState | FWMLowRankState, resets: Tensor | None
     ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """The LSTM over the window and the memory's projections: ``z, h, c, write, read``."""
-        z, h, c = run_lstm_with_resets(self.controller, x, state.h, state.c, resets)
+        """The LSTM over the window and the memory's projections: ``z, h, c, write, read``.
+
+        A single step calls ``torch.lstm_cell`` directly (what :func:`run_lstm_with_resets` runs
+        for it, without its checks and host synchronisation: the reset is one multiplication)."""
+        if x.shape[0] == 1:
+            batch, d = x.shape[1], self.hidden_size
+            h, c = state.h.reshape(batch, d), state.c.reshape(batch, d)
+            if resets is not None:
+                keep = (~resets).to(h.dtype).view(batch, 1)
+                h, c = h * keep, c * keep
+            lstm = self.controller
+            h, c = torch.lstm_cell(
+                x.view(batch, -1),
+                (h, c),
+                lstm.weight_ih_l0,
+                lstm.weight_hh_l0,
+                lstm.bias_ih_l0,
+                lstm.bias_hh_l0,
+            )
+            z = h.view(1, batch, d)
+            h, c = h.view(batch, 1, d), c.view(batch, 1, d)
+        else:
+            z, h, c = run_lstm_with_resets(self.controller, x, state.h, state.c, resets)
         return z, h, c, self.write_proj(z), self.read_proj(z)
 
     def _memory(

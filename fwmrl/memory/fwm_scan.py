@@ -108,6 +108,42 @@ def fwm_step(F: Tensor, write: Tensor, read: Tensor, opts: FWMScanOptions) -> tu
     return n, F
 
 
+def single_step_scan(
+    write: Tensor, read: Tensor, F: Tensor, resets: Tensor | None, opts: FWMScanOptions
+) -> tuple[Tensor, Tensor]:
+    """:func:`naive_scan` for a window of one step (the acting path), in fewer operations.
+
+    The same equations as :func:`fwm_step` (tested equal). At acting sizes a step costs its
+    number of tensor operations (views included), not its arithmetic, so this one keeps every
+    vector as ``[B, 1, m]`` for batched products: the keys are one ``tanh`` and one ``unbind``,
+    the write is one rank-one ``baddbmm`` on ``F`` viewed as ``[B, m², m]``, each hop is two
+    products and a layer norm, and a reset is one multiplication (``resets=None``: none).
+    """
+    m, batch, hops = opts.memory_size, F.shape[0], opts.read_hops
+    if resets is not None:
+        F = F * (~resets[0]).to(F.dtype).view(batch, 1, 1, 1)
+    write = write.view(batch, 1, 3 * m + 1)
+    k1, k2, v = torch.tanh(write[:, :, : 3 * m]).view(batch, 3, 1, m).unbind(1)
+    rate = torch.sigmoid(write[:, :, 3 * m :] + 1.0)  # β [B, 1, 1]
+    v_old = torch.bmm(k2, torch.bmm(k1, F.view(batch, m, m * m)).view(batch, m, m))
+    u = (opts.write_scale * rate) * (v - v_old)
+    key = torch.bmm(k1.transpose(1, 2), k2)  # k1 ⊗ k2 [B, m, m]
+    F = torch.baddbmm(F.view(batch, m * m, m), key.view(batch, m * m, 1), u)
+    F = F / torch.linalg.vector_norm(F, dim=(1, 2), keepdim=True).clamp(min=1.0)
+    read = read.view(batch, 1, (hops + 1) * m)
+    n = read[:, :, :m]
+    if opts.tanh_query:
+        n = torch.tanh(n)
+    hop_keys = read[:, :, m:]
+    if opts.tanh_hop_keys:
+        hop_keys = torch.tanh(hop_keys)
+    flat = F.view(batch, m, m * m)
+    for e in hop_keys.reshape(batch, hops, 1, m).unbind(1):
+        value = torch.bmm(e, torch.bmm(n, flat).view(batch, m, m))
+        n = torch.layer_norm(value, (m,), None, None, opts.layer_norm_eps)
+    return n.view(1, batch, m), F.view(batch, m, m, m)
+
+
 def naive_scan(
     write: Tensor, read: Tensor, F: Tensor, resets: Tensor | None, opts: FWMScanOptions
 ) -> tuple[Tensor, Tensor]:
@@ -455,11 +491,11 @@ def chunked_scan(
     scales ``c_t`` (from ``‖F'‖² = ‖F‖² + 2 v_oldᵀu + ‖k‖²‖u‖²``) need only ``C × C`` key products and
     ``m``-vectors, stepped in order; every read of a chunk is then one batched contraction with
     ``F_0`` plus a ``C × C`` correction. Resets inside a chunk cut the sums per sequence. Autograd
-    stores ``F`` once per chunk. A single step (the acting path) runs :func:`naive_scan`, which needs
-    fewer operations there.
+    stores ``F`` once per chunk. A single step (the acting path) runs :func:`single_step_scan`,
+    which needs fewer operations there.
     """
     if write.shape[0] == 1:
-        return naive_scan(write, read, F, resets, opts)
+        return single_step_scan(write, read, F, resets, opts)
     return _scan_in_chunks(_chunk_scan, write, read, F, resets, opts, recompute=False)
 
 

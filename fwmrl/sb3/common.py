@@ -116,7 +116,11 @@ class MemoryAlgorithmMixin:
                 self.policy.reset_noise(env.num_envs)
             with th.no_grad():
                 obs_tensor = obs_as_tensor(self._last_obs, self.device)
-                starts = th.as_tensor(self._last_episode_starts, device=self.device).bool()
+                starts = (  # None: no env starts an episode, the cores skip the reset
+                    th.as_tensor(self._last_episode_starts, device=self.device).bool()
+                    if np.any(self._last_episode_starts)
+                    else None
+                )
                 actions, values, log_probs, new_states = self.policy(obs_tensor, states, starts)
             actions = actions.cpu().numpy()
             clipped_actions = actions

@@ -325,7 +325,11 @@ class MemoryPolicy(ActorCriticPolicy):
     @property
     def memory_actor_dtype(self) -> th.dtype:
         """Floating dtype of the actor core's parameters (and so of its state)."""
-        return next(self.memory_actor.parameters()).dtype
+        found = getattr(self, "_dtype_parameter", None)
+        if found is None:  # looked up once (walking the module tree costs more than a step);
+            # kept in a tuple so that the module does not register it as its own parameter
+            found = self._dtype_parameter = (next(self.memory_actor.parameters()),)
+        return found[0].dtype
 
     @property
     def aux_loss(self) -> th.Tensor | None:
@@ -358,7 +362,11 @@ class MemoryPolicy(ActorCriticPolicy):
         y, state = core(features.reshape(length, n_seq, -1), state, resets)
         return y.reshape(length * n_seq, -1), state
 
-    def _resets(self, episode_starts: th.Tensor, n_seq: int, device: th.device) -> th.Tensor:
+    def _resets(
+        self, episode_starts: th.Tensor | None, n_seq: int, device: th.device
+    ) -> th.Tensor | None:
+        if episode_starts is None:  # no episode starts anywhere
+            return None
         return episode_starts.reshape(-1, n_seq).to(device=device, dtype=th.bool)
 
     def _check_batch(self, states: MemoryStates | CoreState, n_seq: int) -> None:
@@ -369,7 +377,11 @@ class MemoryPolicy(ActorCriticPolicy):
             )
 
     def _sequence_latents(
-        self, obs: PyTorchObs, states: MemoryStates, episode_starts: th.Tensor, n_seq: int
+        self,
+        obs: PyTorchObs,
+        states: MemoryStates,
+        episode_starts: th.Tensor | None,
+        n_seq: int,
     ) -> tuple[th.Tensor, th.Tensor, MemoryStates]:
         """Run extractor, cores and MLP over ``T * n_seq`` time-major flattened observations.
 
@@ -414,7 +426,7 @@ class MemoryPolicy(ActorCriticPolicy):
         return joint and can_run_jointly(self.cores(), states.parts())
 
     def _actor_latent(
-        self, obs: PyTorchObs, state: CoreState, episode_starts: th.Tensor, n_seq: int
+        self, obs: PyTorchObs, state: CoreState, episode_starts: th.Tensor | None, n_seq: int
     ) -> tuple[th.Tensor, CoreState]:
         """The actor's path only (extractor, actor core, actor MLP): latent and actor state."""
         self._check_batch(state, n_seq)
@@ -424,7 +436,7 @@ class MemoryPolicy(ActorCriticPolicy):
         return self.mlp_extractor.forward_actor(y_pi), state
 
     def _critic_latent(
-        self, obs: PyTorchObs, states: MemoryStates, episode_starts: th.Tensor, n_seq: int
+        self, obs: PyTorchObs, states: MemoryStates, episode_starts: th.Tensor | None, n_seq: int
     ) -> th.Tensor:
         """The critic's path only (the actor core too when the memory is shared)."""
         self._check_batch(states, n_seq)
@@ -443,7 +455,7 @@ class MemoryPolicy(ActorCriticPolicy):
         self,
         obs: PyTorchObs,
         states: MemoryStates,
-        episode_starts: th.Tensor,
+        episode_starts: th.Tensor | None,
         deterministic: bool = False,
     ) -> tuple[th.Tensor, th.Tensor, th.Tensor, MemoryStates]:
         """One step for a batch of environments.
@@ -455,7 +467,8 @@ class MemoryPolicy(ActorCriticPolicy):
         states:
             States before the step.
         episode_starts:
-            ``[n_envs]``: 1/True where an episode starts at this step (its state is reset first).
+            ``[n_envs]``: 1/True where an episode starts at this step (its state is reset first);
+            ``None`` where none does (the cores then skip the reset).
         deterministic:
             Take the mode of the action distribution instead of sampling.
 
@@ -465,7 +478,7 @@ class MemoryPolicy(ActorCriticPolicy):
             ``actions`` ``[n_envs, *action_shape]``, ``values`` ``[n_envs, 1]``, ``log_prob``
             ``[n_envs]`` and the states after the step.
         """
-        n_envs = episode_starts.shape[0]
+        n_envs = states.batch_size
         latent_pi, latent_vf, states = self._sequence_latents(obs, states, episode_starts, n_envs)
         values = self.value_net(latent_vf)
         actions, log_prob = self._sample(latent_pi, deterministic)
@@ -491,22 +504,22 @@ class MemoryPolicy(ActorCriticPolicy):
         return actions, distribution.log_prob(actions)
 
     def get_distribution(  # type: ignore[override]
-        self, obs: PyTorchObs, states: MemoryStates, episode_starts: th.Tensor
+        self, obs: PyTorchObs, states: MemoryStates, episode_starts: th.Tensor | None
     ) -> tuple[Distribution, MemoryStates]:
         """Action distribution of one step, and the states after it.
 
         Only the actor's path runs (as in sb3-contrib): the returned :class:`MemoryStates` holds
         the actor's state and no critic state (``vf`` is ``None``).
         """
-        n_envs = episode_starts.shape[0]
+        n_envs = states.batch_size
         latent_pi, pi_state = self._actor_latent(obs, states.pi, episode_starts, n_envs)
         return self._get_action_dist_from_latent(latent_pi), MemoryStates(pi_state)
 
     def predict_values(  # type: ignore[override]
-        self, obs: PyTorchObs, states: MemoryStates, episode_starts: th.Tensor
+        self, obs: PyTorchObs, states: MemoryStates, episode_starts: th.Tensor | None
     ) -> th.Tensor:
         """Values ``[n_envs, 1]`` of one step from ``states`` (only the critic's path runs)."""
-        n_envs = episode_starts.shape[0]
+        n_envs = states.batch_size
         return self.value_net(self._critic_latent(obs, states, episode_starts, n_envs))
 
     def evaluate_sequences(
@@ -560,10 +573,10 @@ class MemoryPolicy(ActorCriticPolicy):
         self,
         observation: PyTorchObs,
         states: MemoryStates,
-        episode_starts: th.Tensor,
+        episode_starts: th.Tensor | None,
         deterministic: bool = False,
     ) -> tuple[th.Tensor, MemoryStates]:
-        n_envs = episode_starts.shape[0]
+        n_envs = states.batch_size
         latent_pi, pi_state = self._actor_latent(observation, states.pi, episode_starts, n_envs)
         return self._sample(latent_pi, deterministic)[0], MemoryStates(pi_state)
 
@@ -623,15 +636,16 @@ class MemoryPolicy(ActorCriticPolicy):
                 f"MemoryPolicy.predict: 'state' holds {states.batch_size} environments but "
                 f"'observation' holds {n_envs}"
             )
-        if episode_start is None:
-            starts = th.zeros(n_envs, dtype=th.bool, device=device)
-        else:
-            starts = th.as_tensor(np.asarray(episode_start), device=device).reshape(-1).bool()
-            if starts.shape[0] != n_envs:
+        starts = None  # no episode starts: the cores skip their reset step
+        if episode_start is not None:
+            start_array = np.asarray(episode_start).reshape(-1)
+            if start_array.shape[0] != n_envs:
                 raise ValueError(
                     f"MemoryPolicy.predict: 'episode_start' must have {n_envs} entries, "
-                    f"got {starts.shape[0]}"
+                    f"got {start_array.shape[0]}"
                 )
+            if start_array.any():
+                starts = th.as_tensor(start_array, device=device).bool()
         with th.no_grad():
             actions, states = self._predict(obs_tensor, states, starts, deterministic=deterministic)
         actions_np = actions.cpu().numpy().reshape((-1, *self.action_space.shape))
