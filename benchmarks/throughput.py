@@ -122,10 +122,18 @@ def worker(config: str, overrides: list[str], updates: int, warmup: int) -> dict
     return {"rate": done / (collect + learn), "cpu_rate": done / cpu, "parts": parts}
 
 
-def data_parallel_worker(config: str, overrides: list[str], updates: int, warmup: int) -> float:
+COLLECTIVES = ("all_reduce_sum", "any_rank", "all_gather_objects", "broadcast_object")
+"""The :mod:`fwmrl.distributed` calls the A2C makes during an update (timed by the worker)."""
+
+
+def data_parallel_worker(
+    config: str, overrides: list[str], updates: int, warmup: int
+) -> dict[str, float]:
     """:func:`worker`'s updates on this rank of a ``torchrun``-style process group (the
-    ``RANK``/``WORLD_SIZE``/``MASTER_*`` variables; one process without them); returns the global
-    env steps per second of the timed updates (the same on every rank)."""
+    ``RANK``/``WORLD_SIZE``/``MASTER_*`` variables; one process without them). Returns the global
+    env steps per second of the timed updates (the same on every rank) and this rank's split of
+    their wall time: ``cpu`` (its process CPU time), ``comm`` (wall time inside the collectives,
+    waiting for the other ranks included) and ``wall``."""
     from fwmrl import distributed
     from fwmrl.agents import A2C
     from fwmrl.config import load_config
@@ -138,20 +146,36 @@ def data_parallel_worker(config: str, overrides: list[str], updates: int, warmup
     agent = A2C(config_)
     for _ in range(warmup):
         agent.learn_update()
+    spent = {"comm": 0.0}
+
+    def timed(function: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                spent["comm"] += time.perf_counter() - start
+
+        return call
+
+    for name in COLLECTIVES:
+        setattr(distributed, name, timed(getattr(distributed, name)))
     distributed.barrier()
-    start, steps = time.perf_counter(), agent.env_steps
+    start, steps, cpu = time.perf_counter(), agent.env_steps, time.process_time()
     for _ in range(updates):
         agent.learn_update()
+    cpu = time.process_time() - cpu
     distributed.barrier()  # the slowest rank's time
-    rate = (agent.env_steps - steps) / (time.perf_counter() - start)
+    wall = time.perf_counter() - start
+    rate = (agent.env_steps - steps) / wall
     agent.close()
     distributed.shutdown()
-    return rate
+    return {"rate": rate, "cpu": cpu, "comm": spent["comm"], "wall": wall}
 
 
 def run_data_parallel(
     config: str, updates: int, nproc: int, threads: int, overrides: list[str] | None = None
-) -> float:
+) -> dict[str, float]:
     """:func:`data_parallel_worker` on ``nproc`` fresh processes (one: no process group)."""
     code = (
         "import json, sys, torch; sys.path.insert(0, sys.argv[1]); import throughput as b; "
@@ -211,17 +235,19 @@ def data_parallel(nproc: int, repeats: int, threads: int, only: list[str] | None
     for label, config, _, updates, _ in rows:
         num_envs = load_config_file(config)["env"]["num_envs"]
         share = [f"env.num_envs={num_envs // nproc}"]
-        best = {"one": 0.0, "many": 0.0, "share": 0.0}
+        best = {"one": {"rate": 0.0}, "many": {"rate": 0.0}, "share": {"rate": 0.0}}
         for _ in range(repeats):
             for name in best:
                 n, extra = (
                     (nproc, None) if name == "many" else (1, share if name == "share" else None)
                 )
-                rate = run_data_parallel(config, updates, n, threads, extra)
-                best[name] = max(best[name], rate)
-        table.append((label, best["one"], best["many"], nproc * best["share"]))
+                result = run_data_parallel(config, updates, n, threads, extra)
+                if result["rate"] > best[name]["rate"]:
+                    best[name] = result
+        table.append((label, best["one"], best["many"], best["share"]))
         print(
-            f"{label}: 1 process {best['one']:,.0f}, {nproc}: {best['many']:,.0f}", file=sys.stderr
+            f"{label}: 1 process {best['one']['rate']:,.0f}, {nproc}: {best['many']['rate']:,.0f}",
+            file=sys.stderr,
         )
     load_after = os.getloadavg()
     print(
@@ -234,10 +260,27 @@ def data_parallel(nproc: int, repeats: int, threads: int, only: list[str] | None
         f"| row | 1 process | {nproc} processes | × | target | × on {nproc} idle cores, at most |"
     )
     print("|---|---:|---:|---:|---:|---:|")
-    for label, one, many, ceiling in table:
+    for label, one, many, alone in table:
         print(
-            f"| {label} | {one:,.0f} | {many:,.0f} | {many / one:.2f} | ≥ 1.7× "
-            f"| {ceiling / one:.2f} |"
+            f"| {label} | {one['rate']:,.0f} | {many['rate']:,.0f} | "
+            f"{many['rate'] / one['rate']:.2f} | ≥ 1.7× | {nproc * alone['rate'] / one['rate']:.2f} |"
+        )
+    print(
+        f"\nWhere rank 0's time goes ({nproc} processes), against one process stepping the same "
+        f"num_envs / {nproc} envs alone (its CPU time for the same updates): compute is rank 0's CPU "
+        "time, collectives the wall time inside fwmrl.distributed calls (waiting for the other "
+        "ranks included).\n"
+    )
+    print(
+        "| row | wall s | rank 0 CPU s | the same envs alone, CPU s | in collectives s "
+        "| neither (descheduled) s |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
+    for label, _, many, alone in table:
+        idle = max(many["wall"] - many["cpu"] - many["comm"], 0.0)
+        print(
+            f"| {label} | {many['wall']:.2f} | {many['cpu']:.2f} | {alone['cpu']:.2f} | "
+            f"{many['comm']:.2f} | {idle:.2f} |"
         )
 
 
