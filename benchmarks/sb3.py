@@ -132,11 +132,13 @@ def run_one(request: dict[str, Any]) -> dict[str, Any]:
     model.learn(model.n_envs * model.n_steps)  # warm-up (one rollout and update)
     model.collect_rollouts = timed("collect", model.collect_rollouts)
     model.train = timed("train", model.train)
-    start_steps, start = model.num_timesteps, time.perf_counter()
+    start_steps, start, cpu_start = model.num_timesteps, time.perf_counter(), time.process_time()
     model.learn(request["timesteps"], reset_num_timesteps=False)
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     return {
         "steps_per_s": (model.num_timesteps - start_steps) / elapsed,
+        # CPU time of this process: what the run cost, less the waits for the shared cores
+        "steps_per_cpu_s": (model.num_timesteps - start_steps) / cpu,
         "collect_share": spent["collect"] / elapsed,
         "sequence_length": getattr(model, "sequence_length", None),
         "buffer_mib": _buffer_bytes(model.rollout_buffer) / 2**20,
@@ -145,8 +147,9 @@ def run_one(request: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def run_eval(request: dict[str, Any]) -> dict[str, float]:
-    """Seconds of ``evaluate_policy`` over ``episodes`` episodes per policy (best of repeats)."""
+def run_eval(request: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Wall-clock and CPU seconds of ``evaluate_policy`` over ``episodes`` episodes per policy
+    (best of repeats): ``{"wall": {policy: s}, "cpu": {policy: s}}``."""
     import torch
     from stable_baselines3.common.evaluation import evaluate_policy
 
@@ -156,14 +159,15 @@ def run_eval(request: dict[str, Any]) -> dict[str, float]:
     env = _vec_env("gridworld", 1)
     algos = {"mlp": ("mlp", "lstm"), "contrib": ("contrib", "lstm")}
     models = {name: _model(*algos.get(name, ("ppo", name)), env, {}) for name in EVAL_POLICIES}
-    best = dict.fromkeys(models, float("inf"))
+    best = {"wall": dict.fromkeys(models, float("inf")), "cpu": dict.fromkeys(models, float("inf"))}
     for model in models.values():
         evaluate_policy(model, env, n_eval_episodes=1)  # warm-up
     for _ in range(request["repeats"]):
         for name, model in models.items():
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             evaluate_policy(model, env, n_eval_episodes=request["episodes"])
-            best[name] = min(best[name], time.perf_counter() - start)
+            best["wall"][name] = min(best["wall"][name], time.perf_counter() - start)
+            best["cpu"][name] = min(best["cpu"][name], time.process_time() - cpu_start)
     return best
 
 
@@ -264,11 +268,12 @@ def main() -> None:
         )
         print(
             "| env | settings | algorithm + policy | sequence_length (now / before) "
-            "| env steps/s now | before | now / before | collect share now | rollout buffer now "
-            "| peak RSS now |"
+            "| env steps/s now | before | now / before | env steps / CPU s now | before "
+            "| collect share now | rollout buffer now | peak RSS now |"
         )
-        print("|---|---|---|---|---:|---:|---:|---:|---:|---:|")
+        print("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         rates: dict[tuple[str, str, str, str], float] = {}
+        cpu_rates: dict[tuple[str, str, str, str], float] = {}
         for env_key in args.envs:
             for setting in args.settings:
                 for label, algo, core in POLICIES:
@@ -291,22 +296,27 @@ def main() -> None:
                     before = before if algo == "ppo" else now
                     for when, result in (("now", now), ("before", before)):
                         rates[env_key, setting, f"{algo}-{core}", when] = result["steps_per_s"]
+                        cpu_rates[env_key, setting, f"{algo}-{core}", when] = result[
+                            "steps_per_cpu_s"
+                        ]
                     lengths = (
                         "–"
                         if algo == "contrib"
                         else f"{now['sequence_length']} / {before['sequence_length']}"
                     )
                     before_cells = (
-                        ("(same)", "–")
+                        ("(same)", "–", "(same)")
                         if algo == "contrib"
                         else (
                             f"{before['steps_per_s']:,.0f}",
                             f"{now['steps_per_s'] / before['steps_per_s']:.2f}×",
+                            f"{before['steps_per_cpu_s']:,.0f}",
                         )
                     )
                     print(
                         f"| {ENVS[env_key][0]} | {setting} | {label} | {lengths} "
                         f"| {now['steps_per_s']:,.0f} | {before_cells[0]} | {before_cells[1]} "
+                        f"| {now['steps_per_cpu_s']:,.0f} | {before_cells[2]} "
                         f"| {now['collect_share']:.0%} | {now['buffer_mib']:.2f} MiB "
                         f"| {now['peak_rss_mib']:.0f} MiB |",
                         flush=True,
@@ -314,16 +324,21 @@ def main() -> None:
         print()
         print(
             "| env | settings | fwm / lstm now (target ≥ 0.5) | fwm / MlpLstmPolicy now "
-            "(target ≥ 3) | fwm / lstm before | fwm / MlpLstmPolicy before |"
+            "(target ≥ 3) | the same per CPU s | fwm / lstm before | fwm / MlpLstmPolicy before |"
         )
-        print("|---|---|---:|---:|---:|---:|")
+        print("|---|---|---:|---:|---|---:|---:|")
         for env_key in args.envs:
             for setting in args.settings:
                 cells = []
-                for when in ("now", "before"):
-                    fwm = rates[env_key, setting, "ppo-fwm", when]
-                    cells.append(f"{fwm / rates[env_key, setting, 'ppo-lstm', when]:.2f}")
-                    cells.append(f"{fwm / rates[env_key, setting, 'contrib-lstm', when]:.2f}")
+                for when, table in (("now", rates), ("cpu", cpu_rates), ("before", rates)):
+                    key = "before" if when == "before" else "now"
+                    fwm = table[env_key, setting, "ppo-fwm", key]
+                    lstm = fwm / table[env_key, setting, "ppo-lstm", key]
+                    contrib = fwm / table[env_key, setting, "contrib-lstm", key]
+                    if when == "cpu":
+                        cells.append(f"{lstm:.2f} / {contrib:.2f}")
+                    else:
+                        cells += [f"{lstm:.2f}", f"{contrib:.2f}"]
                 print(f"| {ENVS[env_key][0]} | {setting} | {' | '.join(cells)} |")
         if not args.no_eval:
             request = {"episodes": args.episodes, "repeats": args.repeats, "threads": args.threads}
@@ -333,13 +348,16 @@ def main() -> None:
                 f"(100 steps each, 1 env, untrained policies, best of {args.repeats}):\n"
             )
             print(
-                "| policy | seconds now | × MlpPolicy now (target ≤ 2) | seconds before | × MlpPolicy before |"
+                "| policy | seconds now | × MlpPolicy now (target ≤ 2) | CPU s now | × MlpPolicy "
+                "(CPU) now | seconds before | × MlpPolicy before |"
             )
-            print("|---|---:|---:|---:|---:|")
+            print("|---|---:|---:|---:|---:|---:|---:|")
             for name in EVAL_POLICIES:
-                now, before = seconds["now"], seconds["before"]
+                now, cpu = seconds["now"]["wall"], seconds["now"]["cpu"]
+                before = seconds["before"]["wall"]
                 print(
                     f"| {EVAL_LABELS[name]} | {now[name]:.2f} | {now[name] / now['mlp']:.2f} "
+                    f"| {cpu[name]:.2f} | {cpu[name] / cpu['mlp']:.2f} "
                     f"| {before[name]:.2f} | {before[name] / before['mlp']:.2f} |"
                 )
     print()
