@@ -2,7 +2,7 @@
 MiniGrid wrappers.
 
 Importing this package (or ``fwmrl``) registers the ids with Gymnasium, also the RL^2 trial ids that
-need the extra ``fwmrl[metaworld]`` (:data:`EXTRA_ENV_IDS`: Meta-World ML1/ML10 in
+need the extra ``fwmrl[metaworld]`` (:data:`EXTRA_ENV_IDS`: Meta-World ML1/ML10/ML45 in
 :mod:`fwmrl.envs.metaworld_tasks`, HalfCheetah velocity/direction in :mod:`fwmrl.envs.mujoco_tasks`).
 """
 

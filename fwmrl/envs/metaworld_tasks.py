@@ -1,11 +1,11 @@
-"""Meta-World ML1 and ML10 as RL^2 trials: ``FWM-MetaWorld-ML1-v0`` and ``FWM-MetaWorld-ML10-v0``.
+"""Meta-World ML1, ML10 and ML45 as RL^2 trials: ``FWM-MetaWorld-ML1-v0``, ``-ML10-v0``, ``-ML45-v0``.
 
 Needs the optional extra ``fwmrl[metaworld]`` (``metaworld`` 3.x and ``mujoco``); ``import fwmrl``
 works without it, and asking for one of these ids then raises an ``ImportError`` that says how to
-install it. The train and test task sets are Meta-World's own (``metaworld.ML1`` / ``metaworld.ML10``
-built with ``benchmark_seed``): ML1 has one environment with 50 train and 50 test tasks (object and
-goal positions drawn with different seeds), ML10 has 10 train environments and 5 held-out test
-environments with 50 tasks each. The goal is not part of the observation (Meta-World's
+install it. The train and test task sets are Meta-World's own (``metaworld.ML1`` / ``ML10`` /
+``ML45`` built with ``benchmark_seed``): ML1 has one environment with 50 train and 50 test tasks
+(object and goal positions drawn with different seeds), ML10 has 10 train environments and 5
+held-out test environments with 50 tasks each, ML45 45 train and 5 held-out test environments. The goal is not part of the observation (Meta-World's
 ``partially_observable`` ML setting), so it has to be found by trying.
 """
 
@@ -21,7 +21,7 @@ from gymnasium import spaces
 from fwmrl.envs._validation import check_bool, check_choice, check_float, check_int
 from fwmrl.envs.trial import Trial, VectorTrial
 
-BENCHMARKS = ("ML1", "ML10")
+BENCHMARKS = ("ML1", "ML10", "ML45")
 SPLITS = ("train", "test")
 INSTALL_HINT = "pip install 'fwmrl[metaworld]' (metaworld 3.x and mujoco)"
 MAX_PATH_LENGTH = 500
@@ -60,17 +60,19 @@ def _full_name(env_name: Any) -> str:
 
 @functools.lru_cache(maxsize=8)
 def benchmark(name: str, env_name: str | None = None, seed: int = 0) -> Any:
-    """The Meta-World benchmark object (``metaworld.ML1(env_name, seed)`` or
-    ``metaworld.ML10(seed)``), built once per process and shared by every env that asks for it.
+    """The Meta-World benchmark object (``metaworld.ML1(env_name, seed)``, ``metaworld.ML10(seed)``
+    or ``metaworld.ML45(seed)``), built once per process and shared by every env that asks for it.
 
     Building it resets each environment 50 times per task set (ML1 a few seconds, ML10 about half a
-    minute on a loaded core). Its tasks are Meta-World ``Task`` tuples created in this process; they
+    minute on a loaded core, ML45 about a CPU minute). Its tasks are Meta-World ``Task`` tuples created in this process; they
     are never read from a file.
     """
     metaworld = require_metaworld(f"FWM-MetaWorld-{name}-v0")
     if name == "ML1":
         return metaworld.ML1(env_name, seed=seed)
-    return metaworld.ML10(seed=seed)
+    if name == "ML10":
+        return metaworld.ML10(seed=seed)
+    return metaworld.ML45(seed=seed)
 
 
 def task_set(
@@ -85,7 +87,7 @@ def task_set(
 
 
 class MetaWorldTaskEnv(gym.Env[np.ndarray, np.ndarray]):
-    """One inner episode of a Meta-World ML1 or ML10 task (the registered ids wrap it in a trial).
+    """One inner episode of a Meta-World ML1, ML10 or ML45 task (the registered ids wrap it in a trial).
 
     A plain ``reset`` draws a task uniformly from the split's task set with the env's generator and
     sets it (for ML10 this also picks the environment: one instance per Meta-World class, built
@@ -111,7 +113,7 @@ class MetaWorldTaskEnv(gym.Env[np.ndarray, np.ndarray]):
     after ``max_steps`` steps.
 
     ## Arguments
-    - ``benchmark`` (``"ML1"`` | ``"ML10"``, default ``"ML1"``).
+    - ``benchmark`` (``"ML1"`` | ``"ML10"`` | ``"ML45"``, default ``"ML1"``).
     - ``env_name`` (str, ML1 only, default ``None``: ``"reach-v3"``): the Meta-World environment,
       with or without ``-v3``.
     - ``split`` (``"train"`` | ``"test"``, default ``"train"``): the task set tasks are drawn from.
@@ -122,7 +124,8 @@ class MetaWorldTaskEnv(gym.Env[np.ndarray, np.ndarray]):
     - ``render_mode`` (``None`` | ``"rgb_array"``; rendering needs an OpenGL context).
 
     ## Registered ids
-    - ``FWM-MetaWorld-ML1-v0`` (ML1) and ``FWM-MetaWorld-ML10-v0`` (ML10): a :class:`Trial` of
+    - ``FWM-MetaWorld-ML1-v0`` (ML1), ``FWM-MetaWorld-ML10-v0`` (ML10) and
+      ``FWM-MetaWorld-ML45-v0`` (ML45): a :class:`Trial` of
       ``episodes`` (default 10) inner episodes of this env with the previous action, reward and
       ended flag in the observation (:func:`make_metaworld_trial`); batched:
       ``gym.make_vec(id, num_envs=N, vectorization_mode="vector_entry_point")`` gives a
@@ -269,7 +272,7 @@ def make_metaworld_trial(
     Parameters
     ----------
     benchmark
-        ``"ML1"`` or ``"ML10"``.
+        ``"ML1"``, ``"ML10"`` or ``"ML45"``.
     episodes
         inner episodes per trial.
     kwargs
@@ -317,3 +320,13 @@ def make_ml10(**kwargs: Any) -> Trial:
 def make_ml10_vector(num_envs: int, **kwargs: Any) -> VectorTrial:
     """Vector entry point of ``FWM-MetaWorld-ML10-v0``."""
     return make_metaworld_vector(num_envs, "ML10", **kwargs)
+
+
+def make_ml45(**kwargs: Any) -> Trial:
+    """Entry point of ``FWM-MetaWorld-ML45-v0`` (:func:`make_metaworld_trial` with ML45)."""
+    return make_metaworld_trial("ML45", **kwargs)
+
+
+def make_ml45_vector(num_envs: int, **kwargs: Any) -> VectorTrial:
+    """Vector entry point of ``FWM-MetaWorld-ML45-v0``."""
+    return make_metaworld_vector(num_envs, "ML45", **kwargs)

@@ -41,6 +41,10 @@ EXTRA_ENV_SPECS: dict[str, tuple[str, str]] = {
         "fwmrl.envs.metaworld_tasks:make_ml10",
         "fwmrl.envs.metaworld_tasks:make_ml10_vector",
     ),
+    "FWM-MetaWorld-ML45-v0": (
+        "fwmrl.envs.metaworld_tasks:make_ml45",
+        "fwmrl.envs.metaworld_tasks:make_ml45_vector",
+    ),
     "FWM-HalfCheetahVel-v0": (
         "fwmrl.envs.mujoco_tasks:make_half_cheetah_vel",
         "fwmrl.envs.mujoco_tasks:make_half_cheetah_vel_vector",

@@ -41,7 +41,7 @@ def _check(env):
 
 
 def test_ids_are_registered_without_importing_metaworld():
-    for env_id in ("FWM-MetaWorld-ML1-v0", "FWM-MetaWorld-ML10-v0"):
+    for env_id in ("FWM-MetaWorld-ML1-v0", "FWM-MetaWorld-ML10-v0", "FWM-MetaWorld-ML45-v0"):
         assert env_id in EXTRA_ENV_IDS
         assert gym.spec(env_id).vector_entry_point is not None
 
@@ -218,6 +218,31 @@ def test_ml10_holds_out_five_test_environments():
     assert names <= set(test.class_names) and len(names) >= 3
     with pytest.raises(ValueError, match="env_name"):
         MetaWorldTaskEnv("ML10", "reach-v3")
+
+
+@needs_metaworld
+@pytest.mark.slow
+def test_ml45_holds_out_five_test_environments():
+    """Building ML45's task sets resets each of its 50 environments 50 times (~1 CPU minute)."""
+    from metaworld.env_dict import ML45_V3
+
+    from fwmrl.envs.metaworld_tasks import MetaWorldTaskEnv
+
+    train = MetaWorldTaskEnv("ML45", split="train", max_steps=3)
+    test = MetaWorldTaskEnv("ML45", split="test", max_steps=3)
+    assert len(train.class_names) == 45 and len(test.class_names) == 5
+    assert set(test.class_names) == set(ML45_V3["test"])
+    assert not set(train.class_names) & set(test.class_names)
+    assert len(train.tasks) == 45 * 50 and len(test.tasks) == 5 * 50
+    trial = make_env("FWM-MetaWorld-ML45-v0", split="test", max_steps=3, episodes=2)
+    _check(trial)
+    names = set()
+    for seed in range(12):
+        trial.reset(seed=seed)
+        names.add(trial.unwrapped.task_name)
+    assert names <= set(test.class_names) and len(names) >= 3
+    for env in (train, test, trial):
+        env.close()
 
 
 @needs_metaworld

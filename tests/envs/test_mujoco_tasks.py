@@ -130,7 +130,7 @@ def test_vector_trial_equals_sync_vector_env_of_trials():
 
 CONFIGS = sorted(
     p.name
-    for pattern in ("ml1_*.yaml", "ml10_*.yaml", "halfcheetah_*.yaml")
+    for pattern in ("ml1_*.yaml", "ml10_*.yaml", "ml45_*.yaml", "halfcheetah_*.yaml")
     for p in (Path(__file__).resolve().parents[2] / "configs").glob(pattern)
 )
 
@@ -141,7 +141,7 @@ def test_benchmark_configs_validate_and_name_the_trial_ids():
     root = Path(__file__).resolve().parents[2] / "configs"
     assert len(CONFIGS) >= 11
     stems = {name.rsplit("_", 1)[0] for name in CONFIGS}
-    assert {"ml1_reach", "ml1_push", "ml1_pick_place", "ml10", "halfcheetah_vel"} <= stems
+    assert {"ml1_reach", "ml1_push", "ml1_pick_place", "ml10", "ml45", "halfcheetah_vel"} <= stems
     for name in CONFIGS:
         config = load_config(root / name)
         assert config.env.id in EXTRA_ENV_IDS and config.algo.name == "ppo", name
