@@ -207,9 +207,9 @@ class AlgoConfig(_Section):
         KL divergence from the collection policy exceeds this (that minibatch takes no step),
         or ``null`` to always run every epoch.
     normalize_value:
-        PPO: the value head predicts returns standardised by their running mean
-        and variance (``fwmrl.agents.ppo.ValueNormalizer``), so the value loss stays O(1)
-        whatever the reward scale and does not swamp the policy gradient in the shared trunk.
+        A2C and PPO: the value head predicts returns standardised by their running
+        mean and variance (``fwmrl.agents.value_norm.ValueNormalizer``), so the value loss stays
+        O(1) whatever the reward scale and does not swamp the policy gradient in the shared trunk.
     baseline:
         ``critic`` (default): the advantage is the return minus the value head's
         prediction for that state, and the value head regresses to the return. ``batch_mean``:
@@ -278,7 +278,6 @@ PPO_KEYS = (
     "clip_range",
     "clip_range_vf",
     "target_kl",
-    "normalize_value",
 )
 """The ``algo`` keys only :class:`fwmrl.agents.PPO` reads."""
 

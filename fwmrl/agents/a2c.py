@@ -41,6 +41,7 @@ from torch import Tensor
 
 from fwmrl import distributed
 from fwmrl.agents.policy import MemoryActorCritic
+from fwmrl.agents.value_norm import ValueNormalizer
 from fwmrl.config import Config, ConfigError
 from fwmrl.envs import (
     EnvStateError,
@@ -320,6 +321,7 @@ class A2C:
         self.recent_lengths: collections.deque[int] = collections.deque(maxlen=100)
         self._finished: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # _flush_episodes
         self._tracked_steps = 0
+        self.value_normalizer = ValueNormalizer() if algo.normalize_value else None
         self._reset_envs(seed=config.train.seed)
 
     def _shard_kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -495,16 +497,26 @@ class A2C:
         self.episodes += len(order)
 
     # ------------------------------------------------------------------ 2 + 3. learn
+    def real_values(self, values: Tensor) -> Tensor:
+        """Value-head outputs in reward units (the head predicts standardised returns with
+        ``algo.normalize_value``; otherwise they are returned as they are)."""
+        if self.value_normalizer is None:
+            return values
+        return self.value_normalizer.denormalize(values)
+
     def advantages(self, rollout: Rollout) -> tuple[Tensor, Tensor]:
-        """``(advantages, value targets)`` of a rollout with the config's γ, λ and truncation rule;
-        with ``algo.baseline: batch_mean`` the values and the value targets are replaced by their
-        mean over the batch's valid envs at each step (:meth:`per_step_batch_mean`)."""
+        """``(advantages, value targets)`` of a rollout with the config's γ, λ and truncation rule,
+        on the collection values in reward units (:meth:`real_values`); with ``algo.baseline:
+        batch_mean`` the values and the value targets are replaced by their mean over the batch's
+        valid envs at each step (:meth:`per_step_batch_mean`)."""
         algo = self.config.algo
         batch_mean = algo.baseline == "batch_mean"
-        values = self.per_step_batch_mean(rollout.values, rollout.valid) if batch_mean else None
+        values = self.real_values(rollout.values)
+        if batch_mean:
+            values = self.per_step_batch_mean(values, rollout.valid)
         advantages, returns = compute_advantages(
             rollout.rewards,
-            rollout.values if values is None else values,
+            values,
             rollout.terminated,
             rollout.truncated,
             rollout.valid,
@@ -535,12 +547,18 @@ class A2C:
         advantages, returns = self.advantages(rollout)
         mask = rollout.valid.float()
         valid_returns = returns[rollout.valid]
-        residuals = valid_returns - rollout.values[:-1][rollout.valid]
+        residuals = valid_returns - self.real_values(rollout.values[:-1])[rollout.valid]
         sums = torch.stack(
             [mask.sum(), (advantages * mask).sum(), valid_returns.sum(), residuals.sum()]
         )
         sums = distributed.all_reduce_sum(sums)  # over all ranks' envs
         n_valid = sums[0].clamp_min(1.0)
+        targets = returns
+        if self.value_normalizer is not None:  # this rollout's returns join the statistics first
+            mean_return = sums[2] / n_valid
+            spread = distributed.all_reduce_sum(((valid_returns - mean_return) ** 2).sum())
+            self.value_normalizer.update(n_valid, mean_return, spread)
+            targets = self.value_normalizer.normalize(returns) * mask
         if algo.normalize_advantage:
             mean = sums[1] / n_valid
             spread = distributed.all_reduce_sum((((advantages - mean) * mask) ** 2).sum())
@@ -553,7 +571,7 @@ class A2C:
         entropy = dist.entropy(params, log_std)
 
         policy_loss = -(advantages.detach() * action_log_prob * mask).sum() / n_valid
-        value_loss = ((returns.detach() - values) ** 2 * mask).sum() / n_valid
+        value_loss = ((targets.detach() - values) ** 2 * mask).sum() / n_valid
         entropy_mean = (entropy * mask).sum() / n_valid
         loss = policy_loss + algo.vf_coef * value_loss - algo.ent_coef * entropy_mean
         aux_loss = (aux * mask).sum() / n_valid if aux is not None else torch.zeros(())
@@ -725,6 +743,11 @@ class A2C:
             "env_reset_seed": self.config.train.seed + 1_000_003 * self.update,
             "env": describe_env(self.env),
             "config": self.config.to_dict(),
+            **(
+                {}
+                if self.value_normalizer is None
+                else {"value_norm": self.value_normalizer.state_dict()}
+            ),
         }
 
     def load_state_dict(self, data: dict[str, Any]) -> bool:
@@ -746,8 +769,15 @@ class A2C:
         ValueError, KeyError, RuntimeError
             the checkpoint does not fit this config.
         """
+        if self.value_normalizer is not None and "value_norm" not in data:
+            raise KeyError(
+                "value_norm: the checkpoint has no return statistics but algo.normalize_value is "
+                "set (it was saved by a run without value normalisation)"
+            )
         self.policy.load_state_dict(data["policy"])
         self.optimizer.load_state_dict(data["optimizer"])
+        if self.value_normalizer is not None:
+            self.value_normalizer.load_state_dict(data["value_norm"])
         for group in self.optimizer.param_groups:
             group["lr"], group["eps"] = self.config.algo.lr, self.config.algo.eps
         same_world = self.world > 1 and len(data.get("core_state_ranks") or []) == self.world

@@ -66,69 +66,10 @@ import torch
 from torch import Tensor
 
 from fwmrl import distributed
-from fwmrl.agents.a2c import A2C, Rollout, compute_advantages
+from fwmrl.agents.a2c import A2C, Rollout
 from fwmrl.agents.policy import MemoryActorCritic
 from fwmrl.config import Config, ConfigError
 from fwmrl.errors import NonFiniteLossError
-
-
-class ValueNormalizer:
-    """Running mean and variance of the returns (all valid steps of all updates so far).
-
-    ``normalize(x) = (x - mean) / std`` and ``denormalize`` its inverse, with
-    ``std = sqrt(var + eps)``; :meth:`update` merges a batch given by its count, mean and sum of
-    squared deviations (Chan et al.'s parallel formula, exact in any split), so every rank, given
-    the globally reduced batch moments, holds the same statistics. Kept in float64.
-
-    Parameters
-    ----------
-    eps
-        added to the variance before the square root (a constant return has std ``sqrt(eps)``).
-    """
-
-    def __init__(self, eps: float = 1e-8) -> None:
-        self.eps = eps
-        self.count = torch.zeros((), dtype=torch.float64)
-        self.mean = torch.zeros((), dtype=torch.float64)
-        self.var = torch.ones((), dtype=torch.float64)
-
-    @property
-    def std(self) -> Tensor:
-        """The running standard deviation (with ``eps`` added to the variance)."""
-        return (self.var + self.eps).sqrt()
-
-    def update(self, count: Tensor, mean: Tensor, squared_deviations: Tensor) -> None:
-        """Merge a batch of ``count`` values with mean ``mean`` and ``sum((x - mean)^2)``."""
-        count, mean, m2 = (
-            torch.as_tensor(x, dtype=torch.float64).cpu() for x in (count, mean, squared_deviations)
-        )
-        if float(count) <= 0:
-            return
-        total = self.count + count
-        delta = mean - self.mean
-        old_m2 = self.var * self.count
-        self.mean = self.mean + delta * count / total
-        self.var = (old_m2 + m2 + delta**2 * self.count * count / total) / total
-        self.count = total
-
-    def normalize(self, x: Tensor) -> Tensor:
-        """``(x - mean) / std`` in ``x``'s dtype and device."""
-        return ((x - self.mean.to(x.device)) / self.std.to(x.device)).to(x.dtype)
-
-    def denormalize(self, x: Tensor) -> Tensor:
-        """The inverse of :meth:`normalize`."""
-        return (x * self.std.to(x.device) + self.mean.to(x.device)).to(x.dtype)
-
-    def state_dict(self) -> dict[str, Tensor]:
-        """The statistics as plain tensors, for checkpoints."""
-        return {"count": self.count, "mean": self.mean, "var": self.var}
-
-    def load_state_dict(self, data: dict[str, Tensor]) -> None:
-        """Restore the statistics :meth:`state_dict` saved."""
-        self.count, self.mean, self.var = (
-            torch.as_tensor(data[k], dtype=torch.float64).clone() for k in ("count", "mean", "var")
-        )
-
 
 TERMS = ("loss", "policy_loss", "value_loss", "entropy", "aux_loss", "approx_kl", "clip_fraction")
 """The per-minibatch terms of :meth:`PPO._minibatch_terms`, in order (A2C's first five)."""
@@ -182,28 +123,6 @@ class PPO(A2C):
             )
         super().__init__(config, env=env, policy=policy)
         self.minibatch_generator = torch.Generator().manual_seed(config.train.seed + 2)
-        self.value_normalizer = ValueNormalizer() if algo.normalize_value else None
-
-    def real_values(self, values: Tensor) -> Tensor:
-        """Value-head outputs in reward units (the head predicts standardised returns with
-        ``algo.normalize_value``; otherwise they are returned as they are)."""
-        if self.value_normalizer is None:
-            return values
-        return self.value_normalizer.denormalize(values)
-
-    def advantages(self, rollout: Rollout) -> tuple[Tensor, Tensor]:
-        """A2C's GAE on the collection values in reward units (:meth:`real_values`)."""
-        algo = self.config.algo
-        return compute_advantages(
-            rollout.rewards,
-            self.real_values(rollout.values),
-            rollout.terminated,
-            rollout.truncated,
-            rollout.valid,
-            algo.gamma,
-            algo.gae_lambda,
-            algo.bootstrap_truncated,
-        )
 
     # ------------------------------------------------------------------ 2-5. learn
     def train_on_rollout(self, rollout: Rollout) -> dict[str, float]:
@@ -365,12 +284,9 @@ class PPO(A2C):
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
         """:meth:`A2C.state_dict` plus the minibatch-order generator's state (``minibatch_rng``)
-        and, with ``algo.normalize_value``, the return statistics (``value_norm``): all an
+        (the return statistics of ``algo.normalize_value`` are :meth:`A2C.state_dict`'s): all an
         update's epochs run between two checkpoints, so nothing else of them is kept."""
-        data = {**super().state_dict(), "minibatch_rng": self.minibatch_generator.get_state()}
-        if self.value_normalizer is not None:
-            data["value_norm"] = self.value_normalizer.state_dict()
-        return data
+        return {**super().state_dict(), "minibatch_rng": self.minibatch_generator.get_state()}
 
     def load_state_dict(self, data: dict[str, Any]) -> bool:
         """:meth:`A2C.load_state_dict` and the minibatch-order generator.
@@ -378,18 +294,10 @@ class PPO(A2C):
         Raises
         ------
         KeyError
-            the checkpoint has no ``minibatch_rng`` (not a PPO checkpoint), or no
-            ``value_norm`` while ``algo.normalize_value`` is set.
+            the checkpoint has no ``minibatch_rng`` (not a PPO checkpoint)
             (and those of :meth:`A2C.load_state_dict`)
         """
         minibatch_rng = data["minibatch_rng"]
-        if self.value_normalizer is not None and "value_norm" not in data:
-            raise KeyError(
-                "value_norm: the checkpoint has no return statistics but algo.normalize_value is "
-                "set (it was saved by a run without value normalisation)"
-            )
         restored = super().load_state_dict(data)
         self.minibatch_generator.set_state(minibatch_rng)
-        if self.value_normalizer is not None:
-            self.value_normalizer.load_state_dict(data["value_norm"])
         return restored
