@@ -29,12 +29,18 @@ def _config(flag: str = "true", env: str = "Pendulum-v1", *extra: str):
     )
 
 
-def test_gae_in_reward_units_and_the_loss_on_standardised_returns() -> None:
-    agent = A2C(_config())
-    normalizer = agent.value_normalizer
+def set_prior(normalizer) -> None:  # noqa: ANN001
+    """Statistics of 100 earlier returns: mean -30, variance 16 (std 4)."""
     normalizer.mean = torch.tensor(-30.0, dtype=torch.float64)
     normalizer.var = torch.tensor(16.0, dtype=torch.float64)
     normalizer.count = torch.tensor(100.0, dtype=torch.float64)
+
+
+def test_gae_in_reward_units_and_the_loss_on_standardised_returns() -> None:
+    """PPO inherits :meth:`A2C.advantages`: this also covers its GAE in reward units."""
+    agent = A2C(_config())
+    normalizer = agent.value_normalizer
+    set_prior(normalizer)
     rollout = agent.collect_rollout()
     advantages, returns = agent.advantages(rollout)
     algo = agent.config.algo

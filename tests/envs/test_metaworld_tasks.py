@@ -194,55 +194,37 @@ def test_bad_arguments_name_the_argument(kwargs, match):
 
 @needs_metaworld
 @pytest.mark.slow
-def test_ml10_holds_out_five_test_environments():
-    """Building ML10's task sets resets each of its 15 environments 50 times (~30 s loaded)."""
+@pytest.mark.parametrize("name, train_envs", [("ML10", 10), ("ML45", 45)])
+def test_ml10_and_ml45_hold_out_five_test_environments(name, train_envs):
+    """Building the task sets resets each environment 50 times per set (ML10 ~30 s loaded, ML45
+    about a CPU minute)."""
+    from metaworld.env_dict import ML10_V3, ML45_V3
+
     from fwmrl.envs.metaworld_tasks import MetaWorldTaskEnv
 
-    train = MetaWorldTaskEnv("ML10", split="train", max_steps=3)
-    test = MetaWorldTaskEnv("ML10", split="test", max_steps=3)
-    assert len(train.class_names) == 10 and len(test.class_names) == 5
+    published = {"ML10": ML10_V3, "ML45": ML45_V3}[name]
+    train = MetaWorldTaskEnv(name, split="train", max_steps=3)
+    test = MetaWorldTaskEnv(name, split="test", max_steps=3)
+    assert len(train.class_names) == train_envs and len(test.class_names) == 5
+    assert set(test.class_names) == set(published["test"])
     assert not set(train.class_names) & set(test.class_names)
-    assert len(train.tasks) == 500 and len(test.tasks) == 250
+    assert len(train.tasks) == train_envs * 50 and len(test.tasks) == 5 * 50
     assert {t.env_name for t in test.tasks} == set(test.class_names)
     for env in (train, test):  # every class has the same observation space
-        for name in env.class_names:
-            low = env._sim(name).observation_space.low[:36].astype(np.float32)
+        for class_name in env.class_names:
+            low = env._sim(class_name).observation_space.low[:36].astype(np.float32)
             np.testing.assert_array_equal(low, env.observation_space.low)
         env.close()
-    trial = make_env("FWM-MetaWorld-ML10-v0", split="test", max_steps=3, episodes=2)
+    trial = make_env(f"FWM-MetaWorld-{name}-v0", split="test", max_steps=3, episodes=2)
     _check(trial)
     names = set()
     for seed in range(12):
         trial.reset(seed=seed)
         names.add(trial.unwrapped.task_name)
     assert names <= set(test.class_names) and len(names) >= 3
+    trial.close()
     with pytest.raises(ValueError, match="env_name"):
-        MetaWorldTaskEnv("ML10", "reach-v3")
-
-
-@needs_metaworld
-@pytest.mark.slow
-def test_ml45_holds_out_five_test_environments():
-    """Building ML45's task sets resets each of its 50 environments 50 times (~1 CPU minute)."""
-    from metaworld.env_dict import ML45_V3
-
-    from fwmrl.envs.metaworld_tasks import MetaWorldTaskEnv
-
-    train = MetaWorldTaskEnv("ML45", split="train", max_steps=3)
-    test = MetaWorldTaskEnv("ML45", split="test", max_steps=3)
-    assert len(train.class_names) == 45 and len(test.class_names) == 5
-    assert set(test.class_names) == set(ML45_V3["test"])
-    assert not set(train.class_names) & set(test.class_names)
-    assert len(train.tasks) == 45 * 50 and len(test.tasks) == 5 * 50
-    trial = make_env("FWM-MetaWorld-ML45-v0", split="test", max_steps=3, episodes=2)
-    _check(trial)
-    names = set()
-    for seed in range(12):
-        trial.reset(seed=seed)
-        names.add(trial.unwrapped.task_name)
-    assert names <= set(test.class_names) and len(names) >= 3
-    for env in (train, test, trial):
-        env.close()
+        MetaWorldTaskEnv(name, "reach-v3")
 
 
 @needs_metaworld
