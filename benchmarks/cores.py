@@ -2,6 +2,11 @@
 
     python benchmarks/cores.py                       # all cores, B = 32, T = 64, CPU
     python benchmarks/cores.py --fwm-impl naive checkpoint --device cuda
+    python benchmarks/cores.py --only fwm --baseline REV  # also each row's times at REV
+
+With ``--baseline REV`` every selected row's times are also measured with ``fwmrl/`` of revision
+``REV`` (extracted with ``git archive``, imported through ``PYTHONPATH``), the two processes
+alternated, and a second table gives now / before for each time.
 
 Each row runs in fresh subprocesses (one for times, one for memory) so that its peak memory is its
 own. Columns: forward time per
@@ -23,10 +28,13 @@ import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
+from _revision import revision as commit_label  # benchmarks/_revision.py (run as a script)
 from torch import nn
 
 from fwmrl.memory import make_core
@@ -170,11 +178,16 @@ def measure(row: Row, batch: int, steps: int, repeats: int, device: str) -> dict
     }
 
 
-def run_in_subprocess(index: int, args: argparse.Namespace, for_memory: bool) -> dict:
+def run_in_subprocess(
+    index: int, args: argparse.Namespace, for_memory: bool, tree: Path | None = None
+) -> dict:
     """One row in a fresh process. Memory is read in a process whose allocator returns freed memory
     to the system at once (so the resident peak is the live peak); times in one with the allocator's
-    defaults (which reuse freed memory, as any training run does)."""
+    defaults (which reuse freed memory, as any training run does). ``tree``: import ``fwmrl`` from
+    there (a baseline revision) instead of the working tree."""
     env = dict(os.environ)
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
     if for_memory:
         env["MALLOC_MMAP_THRESHOLD_"] = "65536"
     command = [
@@ -219,6 +232,25 @@ def format_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def format_baseline_table(now: list[dict], before: list[dict]) -> str:
+    """Times now and at the baseline revision, their ratio, and both against the LSTM baseline."""
+    lines = [
+        "| core | train ms/step now | before | now / before | train × LSTM now | before "
+        "| rollout ms/step now | before | now / before | rollout × LSTMCell now | before |",
+        "|" + "---|" * 11,
+    ]
+    for r, b in zip(now, before, strict=True):
+        lines.append(
+            f"| {r['label']} | {r['train_ms']:.3f} | {b['train_ms']:.3f} "
+            f"| {r['train_ms'] / b['train_ms']:.2f} | {r['train_ms'] / now[0]['train_ms']:.1f} "
+            f"| {b['train_ms'] / before[0]['train_ms']:.1f} | {r['rollout_ms']:.3f} "
+            f"| {b['rollout_ms']:.3f} | {r['rollout_ms'] / b['rollout_ms']:.2f} "
+            f"| {r['rollout_ms'] / now[0]['rollout_ms']:.1f} "
+            f"| {b['rollout_ms'] / before[0]['rollout_ms']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -237,6 +269,9 @@ def main() -> None:
     parser.add_argument(
         "--only", nargs="*", help="substrings of row labels to run (baseline always)"
     )
+    parser.add_argument(
+        "--baseline", help="revision whose fwmrl/ is timed too (same run, alternated)"
+    )
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:
@@ -254,18 +289,28 @@ def main() -> None:
         for i, row in enumerate(table)
         if i > 0 and (not args.only or any(s in row.label for s in args.only))
     ]
-    results = []
-    for i in selected:
-        row = run_in_subprocess(i, args, for_memory=False)
-        row["peak_mb"] = run_in_subprocess(i, args, for_memory=True)["peak_mb"]
-        results.append(row)
-        print(f"measured {results[-1]['label']}", file=sys.stderr, flush=True)
+    results, before = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        from sb3 import source_tree  # benchmarks/sb3.py (run as a script)
+
+        baseline_tree = source_tree(args.baseline, Path(tmp)) if args.baseline else None
+        for i in selected:
+            row = run_in_subprocess(i, args, for_memory=False)
+            if baseline_tree is not None:
+                before.append(run_in_subprocess(i, args, for_memory=False, tree=baseline_tree))
+            row["peak_mb"] = run_in_subprocess(i, args, for_memory=True)["peak_mb"]
+            results.append(row)
+            print(f"measured {results[-1]['label']}", file=sys.stderr, flush=True)
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
     print(
-        f"B={args.batch} T={args.steps} device={device} threads={torch.get_num_threads()} "
-        f"torch={torch.__version__} (median of {args.repeats})"
+        f"commit {commit_label('benchmarks/cores.py')}: B={args.batch} T={args.steps} "
+        f"device={device} threads={torch.get_num_threads()} torch={torch.__version__} "
+        f"(median of {args.repeats})"
     )
     print(format_table(results))
+    if before:
+        print(f"\nThe same rows at {args.baseline} (alternated with the rows above):\n")
+        print(format_baseline_table(results, before))
 
 
 if __name__ == "__main__":

@@ -122,7 +122,10 @@ class MemoryPolicy(ActorCriticPolicy):
     Data flow per step: ``obs -> features extractor -> core -> net_arch MLP -> action / value``.
     With ``critic_memory="separate"`` the critic has its own core of the same kind; with
     ``"shared"`` both heads read the actor's core output (and the value loss trains the core too);
-    with ``"none"`` the critic sees the features through a linear layer, without memory.
+    with ``"none"`` the critic sees the features through a linear layer, without memory. Two FWM
+    memories (``core="fwm"``, ``"separate"``) run their fast-weight scans as one batch
+    (:func:`fwmrl.memory.fwm.run_jointly`: the same values and gradients, the scan's per-step cost
+    paid once); their controllers run on their own.
 
     Parameters
     ----------
