@@ -26,3 +26,20 @@ def ruff() -> list[str]:
 def test_ruff(args):
     result = subprocess.run([*ruff(), *args, "."], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_docstrings_use_numpy_sections_only():
+    """ruff's numpy convention checks numpy sections; a Google-style header (``Args:``) is not one
+    it knows, so this keeps the package to one docstring style."""
+    import re
+
+    google = re.compile(
+        r"^\s+(Args|Arguments|Returns|Raises|Attributes|Yields|Examples):\s*$", re.M
+    )
+    found = [
+        f"{path.relative_to(ROOT)}:{text[: m.start()].count(chr(10)) + 1}"
+        for path in sorted((ROOT / "fwmrl").rglob("*.py"))
+        for text in [path.read_text()]
+        for m in google.finditer(text)
+    ]
+    assert not found, f"Google-style docstring sections (use numpy's underlined ones): {found}"

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
+from typing_extensions import override
 
 from fwmrl.memory.base import CoreState, MemoryCore, check_choice, check_positive_int
 from fwmrl.memory.fwm_scan import FWM_SCANS, FWMScanOptions, LowRankMemory, lowrank_scan
@@ -55,6 +56,7 @@ class FWMLowRankState(CoreState):
 
     @property
     def memory(self) -> LowRankMemory:
+        """The factors as a :class:`LowRankMemory` (the scan's form)."""
         return LowRankMemory(self.k1, self.k2, self.u, self.weight, self.norm_sq)
 
     def to_dense(self) -> FWMState:
@@ -185,6 +187,7 @@ class FWMCore(MemoryCore):
         nn.init.uniform_(self.write_proj.weight, -bound, bound)
         nn.init.uniform_(self.read_proj.weight, -bound, bound)
 
+    @override
     def initial_state(self, batch_size: int, device: torch.device | str | None = None) -> FWMState:
         d, m = self.hidden_size, self.memory_size
         dtype = self.out_proj.weight.dtype
@@ -217,6 +220,7 @@ class FWMCore(MemoryCore):
             norm_sq=zeros(),
         )
 
+    @override
     def forward(
         self,
         x: Tensor,

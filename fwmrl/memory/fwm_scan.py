@@ -545,6 +545,7 @@ class LowRankMemory(NamedTuple):
 
     @property
     def writes(self) -> int:
+        """Writes held (``R``)."""
         return self.k1.shape[1]
 
     @staticmethod

@@ -10,6 +10,7 @@ import dataclasses
 
 import torch
 from torch import Tensor, nn
+from typing_extensions import override
 
 from fwmrl.memory.base import (
     CoreState,
@@ -120,6 +121,7 @@ class GatedFWCore(MemoryCore):
             starts.append(starts[-1] + size)
         return [(starts[i], self.update_sizes[i]) for i in (3, 4, 7, 8)]
 
+    @override
     def initial_state(
         self, batch_size: int, device: torch.device | str | None = None
     ) -> GatedFWState:

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
+from typing_extensions import override
 
 from fwmrl.memory import CoreState, make_core
 from fwmrl.threads import apply_default_threads
@@ -15,18 +16,26 @@ from fwmrl.threads import apply_default_threads
 class SequenceModel(nn.Module):
     """Token model around any registered core: ``logits = W · core(embed(x))``.
 
-    Args:
-        vocab_size: tokens embedded and predicted.
-        embedding_size: embedding width (the core's ``input_size``).
-        core: registered core name; ``core_kwargs`` its constructor arguments.
-        dropout_embedding: probability of dropping a whole word type from the embedding matrix
-            (AWD-LSTM's embedding dropout), training only.
-        dropout_input: dropout on the embedded inputs with one mask per sequence and window
-            (variational/"locked" dropout).
-        dropout_output: locked dropout on the core outputs before the read-out.
-        dropout_weight: DropConnect on the hidden-to-hidden weights of every LSTM inside the core
-            (AWD-LSTM's weight drop): one mask per forward call, training only. The core must
-            contain an LSTM (``lstm``, ``fwm``, ``mnm_g``/``mnm_p`` controllers).
+    Parameters
+    ----------
+    vocab_size
+        tokens embedded and predicted.
+    embedding_size
+        embedding width (the core's ``input_size``).
+    core
+        registered core name; ``core_kwargs`` its constructor arguments.
+    dropout_embedding
+        probability of dropping a whole word type from the embedding matrix
+        (AWD-LSTM's embedding dropout), training only.
+    dropout_input
+        dropout on the embedded inputs with one mask per sequence and window
+        (variational/"locked" dropout).
+    dropout_output
+        locked dropout on the core outputs before the read-out.
+    dropout_weight
+        DropConnect on the hidden-to-hidden weights of every LSTM inside the core
+        (AWD-LSTM's weight drop): one mask per forward call, training only. The core must
+        contain an LSTM (``lstm``, ``fwm``, ``mnm_g``/``mnm_p`` controllers).
     """
 
     def __init__(
@@ -71,6 +80,7 @@ class SequenceModel(nn.Module):
         return nn.functional.embedding(tokens, weight)
 
     def initial_state(self, batch_size: int, device: torch.device | str | None = None) -> CoreState:
+        """The core's state for ``batch_size`` fresh sequences."""
         return self.core.initial_state(batch_size, device)
 
     def forward(
@@ -99,6 +109,7 @@ class WeightDrop(nn.Module):
         super().__init__()
         self.p = p
 
+    @override
     def forward(self, weight: Tensor) -> Tensor:
         return nn.functional.dropout(weight, self.p, training=self.training)
 

@@ -37,9 +37,11 @@ def query_stream(rng: np.random.Generator, n_queries: int, **generator: int) -> 
     Queries are independent of what came before the previous query, so the stream is the
     concatenation of :func:`generate_sequence` calls of up to 1000 queries each.
 
-    Args:
-        generator: ``min_items``, ``max_items``, ``min_key_len``, ``max_key_len`` of
-            :func:`generate_sequence` (the paper's 1-10 items and 2-4 letter keys by default).
+    Parameters
+    ----------
+    generator
+        ``min_items``, ``max_items``, ``min_key_len``, ``max_key_len`` of
+        :func:`generate_sequence` (the paper's 1-10 items and 2-4 letter keys by default).
     """
     symbols, targets, ends = [], [], []
     offset = 0
@@ -75,12 +77,15 @@ def retrieval_data(
 ) -> TaskData:
     """The three splits, each drawn from its own generator seeded by ``seed``.
 
-    Args:
-        vocab_size: size of the embedding/output vocabulary; ``None`` gives the 13 symbols of
-            :data:`~fwmrl.envs.keyvalue.VOCAB`; larger values add unused symbols (the paper's
-            alphabet had 15).
-        generator: passed to :func:`query_stream` (easier or harder variants of the task, e.g.
-            ``max_items=3``; the paper's task by default).
+    Parameters
+    ----------
+    vocab_size
+        size of the embedding/output vocabulary; ``None`` gives the 13 symbols of
+        :data:`~fwmrl.envs.keyvalue.VOCAB`; larger values add unused symbols (the paper's
+        alphabet had 15).
+    generator
+        passed to :func:`query_stream` (easier or harder variants of the task, e.g.
+        ``max_items=3``; the paper's task by default).
     """
     vocab = list(VOCAB)
     if vocab_size is not None:
