@@ -287,8 +287,9 @@ def _cmd_envs(args: argparse.Namespace) -> int:
     import gymnasium as gym
 
     from fwmrl.envs import ENV_IDS, EXTRA_ENV_IDS
+    from fwmrl.envs.registration import SINGLE_ENV_SPECS
 
-    for env_id in ENV_IDS:
+    for env_id in (*ENV_IDS, *SINGLE_ENV_SPECS):
         doc = (gym.spec(env_id).entry_point or "").split(":")[-1]
         print(f"{env_id:20s} {doc}")
     for env_id in EXTRA_ENV_IDS:

@@ -113,7 +113,13 @@ def test_resume_and_eval_need_a_run(tmp_path, capsys):
 def test_envs_lists_ids():
     proc = _run_cli("envs")
     assert proc.returncode == 0
-    for env_id in ["FWM-Gridworld-v0", "FWM-GraphNav-v0", "FWM-KeyValue-v0"]:
+    for env_id in [
+        "FWM-Gridworld-v0",
+        "FWM-GraphNav-v0",
+        "FWM-KeyValue-v0",
+        "FWM-CueRecall-v0",
+        "FWM-MetaWorld-ML45-v0",
+    ]:
         assert env_id in proc.stdout
 
 
