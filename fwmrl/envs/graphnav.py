@@ -119,7 +119,8 @@ def graph_banks() -> dict[str, np.ndarray]:
     return {"train": train, "test": test}
 
 
-def _validate(
+def _configure(
+    env: Any,
     graphs: str,
     max_steps: int,
     goal_reward: float,
@@ -129,7 +130,9 @@ def _validate(
     graph_order: str = "uniform",
     graph_offset: int = 0,
     show_reward: bool = True,
-) -> dict[str, Any]:
+) -> None:
+    """Check the arguments the single and the vector env share and set them on ``env`` (and its
+    graph bank, ``None`` for fresh graphs)."""
     for name, flag in (("paper_rules", paper_rules), ("show_reward", show_reward)):
         if not isinstance(flag, (bool, np.bool_)):
             raise ValueError(f"{name} must be True or False, got {flag!r}")
@@ -139,17 +142,15 @@ def _validate(
         raise ValueError(
             "graph_order='fixed' needs a fixed bank: graphs must be 'train' or 'test', got 'random'"
         )
-    return {
-        "paper_rules": bool(paper_rules),
-        "show_reward": bool(show_reward) and not paper_rules,
-        "graphs": graphs,
-        "graph_order": graph_order,
-        "graph_offset": check_int("graph_offset", graph_offset, 0),
-        "max_steps": check_int("max_steps", max_steps, 1),
-        "goal_reward": check_float("goal_reward", goal_reward, 0.0, low_open=True),
-        "invalid_penalty": check_float("invalid_penalty", invalid_penalty, high=0.0),
-        "max_moves": check_int("max_moves", max_moves, 1),
-    }
+    env.paper_rules = bool(paper_rules)
+    env.show_reward = bool(show_reward) and not paper_rules
+    env.graphs, env.graph_order = graphs, graph_order
+    env.graph_offset = check_int("graph_offset", graph_offset, 0)
+    env.max_steps = check_int("max_steps", max_steps, 1)
+    env.goal_reward = check_float("goal_reward", goal_reward, 0.0, low_open=True)
+    env.invalid_penalty = check_float("invalid_penalty", invalid_penalty, high=0.0)
+    env.max_moves = check_int("max_moves", max_moves, 1)
+    env._bank = None if graphs == "random" else graph_banks()[graphs]
 
 
 def _observation_space(goal_reward: float, invalid_penalty: float) -> spaces.Box:
@@ -235,7 +236,8 @@ class GraphNavEnv(gym.Env[np.ndarray, np.int64]):
         show_reward: bool = True,
         render_mode: str | None = None,
     ) -> None:
-        kw = _validate(
+        _configure(
+            self,
             graphs,
             max_steps,
             goal_reward,
@@ -246,12 +248,7 @@ class GraphNavEnv(gym.Env[np.ndarray, np.int64]):
             graph_offset,
             show_reward,
         )
-        self.paper_rules, self.show_reward = kw["paper_rules"], kw["show_reward"]
-        self.graph_order, self.graph_offset = kw["graph_order"], kw["graph_offset"]
         self.render_mode = check_render_mode(render_mode, self.metadata["render_modes"])
-        self.graphs, self.max_steps, self.max_moves = kw["graphs"], kw["max_steps"], kw["max_moves"]
-        self.goal_reward, self.invalid_penalty = kw["goal_reward"], kw["invalid_penalty"]
-        self._bank = None if self.graphs == "random" else graph_banks()[self.graphs]
         self.observation_space = _observation_space(self.goal_reward, self.invalid_penalty)
         self.action_space = spaces.Discrete(N_ACTIONS)
         self._stream: UniformStream | None = None
@@ -420,7 +417,8 @@ class GraphNavVectorEnv(BatchedEnv):
         show_reward: bool = True,
         render_mode: str | None = None,
     ) -> None:
-        kw = _validate(
+        _configure(
+            self,
             graphs,
             max_steps,
             goal_reward,
@@ -431,17 +429,12 @@ class GraphNavVectorEnv(BatchedEnv):
             graph_offset,
             show_reward,
         )
-        self.paper_rules, self.show_reward = kw["paper_rules"], kw["show_reward"]
-        self.graph_order, self.graph_offset = kw["graph_order"], kw["graph_offset"]
         super().__init__(
             num_envs,
-            _observation_space(kw["goal_reward"], kw["invalid_penalty"]),
+            _observation_space(self.goal_reward, self.invalid_penalty),
             spaces.Discrete(N_ACTIONS),
             render_mode,
         )
-        self.graphs, self.max_steps, self.max_moves = kw["graphs"], kw["max_steps"], kw["max_moves"]
-        self.goal_reward, self.invalid_penalty = kw["goal_reward"], kw["invalid_penalty"]
-        self._bank = None if self.graphs == "random" else graph_banks()[self.graphs]
         n = self.num_envs
         self.graph = np.full((n, N_NODES, N_ACTIONS), -1, dtype=np.int64)
         self.graph_index = np.full(n, -1, dtype=np.int64)
