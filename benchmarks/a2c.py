@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from fwmrl.agents import A2C
+from fwmrl.agents.job import build_agent
 from fwmrl.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,7 +27,7 @@ def measure(core: str, envs: int, updates: int, warmup: int) -> tuple[float, int
         ROOT / f"configs/gridworld_{core}.yaml",
         [f"env.num_envs={envs}", "logging.wandb=disabled", "train.progress=false"],
     )
-    agent = A2C(config)
+    agent = build_agent(config)
     for _ in range(warmup):
         agent.learn_update()
     steps = agent.env_steps

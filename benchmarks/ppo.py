@@ -55,7 +55,10 @@ ROWS = [
 
 
 def _native(env_key: str, core: str, n_envs: int) -> Any:
-    from fwmrl.agents import PPO
+    try:
+        from fwmrl.agents.job import build_agent
+    except ImportError:  # a revision before the trainers took objects: PPO(config)
+        from fwmrl.agents import PPO as build_agent
     from fwmrl.config import load_config
 
     _, env_id, kwargs = ENVS[env_key]
@@ -74,7 +77,7 @@ def _native(env_key: str, core: str, n_envs: int) -> Any:
         "logging.wandb=disabled",
         "train.progress=false",
     ]
-    return PPO(load_config(None, overrides))
+    return build_agent(load_config(None, overrides))
 
 
 def _sb3(algo: str, env_key: str, core: str, n_envs: int) -> Any:

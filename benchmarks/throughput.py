@@ -72,14 +72,17 @@ def worker(config: str, overrides: list[str], updates: int, warmup: int) -> dict
     """Train ``updates`` A2C updates of ``config`` after ``warmup`` ones; env steps per second and
     the seconds spent in each of :data:`PARTS` (timers wrapped around the env, backward and the
     optimizer; collect and learn forward are the rest of collecting and of learning)."""
-    from fwmrl.agents import A2C
+    try:
+        from fwmrl.agents.job import build_agent
+    except ImportError:  # a revision before the trainers took objects: A2C(config)
+        from fwmrl.agents import A2C as build_agent
     from fwmrl.config import load_config
 
     config_ = load_config(
         Path("configs") / f"{config}.yaml",
         [*overrides, "logging.wandb=disabled", "train.progress=false"],
     )
-    agent = A2C(config_)
+    agent = build_agent(config_)
     spent = dict.fromkeys(["env", "backward", "optimizer"], 0.0)
 
     def timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -135,7 +138,11 @@ def data_parallel_worker(
     their wall time: ``cpu`` (its process CPU time), ``comm`` (wall time inside the collectives,
     waiting for the other ranks included) and ``wall``."""
     from fwmrl import distributed
-    from fwmrl.agents import A2C
+
+    try:
+        from fwmrl.agents.job import build_agent
+    except ImportError:  # a revision before the trainers took objects: A2C(config)
+        from fwmrl.agents import A2C as build_agent
     from fwmrl.config import load_config
 
     distributed.init_distributed("cpu")
@@ -143,7 +150,7 @@ def data_parallel_worker(
         Path("configs") / f"{config}.yaml",
         [*overrides, "logging.wandb=disabled", "train.progress=false"],
     )
-    agent = A2C(config_)
+    agent = build_agent(config_)
     for _ in range(warmup):
         agent.learn_update()
     spent = {"comm": 0.0}
@@ -396,14 +403,17 @@ def targets(
 
 
 def fwmrl_a2c(core: str, envs: int) -> Callable[[int], int]:
-    from fwmrl.agents import A2C
+    try:
+        from fwmrl.agents.job import build_agent
+    except ImportError:  # a revision before the trainers took objects: A2C(config)
+        from fwmrl.agents import A2C as build_agent
     from fwmrl.config import load_config
 
     config = load_config(
         ROOT / f"configs/gridworld_{core}.yaml",
         [f"env.num_envs={envs}", "logging.wandb=disabled", "train.progress=false"],
     )
-    agent = A2C(config)
+    agent = build_agent(config)
 
     def train(steps: int) -> int:
         start = agent.env_steps

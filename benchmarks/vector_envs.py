@@ -73,7 +73,10 @@ def env_steps_per_second(
 
 def a2c_steps_per_second(env_id: str, num_envs: int, mode: str, seconds: float) -> float:
     """Env-steps per second of A2C training (FWM core, 20-step rollouts) on the vector env."""
-    from fwmrl.agents import A2C
+    try:
+        from fwmrl.agents.job import build_agent
+    except ImportError:  # a revision before the trainers took objects: A2C(config)
+        from fwmrl.agents import A2C as build_agent
     from fwmrl.config import load_config
 
     config = load_config(
@@ -88,7 +91,7 @@ def a2c_steps_per_second(env_id: str, num_envs: int, mode: str, seconds: float) 
             "algo.n_steps=20",
         ],
     )
-    agent = A2C(config)
+    agent = build_agent(config)
     try:
         agent.learn_update()  # warm-up
         steps, start = agent.env_steps, time.perf_counter()

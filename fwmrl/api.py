@@ -26,8 +26,9 @@ import numpy as np
 import torch
 
 from fwmrl.agents.a2c import A2C as A2CTrainer
+from fwmrl.agents.a2c import as_vector_env
+from fwmrl.agents.job import build_agent
 from fwmrl.agents.policy import MemoryActorCritic
-from fwmrl.agents.ppo import PPO as PPOTrainer
 from fwmrl.config import Config, config_from_dict
 from fwmrl.errors import ConfigError, RunError
 from fwmrl.memory import CoreState
@@ -35,19 +36,11 @@ from fwmrl.memory import CoreState
 SAVE_FORMAT = "fwmrl-model-1"
 
 
-def _vector_env(env: Any, n_envs: int, seed: int) -> tuple[str, gym.vector.VectorEnv | None]:
+def _vector_env(env: Any) -> tuple[str, gym.vector.VectorEnv | None]:
     """``(env id for the config, vector env to use or None to build it from the config)``."""
     if isinstance(env, str):
         return env, None
-    if isinstance(env, gym.vector.VectorEnv):
-        vector = env
-    elif isinstance(env, gym.Env):
-        vector = gym.vector.SyncVectorEnv([lambda: env])  # one instance: one env, as SB3 does
-    else:
-        raise ConfigError(
-            f"env: give a Gymnasium id, a gymnasium.Env or a gymnasium.vector.VectorEnv, "
-            f"got {type(env).__name__}"
-        )
+    vector = as_vector_env(env)
     spec = getattr(env, "spec", None)
     return (spec.id if spec is not None else "custom"), vector
 
@@ -80,8 +73,6 @@ class A2C:
         ``ent_coef``, ``vf_coef``, ``max_grad_norm``, ``lr``, ``eps``, ``optimizer``, ...
     """
 
-    trainer_class: type[A2CTrainer] = A2CTrainer
-
     def __init__(
         self,
         policy: str | MemoryActorCritic = "fwm",
@@ -95,7 +86,7 @@ class A2C:
         device: str = "cpu",
         **algo_kwargs: Any,
     ) -> None:
-        env_id, vector = _vector_env(env, n_envs, seed)
+        env_id, vector = _vector_env(env)
         if isinstance(policy, MemoryActorCritic):
             core, policy_object = "none", policy  # the config records no core of its own
         elif isinstance(policy, str):
@@ -128,15 +119,9 @@ class A2C:
         vector: gym.vector.VectorEnv | None,
         policy: MemoryActorCritic | None,
     ) -> None:
-        if policy is not None and vector is not None:
-            for what in ("observation", "action"):
-                ours = getattr(policy, f"{what}_space")
-                theirs = getattr(vector, f"single_{what}_space")
-                if ours != theirs:
-                    raise ConfigError(f"policy: its {what} space {ours} is not the env's {theirs}")
         self.config = config
         self._custom_policy = policy is not None
-        self.trainer = self.trainer_class(config, env=vector, policy=policy)
+        self.trainer: A2CTrainer = build_agent(config, env=vector, policy=policy)
 
     # ------------------------------------------------------------------ SB3's calls
     @property
@@ -241,7 +226,12 @@ class A2C:
                 "save: a model built around your own MemoryActorCritic cannot be rebuilt by load; "
                 "save model.policy.state_dict() and build the policy again"
             )
-        data = {**self.trainer.state_dict(), "format": SAVE_FORMAT, "algorithm": self.algorithm}
+        data = {
+            **self.trainer.state_dict(),
+            "config": self.config.to_dict(),
+            "format": SAVE_FORMAT,
+            "algorithm": self.algorithm,
+        }
         atomic_torch_save(data, path)
         return Path(path)
 
@@ -270,7 +260,7 @@ class A2C:
             config_data = {**config_data, "train": {**config_data["train"], "device": device}}
         vector = None
         if env is not None:
-            env_id, vector = _vector_env(env, config_data["env"]["num_envs"], 0)
+            env_id, vector = _vector_env(env)
             config_data = {**config_data, "env": {**config_data["env"], "id": env_id}}
             if vector is not None:
                 config_data["env"]["num_envs"] = vector.num_envs
@@ -288,5 +278,4 @@ class PPO(A2C):
     the same parameters and calls as :class:`A2C`, with PPO's ``algo.*`` keys (``n_epochs``,
     ``num_minibatches``, ``clip_range``, ``clip_range_vf``, ``target_kl``, ...) as keywords."""
 
-    trainer_class = PPOTrainer
     algorithm = "ppo"

@@ -600,10 +600,10 @@ def _task_key_error(kind: str, key: str) -> str:
     return f"task.{key}: not a key of task.kind {kind}; allowed keys: {allowed}{where}"
 
 
-def _format_validation_error(error: ValidationError) -> str:
+def _format_validation_error(error: ValidationError, prefix: tuple[str, ...] = ()) -> str:
     lines = []
     for item in error.errors():
-        loc = tuple(x for x in item["loc"] if not str(x).startswith("function-after"))
+        loc = prefix + tuple(x for x in item["loc"] if not str(x).startswith("function-after"))
         if loc[:1] == ("task",) and item["type"] == "union_tag_invalid":
             tag = item.get("ctx", {}).get("tag")
             lines.append(f"task.kind: unknown kind {tag}; allowed: {', '.join(TASK_KINDS)}")
@@ -650,6 +650,25 @@ def config_from_dict(data: dict[str, Any]) -> Config:
         return Config.model_validate(data)
     except ValidationError as error:
         raise ConfigError(_format_validation_error(error)) from None
+
+
+def section_from_dict(name: str, data: dict[str, Any]) -> BaseModel:
+    """Validate one section of a config alone (``env``, ``core``, ``policy``, ``algo``, ``train``
+    or ``logging``), as :func:`config_from_dict` would: the trainers check their own arguments
+    with it, and a bad one raises :class:`ConfigError` naming ``section.key``.
+
+    Raises
+    ------
+    ConfigError
+        an unknown section, an unknown key or a bad value (NaN and infinite numbers included).
+    """
+    if name not in _SECTIONS:
+        raise ConfigError(f"{name}: not a config section; allowed: {', '.join(_SECTIONS)}")
+    _reject_non_finite(data, name)
+    try:
+        return _SECTIONS[name].model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(_format_validation_error(error, (name,))) from None
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

@@ -8,7 +8,7 @@ import pytest
 import torch
 from gymnasium.vector import AsyncVectorEnv, SyncVectorEnv
 
-from fwmrl.agents import A2C
+from fwmrl.agents.job import build_agent
 from fwmrl.config import ConfigError, load_config
 from fwmrl.envs import GridworldVectorEnv, make_vec_env
 from fwmrl.jobs import train_run
@@ -88,7 +88,7 @@ TINY = [
 def test_a2c_on_async_envs_learns_exactly_as_on_sync_envs():
     params = {}
     for mode in ("sync", "async"):
-        agent = A2C(load_config(None, [*TINY, f"env.vectorization={mode}"]))
+        agent = build_agent(load_config(None, [*TINY, f"env.vectorization={mode}"]))
         try:
             agent.learn(30)
             params[mode] = [p.detach().clone() for p in agent.policy.parameters()]
@@ -101,7 +101,7 @@ def test_a2c_on_async_envs_learns_exactly_as_on_sync_envs():
 
 
 def _fresh_params() -> list[torch.Tensor]:
-    agent = A2C(load_config(None, TINY))
+    agent = build_agent(load_config(None, TINY))
     try:
         return [p.detach().clone() for p in agent.policy.parameters()]
     finally:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import torch
 
-from fwmrl.agents.a2c import A2C
+from fwmrl.agents.job import build_agent
 from fwmrl.cli import main
 from fwmrl.config import load_config
 from fwmrl.distributed import batch_slice, concat_batches
@@ -194,7 +194,7 @@ def test_two_processes_take_the_one_process_updates(request, runs):
     assert len(two["core_state_ranks"]) == 2 and "core_state_ranks" not in one
     assert two["episodes"] > 0  # episodes finished on both ranks were counted
     # the parameters moved: the comparison is not between two untouched models
-    start = A2C(load_config(config, SMALL)).policy.state_dict()
+    start = build_agent(load_config(config, SMALL)).policy.state_dict()
     assert any((start[k] - one["policy"][k]).abs().max() > 1e-3 for k in start)
     # rank 0 alone logs: one record per update with the whole batch's numbers
     records_two, records_one = read_metrics(root / "two"), read_metrics(root / "one")

@@ -17,6 +17,7 @@ import torch
 import yaml
 
 from fwmrl.agents.a2c import NonFiniteLossError
+from fwmrl.agents.job import build_agent
 from fwmrl.cli import main
 from fwmrl.config import ConfigError, load_config
 from fwmrl.errors import RunError
@@ -473,14 +474,13 @@ def _endless_env():
 def test_evaluation_and_references_cap_endless_episodes():
     import gymnasium as gym
 
-    from fwmrl.agents import A2C
     from fwmrl.agents.evaluation import evaluate, reference_returns
 
     if "FwmrlTestEndless-v0" not in gym.registry:
         gym.register("FwmrlTestEndless-v0", entry_point=_endless_env)
     base = [o for o in TINY if not o.startswith("env.kwargs")]
     config = load_config(None, [*base, "env.id=FwmrlTestEndless-v0", "algo.max_episode_steps=30"])
-    agent = A2C(config)
+    agent = build_agent(config)
     try:
         with pytest.warns(RunNote, match="3 evaluation episode.* cut at 30 steps"):
             result = evaluate(agent.policy, config, episodes=3)

@@ -42,7 +42,7 @@ from torch import Tensor
 from fwmrl import distributed
 from fwmrl.agents.policy import MemoryActorCritic
 from fwmrl.agents.value_norm import ValueNormalizer
-from fwmrl.config import Config, ConfigError
+from fwmrl.config import AlgoConfig, ConfigError, section_from_dict
 from fwmrl.envs import (
     EnvStateError,
     describe_env,
@@ -205,9 +205,15 @@ def env_shard(num_envs: int, world: int, rank: int) -> slice:
     return slice(rank * per, (rank + 1) * per)
 
 
-def policy_from_config(config: Config, env: gym.vector.VectorEnv | gym.Env) -> MemoryActorCritic:
-    """The :class:`MemoryActorCritic` that ``config.core`` and ``config.policy`` describe, for the
-    spaces of ``env`` (a single env's spaces of a vector env).
+def build_policy(
+    core: str,
+    env: gym.vector.VectorEnv | gym.Env,
+    core_kwargs: dict[str, Any] | None = None,
+    policy_kwargs: dict[str, Any] | None = None,
+) -> MemoryActorCritic:
+    """The :class:`MemoryActorCritic` with core ``core`` (its arguments ``core_kwargs``) and
+    ``policy_kwargs`` (``encoder_sizes``, ``activation``, ``head_init``) for the spaces of ``env``
+    (a single env's spaces of a vector env).
 
     Raises
     ------
@@ -219,14 +225,31 @@ def policy_from_config(config: Config, env: gym.vector.VectorEnv | gym.Env) -> M
         return MemoryActorCritic(
             env.single_observation_space if vector else env.observation_space,
             env.single_action_space if vector else env.action_space,
-            core=config.core.name,
-            core_kwargs=config.core.kwargs,
-            encoder_sizes=config.policy.encoder_sizes,
-            activation=config.policy.activation,
-            head_init=config.policy.head_init,
+            core=core,
+            core_kwargs=dict(core_kwargs or {}),
+            **(policy_kwargs or {}),
         )
     except ValueError as error:
         raise ConfigError(f"env.id: {error}") from None
+
+
+def as_vector_env(env: gym.Env | gym.vector.VectorEnv) -> gym.vector.VectorEnv:
+    """``env`` as a vector env: a ``gymnasium.vector.VectorEnv`` as it is, a ``gymnasium.Env``
+    instance as a ``SyncVectorEnv`` of that one env (as SB3 does).
+
+    Raises
+    ------
+    ConfigError
+        ``env`` is neither.
+    """
+    if isinstance(env, gym.vector.VectorEnv):
+        return env
+    if isinstance(env, gym.Env):
+        return gym.vector.SyncVectorEnv([lambda: env])
+    raise ConfigError(
+        f"env: give a Gymnasium id, a gymnasium.Env or a gymnasium.vector.VectorEnv, "
+        f"got {type(env).__name__}"
+    )
 
 
 class A2C:
@@ -239,18 +262,36 @@ class A2C:
     summed over the ranks before clipping, so an update is the one-process update up to
     floating-point summation order. Episode statistics are gathered from every rank.
 
+    The trainer takes objects and plain values, never a config: :func:`fwmrl.agents.job.build_agent`
+    builds one from a :class:`fwmrl.config.Config` (``fwmrl train``), :class:`fwmrl.A2C` adds
+    Stable-Baselines3's calls. Every argument is checked as the config's key of the same name is
+    (a bad one raises :class:`ConfigError` naming it).
+
     Parameters
     ----------
-    config
-        the experiment (:class:`fwmrl.config.Config`); ``env``, ``core``, ``policy``,
-        ``algo`` and ``train.seed`` / ``train.device`` are used here.
-    env
-        a vector env to train on instead of the one ``config.env`` describes (it must hold
-        ``env.num_envs`` envs; one process only). Its state is saved in checkpoints only if
-        it is one of fwmrl's envs.
     policy
-        a :class:`MemoryActorCritic` to train instead of the one ``config.core`` and
-        ``config.policy`` describe.
+        a core name (``fwm``, ``lstm``, ``gated_fw``, ``mnm_g``, ``mnm_p`` or ``none``), built for
+        the env's spaces with ``core_kwargs`` and ``policy_kwargs``, or a
+        :class:`MemoryActorCritic` for the env's spaces.
+    env
+        a Gymnasium id (``n_envs`` copies made with ``env_kwargs`` and stepped as
+        ``vectorization`` says; under ``torchrun`` each rank makes its share), a
+        ``gymnasium.Env`` instance (trained as a vector env of that one env) or a
+        ``gymnasium.vector.VectorEnv`` (one process only). The env's state is saved in
+        checkpoints only if it is one of fwmrl's envs.
+    n_envs, env_kwargs, vectorization
+        ``env.num_envs``, ``env.kwargs`` and ``env.vectorization`` of a config; for an env
+        given by its id only.
+    core_kwargs, policy_kwargs
+        the core's arguments (``core.*``) and ``encoder_sizes``, ``activation``, ``head_init``
+        (``policy.*``); for a policy given by its core name only.
+    seed
+        seeds the parameters, the action sampling and the envs (``train.seed``).
+    device
+        ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (``train.device``).
+    **hyperparameters
+        the ``algo.*`` keys (:class:`fwmrl.config.AlgoConfig`) but ``name``: ``n_steps``,
+        ``gamma``, ``gae_lambda``, ``ent_coef``, ``vf_coef``, ``max_grad_norm``, ``lr``, ...
 
     Attributes
     ----------
@@ -285,32 +326,81 @@ class A2C:
     ``record_log_probs`` is set (PPO re-runs its minibatches after each step). False gives the
     re-running path."""
 
+    algorithm = "a2c"
+    """The ``algo.name`` the hyperparameters are checked for (PPO's keys are refused)."""
+
     def __init__(
         self,
-        config: Config,
-        env: gym.vector.VectorEnv | None = None,
-        policy: MemoryActorCritic | None = None,
+        policy: str | MemoryActorCritic = "fwm",
+        env: str | gym.Env | gym.vector.VectorEnv = "FWM-Gridworld-v0",
+        *,
+        n_envs: int = 16,
+        env_kwargs: dict[str, Any] | None = None,
+        vectorization: str = "auto",
+        core_kwargs: dict[str, Any] | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        seed: int = 0,
+        device: str = "cpu",
+        **hyperparameters: Any,
     ) -> None:
-        self.config = config
-        algo = config.algo
-        self.rank, self.world = distributed.rank(), distributed.world_size()
-        self.global_num_envs = config.env.num_envs
-        self.env_slice = env_shard(config.env.num_envs, self.world, self.rank)
-        self.device = distributed.local_device(config.train.device)
-        torch.manual_seed(config.train.seed)  # parameter initialisation (the same on every rank)
-        self.generator = torch.Generator().manual_seed(config.train.seed + 1)  # action sampling
-        local = self.env_slice.stop - self.env_slice.start
-        if env is not None and (self.world > 1 or env.num_envs != config.env.num_envs):
+        if "name" in hyperparameters:
             raise ConfigError(
-                f"env: a given vector env has {env.num_envs} envs, env.num_envs says "
-                f"{config.env.num_envs} (and a given env cannot be split over processes)"
+                f"algo.name: {type(self).__name__} is algo.name {self.algorithm}; give the "
+                "hyperparameters without a name (or use the class of the other algorithm)"
             )
-        if env is None:
-            env = make_env_or_explain(config, local, self._shard_kwargs(config.env.kwargs))
-        self.env = env
+        algo = section_from_dict("algo", {"name": self.algorithm, **hyperparameters})
+        self.algo: AlgoConfig = algo  # type: ignore[assignment]
+        run = section_from_dict("train", {"seed": seed, "device": device})
+        self.seed: int = run.seed  # type: ignore[attr-defined]
+        vector = None
+        if isinstance(env, str):
+            spec = section_from_dict(
+                "env",
+                {
+                    "id": env,
+                    "num_envs": n_envs,
+                    "kwargs": dict(env_kwargs or {}),
+                    "vectorization": vectorization,
+                },
+            )
+            env_kwargs, global_num_envs = spec.kwargs, spec.num_envs  # type: ignore[attr-defined]
+        else:
+            if env_kwargs or vectorization != "auto":
+                raise ConfigError("env_kwargs, vectorization: only for an env given by its id")
+            vector = as_vector_env(env)
+            global_num_envs = vector.num_envs
+            if distributed.world_size() > 1:
+                raise ConfigError(
+                    "env: a given env cannot be split over processes; give its id under torchrun"
+                )
+        if isinstance(policy, str):
+            core = section_from_dict("core", {"name": policy, **(core_kwargs or {})})
+            policy_kwargs = section_from_dict("policy", dict(policy_kwargs or {})).model_dump()
+            core_kwargs = core.kwargs  # type: ignore[attr-defined]
+        elif not isinstance(policy, MemoryActorCritic):
+            raise ConfigError(
+                f"policy: give a core name or a MemoryActorCritic, got {type(policy).__name__}"
+            )
+        elif core_kwargs or policy_kwargs:
+            raise ConfigError(
+                "core_kwargs, policy_kwargs: only for a policy given by its core name"
+            )
+        self._check_num_envs(global_num_envs)
+        self.rank, self.world = distributed.rank(), distributed.world_size()
+        self.global_num_envs = global_num_envs
+        self.env_slice = env_shard(global_num_envs, self.world, self.rank)
+        self.device = distributed.local_device(device)
+        torch.manual_seed(self.seed)  # parameter initialisation (the same on every rank)
+        self.generator = torch.Generator().manual_seed(self.seed + 1)  # action sampling
+        local = self.env_slice.stop - self.env_slice.start
+        if vector is None:
+            vector = make_vector_env(env, local, self._shard_kwargs(env_kwargs), vectorization)
+        self.env = vector
         self.num_envs = self.env.num_envs
-        if policy is None:
-            policy = policy_from_config(config, self.env)
+        if isinstance(policy, str):
+            policy = build_policy(policy, self.env, core_kwargs, policy_kwargs)
+        else:
+            check_policy_spaces(policy, self.env)
         self.policy = policy.to(self.device)
         optimizer_class = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop}[algo.optimizer]
         self.optimizer = optimizer_class(self.policy.parameters(), lr=algo.lr, eps=algo.eps)
@@ -322,7 +412,10 @@ class A2C:
         self._finished: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # _flush_episodes
         self._tracked_steps = 0
         self.value_normalizer = ValueNormalizer() if algo.normalize_value else None
-        self._reset_envs(seed=config.train.seed)
+        self._reset_envs(seed=self.seed)
+
+    def _check_num_envs(self, num_envs: int) -> None:
+        """Refuse a number of envs (of all ranks) this algorithm cannot split (A2C takes any)."""
 
     def _shard_kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         """``env.kwargs`` for this rank's envs. GraphNav's ``graph_order: fixed`` gives env ``k``
@@ -382,12 +475,12 @@ class A2C:
             return self._collect(record_graph)
 
     def _collect(self, record_graph: bool) -> Rollout:
-        episode_mode = self.config.algo.n_steps == "episode"
+        episode_mode = self.algo.n_steps == "episode"
         if episode_mode:
             self._reset_envs(seed=None)  # the envs' generators keep running
-            max_steps = self.config.algo.max_episode_steps
+            max_steps = self.algo.max_episode_steps
         else:
-            max_steps = int(self.config.algo.n_steps)
+            max_steps = int(self.algo.n_steps)
         alive = np.ones(self.num_envs, dtype=bool)  # episode mode: first episode not finished yet
         self.state = self.state.detach()  # a truncated-BPTT boundary
         initial_state = self.state
@@ -505,11 +598,11 @@ class A2C:
         return self.value_normalizer.denormalize(values)
 
     def advantages(self, rollout: Rollout) -> tuple[Tensor, Tensor]:
-        """``(advantages, value targets)`` of a rollout with the config's γ, λ and truncation rule,
+        """``(advantages, value targets)`` of a rollout with the trainer's γ, λ and truncation rule,
         on the collection values in reward units (:meth:`real_values`); with ``algo.baseline:
         batch_mean`` the values and the value targets are replaced by their mean over the batch's
         valid envs at each step (:meth:`per_step_batch_mean`)."""
-        algo = self.config.algo
+        algo = self.algo
         batch_mean = algo.baseline == "batch_mean"
         values = self.real_values(rollout.values)
         if batch_mean:
@@ -543,7 +636,7 @@ class A2C:
         Under ``torchrun`` each rank's rollout holds its own envs: the loss terms are this rank's
         sums over the global number of valid steps, and the gradients (and the reported terms)
         are summed over the ranks before clipping, so every rank takes the one-process step."""
-        algo = self.config.algo
+        algo = self.algo
         advantages, returns = self.advantages(rollout)
         mask = rollout.valid.float()
         valid_returns = returns[rollout.valid]
@@ -740,9 +833,8 @@ class A2C:
             },
             **ranks,
             "env_state": None if env_state is None else _tensors(env_state),
-            "env_reset_seed": self.config.train.seed + 1_000_003 * self.update,
+            "env_reset_seed": self.seed + 1_000_003 * self.update,
             "env": describe_env(self.env),
-            "config": self.config.to_dict(),
             **(
                 {}
                 if self.value_normalizer is None
@@ -755,8 +847,8 @@ class A2C:
         that cannot save its state, or a format-1 checkpoint, whose pickled env is never loaded) the
         envs are reset with the checkpoint's ``env_reset_seed`` and the run is not bit-identical.
 
-        The optimizer continues from its saved state with this config's ``algo.lr`` and
-        ``algo.eps`` (a resume override of either takes effect).
+        The optimizer continues from its saved state with this trainer's ``lr`` and
+        ``eps`` (a resume override of either takes effect).
 
         Under ``torchrun`` each rank takes its own envs' rows of the checkpoint's whole-batch env
         state, bookkeeping and core state; on the number of processes that wrote the checkpoint
@@ -767,7 +859,7 @@ class A2C:
         EnvStateError
             the saved env state does not fit this env (names the entry).
         ValueError, KeyError, RuntimeError
-            the checkpoint does not fit this config.
+            the checkpoint does not fit this trainer (its env, policy or hyperparameters).
         """
         if self.value_normalizer is not None and "value_norm" not in data:
             raise KeyError(
@@ -779,7 +871,7 @@ class A2C:
         if self.value_normalizer is not None:
             self.value_normalizer.load_state_dict(data["value_norm"])
         for group in self.optimizer.param_groups:
-            group["lr"], group["eps"] = self.config.algo.lr, self.config.algo.eps
+            group["lr"], group["eps"] = self.algo.lr, self.algo.eps
         same_world = self.world > 1 and len(data.get("core_state_ranks") or []) == self.world
         torch.set_rng_state(data["torch_rng_ranks"][self.rank] if same_world else data["torch_rng"])
         self.generator.set_state(data["sampler_rng"])  # the same on every rank
@@ -831,7 +923,7 @@ class A2C:
                 state = state[self.env_slice] if self.world > 1 else state
             self.state = state.to(self.device)
             return True
-        seed = data.get("env_reset_seed", self.config.train.seed + 1_000_003 * self.update)
+        seed = data.get("env_reset_seed", self.seed + 1_000_003 * self.update)
         self._reset_envs(seed=int(seed))
         return False
 
@@ -840,7 +932,7 @@ class A2C:
         episodes (and states), so the last episode's state is never used again and the fresh
         state is saved instead (for FWM's factor form it is 600×30×3m floats less at GraphNav's
         paper size, a checkpoint small enough for the repository)."""
-        if self.config.algo.n_steps == "episode":
+        if self.algo.n_steps == "episode":
             return self.policy.initial_episode_state(self.num_envs, self.device)
         return self.state
 
@@ -914,23 +1006,22 @@ def _arrays(value: Any) -> Any:
     raise EnvStateError(f"the saved env state holds a {type(value).__name__}, not plain data")
 
 
-def make_env_or_explain(
-    config: Config, num_envs: int, kwargs: dict[str, Any]
+def make_vector_env(
+    env_id: str, num_envs: int, kwargs: dict[str, Any], vectorization: str = "auto"
 ) -> gym.vector.VectorEnv:
-    """:func:`fwmrl.envs.make_vec_env` (stepped as ``env.vectorization`` says), turning a bad id or
-    argument into a :class:`ConfigError`."""
+    """:func:`fwmrl.envs.make_vec_env` (``num_envs`` copies of ``env_id`` with ``kwargs``, stepped
+    as ``vectorization`` says), turning a bad id or argument into a :class:`ConfigError`."""
     try:
-        return make_vec_env(
-            config.env.id, num_envs, vectorization=config.env.vectorization, **kwargs
-        )
+        return make_vec_env(env_id, num_envs, vectorization=vectorization, **kwargs)
     except Exception as error:
         message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
-        raise ConfigError(
-            f"env: cannot make {config.env.id!r} with kwargs {kwargs}: {message}"
-        ) from None
+        raise ConfigError(f"env: cannot make {env_id!r} with kwargs {kwargs}: {message}") from None
 
 
-def make_eval_env(config: Config, num_envs: int, **extra: Any) -> gym.vector.VectorEnv:
-    """The evaluation vector env: ``env.kwargs`` updated with ``env.eval_kwargs`` and ``extra``."""
-    kwargs = {**config.env.kwargs, **config.env.eval_kwargs, **extra}
-    return make_env_or_explain(config, num_envs, kwargs)
+def check_policy_spaces(policy: MemoryActorCritic, env: gym.vector.VectorEnv) -> None:
+    """Raise :class:`ConfigError` unless ``policy`` was built for the spaces of ``env``'s envs."""
+    for what in ("observation", "action"):
+        ours = getattr(policy, f"{what}_space")
+        theirs = getattr(env, f"single_{what}_space")
+        if ours != theirs:
+            raise ConfigError(f"policy: its {what} space {ours} is not the env's {theirs}")

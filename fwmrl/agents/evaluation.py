@@ -6,13 +6,21 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 
-from fwmrl.agents.a2c import make_eval_env
+from fwmrl.agents.a2c import make_vector_env
 from fwmrl.agents.policy import MemoryActorCritic
 from fwmrl.config import Config
 from fwmrl.envs import make_env
+
+
+def make_eval_env(config: Config, num_envs: int, **extra: Any) -> gym.vector.VectorEnv:
+    """The evaluation vector env of a config: ``env.kwargs`` updated with ``env.eval_kwargs`` and
+    ``extra``, stepped as ``env.vectorization`` says (a bad id or argument: :class:`ConfigError`)."""
+    kwargs = {**config.env.kwargs, **config.env.eval_kwargs, **extra}
+    return make_vector_env(config.env.id, num_envs, kwargs, config.env.vectorization)
 
 
 @torch.no_grad()

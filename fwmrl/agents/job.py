@@ -12,15 +12,72 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
+
 from fwmrl import rundir
-from fwmrl.agents.a2c import A2C, make_eval_env, policy_from_config
-from fwmrl.agents.evaluation import evaluate, record_gif, run_references
+from fwmrl.agents.a2c import A2C, build_policy
+from fwmrl.agents.evaluation import evaluate, make_eval_env, record_gif, run_references
 from fwmrl.agents.policy import MemoryActorCritic
 from fwmrl.agents.ppo import PPO
 from fwmrl.config import Config
 from fwmrl.envs import EnvStateError, describe_env
 from fwmrl.errors import ConfigError, NonFiniteLossError, RunError
 from fwmrl.jobloop import say, warn_on_error, write_curves
+
+
+def build_agent(
+    config: Config,
+    env: gym.vector.VectorEnv | None = None,
+    policy: MemoryActorCritic | None = None,
+) -> A2C:
+    """The trainer a config describes: :class:`PPO` for ``algo.name: ppo``, else :class:`A2C`,
+    built from the config's sections (the trainers never see the config itself).
+
+    Parameters
+    ----------
+    config:
+        the experiment: ``env``, ``core``, ``policy``, ``algo`` and ``train.seed`` /
+        ``train.device`` are used.
+    env:
+        a vector env to train on instead of the one ``config.env`` describes.
+    policy:
+        a :class:`MemoryActorCritic` to train instead of the one ``config.core`` and
+        ``config.policy`` describe.
+    """
+    trainer = PPO if config.algo.name == "ppo" else A2C
+    env_args: dict[str, Any] = {}
+    if env is None:
+        env_args = {
+            "n_envs": config.env.num_envs,
+            "env_kwargs": config.env.kwargs,
+            "vectorization": config.env.vectorization,
+        }
+    elif env.num_envs != config.env.num_envs:
+        raise ConfigError(
+            f"env: a given vector env has {env.num_envs} envs, env.num_envs says "
+            f"{config.env.num_envs}"
+        )
+    policy_args: dict[str, Any] = {}
+    if policy is None:
+        policy_args = {
+            "core_kwargs": config.core.kwargs,
+            "policy_kwargs": config.policy.model_dump(),
+        }
+    return trainer(
+        config.core.name if policy is None else policy,
+        config.env.id if env is None else env,
+        **env_args,
+        **policy_args,
+        seed=config.train.seed,
+        device=config.train.device,
+        **config.algo.model_dump(exclude={"name"}),
+    )
+
+
+def policy_from_config(config: Config, env: gym.vector.VectorEnv | gym.Env) -> MemoryActorCritic:
+    """The :class:`MemoryActorCritic` that ``config.core`` and ``config.policy`` describe, for the
+    spaces of ``env`` (:func:`fwmrl.agents.a2c.build_policy`)."""
+    return build_policy(config.core.name, env, config.core.kwargs, config.policy.model_dump())
 
 
 def check_eval_env(config: Config) -> None:
@@ -41,8 +98,8 @@ class RLJob:
     Parameters
     ----------
     config:
-        the experiment; the trainer is ``PPO(config)`` for ``algo.name: ppo``, else
-        ``A2C(config)``.
+        the experiment; the trainer is :func:`build_agent`'s (PPO for ``algo.name: ppo``,
+        else A2C).
 
     Attributes
     ----------
@@ -57,7 +114,7 @@ class RLJob:
         from fwmrl import distributed
 
         self.config = config
-        self.agent: A2C = (PPO if config.algo.name == "ppo" else A2C)(config)
+        self.agent = build_agent(config)
         self.rank, self.world = self.agent.rank, self.agent.world
         self.evaluation_label = f"{config.train.eval_episodes} episodes"
         self._last_steps = self.agent.env_steps
@@ -151,8 +208,8 @@ class RLJob:
         self._guard(outputs=True)
 
     def state_dict(self) -> dict[str, Any]:
-        """:meth:`A2C.state_dict`."""
-        return self.agent.state_dict()
+        """:meth:`A2C.state_dict` and the run's ``config`` (as a plain dict)."""
+        return {**self.agent.state_dict(), "config": self.config.to_dict()}
 
     def final_evaluation(self, last_record: dict[str, Any]) -> dict[str, Any]:
         """The last record's evaluation (a resumed finished run logs none: evaluated now)."""

@@ -61,14 +61,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import gymnasium as gym
 import torch
 from torch import Tensor
+from typing_extensions import override
 
 from fwmrl import distributed
 from fwmrl.agents.a2c import A2C, Rollout
-from fwmrl.agents.policy import MemoryActorCritic
-from fwmrl.config import Config, ConfigError
+from fwmrl.config import ConfigError
 from fwmrl.errors import NonFiniteLossError
 
 TERMS = ("loss", "policy_loss", "value_loss", "entropy", "aux_loss", "approx_kl", "clip_fraction")
@@ -80,10 +79,11 @@ class PPO(A2C):
 
     Parameters
     ----------
-    config
-        the experiment, with ``algo.name: ppo``; besides A2C's keys it reads
-        ``algo.n_epochs``, ``num_minibatches``, ``clip_range``, ``clip_range_vf`` and
-        ``target_kl`` and ``normalize_value`` (:class:`fwmrl.config.AlgoConfig`).
+    policy, env, n_envs, env_kwargs, vectorization, core_kwargs, policy_kwargs, seed, device
+        as :class:`A2C`'s.
+    **hyperparameters
+        A2C's ``algo.*`` keys and PPO's: ``n_epochs``, ``num_minibatches``, ``clip_range``,
+        ``clip_range_vf`` and ``target_kl`` (:class:`fwmrl.config.AlgoConfig`).
 
     Attributes
     ----------
@@ -98,38 +98,36 @@ class PPO(A2C):
     Raises
     ------
     ConfigError
-        ``algo.name`` is not ``ppo``, or ``algo.num_minibatches`` does not divide
-        ``env.num_envs``.
+        a bad argument, or ``num_minibatches`` does not divide the number of envs.
     """
 
     record_log_probs = True
 
-    def __init__(
-        self,
-        config: Config,
-        env: gym.vector.VectorEnv | None = None,
-        policy: MemoryActorCritic | None = None,
-    ) -> None:
-        algo = config.algo
-        if algo.name != "ppo":
+    algorithm = "ppo"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """:class:`A2C`'s parameters; the hyperparameters may also be PPO's keys."""
+        super().__init__(*args, **kwargs)
+        self.minibatch_generator = torch.Generator().manual_seed(self.seed + 2)
+
+    @override
+    def _check_num_envs(self, num_envs: int) -> None:
+        minibatches = self.algo.num_minibatches
+        if num_envs % minibatches:
+            divisors = [n for n in range(1, num_envs + 1) if num_envs % n == 0]
+            listing = ", ".join(map(str, divisors[:12])) + (", ..." if len(divisors) > 12 else "")
             raise ConfigError(
-                f"algo.name: PPO trains configs with algo.name: ppo, got {algo.name!r}; "
-                "set algo.name=ppo (or train with A2C)"
+                f"algo.num_minibatches: {minibatches} minibatches of whole env sequences cannot "
+                f"split env.num_envs={num_envs} envs evenly; allowed: a divisor of {num_envs} "
+                f"({listing})"
             )
-        if config.env.num_envs % algo.num_minibatches:  # the config checks it; a model_copy may not
-            raise ConfigError(
-                f"algo.num_minibatches: {algo.num_minibatches} does not divide "
-                f"env.num_envs={config.env.num_envs}; allowed: a divisor of it"
-            )
-        super().__init__(config, env=env, policy=policy)
-        self.minibatch_generator = torch.Generator().manual_seed(config.train.seed + 2)
 
     # ------------------------------------------------------------------ 2-5. learn
     def train_on_rollout(self, rollout: Rollout) -> dict[str, float]:
         """``n_epochs`` epochs of minibatch steps on a rollout; returns the loss terms (means over
         the minibatches measured), ``approx_kl``, ``clip_fraction``, ``ppo_steps`` (optimizer
         steps taken) and ``stopped_early`` (1.0 when ``target_kl`` cut the update short)."""
-        algo = self.config.algo
+        algo = self.algo
         if rollout.log_probs is None:
             raise ValueError(
                 "PPO needs a rollout with log_probs (collected by PPO.collect_rollout)"
@@ -226,7 +224,7 @@ class PPO(A2C):
         no envs here the loss is ``None`` and the terms are zeros."""
         if len(envs) == 0:
             return None, torch.zeros(len(TERMS), device=self.device)
-        algo = self.config.algo
+        algo = self.algo
         mask = rollout.valid[:, envs].float()
         params, values, _ = self.policy.forward_flat(
             rollout.obs[:, envs], rollout.initial_state[envs], rollout.starts[:, envs]
@@ -271,7 +269,7 @@ class PPO(A2C):
 
     def _clip_and_step(self) -> float:
         """Clip the gradient norm, step the optimizer; returns the norm before clipping."""
-        max_grad_norm = self.config.algo.max_grad_norm
+        max_grad_norm = self.algo.max_grad_norm
         max_norm = max_grad_norm if max_grad_norm is not None else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), max_norm)
         if not torch.isfinite(grad_norm):

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from fwmrl.agents import A2C, compute_advantages
+from fwmrl.agents import compute_advantages
 from fwmrl.agents.a2c import NonFiniteLossError
+from fwmrl.agents.job import build_agent
 from fwmrl.config import ConfigError, load_config
 
 TINY = [
@@ -73,7 +74,7 @@ def test_gae_lambda_zero_is_one_step_td():
 
 
 def test_rollout_masks_follow_next_step_autoreset():
-    agent = A2C(tiny())
+    agent = build_agent(tiny())
     r = agent.collect_rollout()  # episodes of 4 steps, rollout of 6: step 4 is the reset step
     assert r.obs.shape[:2] == (6, 3)
     assert r.valid[:, 0].tolist() == [True, True, True, True, False, True]
@@ -88,7 +89,7 @@ def test_rollout_masks_follow_next_step_autoreset():
 
 
 def test_no_learning_from_the_reset_transition():
-    agent = A2C(tiny())
+    agent = build_agent(tiny())
     rollout = agent.collect_rollout()
     reset_steps = ~rollout.valid
     assert reset_steps.any()
@@ -116,7 +117,7 @@ def test_no_learning_from_the_reset_transition():
 
 
 def test_core_state_is_carried_and_detached_between_rollouts():
-    agent = A2C(tiny("algo.n_steps=3"))
+    agent = build_agent(tiny("algo.n_steps=3"))
     agent.learn_update()
     carried = agent.state
     second = agent.collect_rollout()
@@ -127,7 +128,7 @@ def test_core_state_is_carried_and_detached_between_rollouts():
 
 
 def test_episode_mode_runs_each_env_for_one_episode():
-    agent = A2C(
+    agent = build_agent(
         tiny(
             "env.id=FWM-GraphNav-v0",
             "env.kwargs={max_steps: 7}",
@@ -151,7 +152,7 @@ def test_mnm_meta_loss_is_added():
         [*[o for o in TINY if not o.startswith("core.")], "core.name=mnm_p", "core.hidden_size=8"]
         + ["core.key_size=8", "core.memory_size=8"],
     )
-    agent = A2C(config)
+    agent = build_agent(config)
     metrics = agent.learn_update()
     assert metrics["aux_loss"] > 0.0
     assert metrics["loss"] == pytest.approx(
@@ -167,7 +168,7 @@ def test_mnm_meta_loss_is_added():
 def test_other_cores_train(core):
     kwargs = {"none": [], "lstm": ["core.hidden_size=8"], "gated_fw": ["core.fast_size=8"]}
     base = [o for o in TINY if not o.startswith("core.")]
-    agent = A2C(load_config(None, [*base, f"core.name={core}", *kwargs[core]]))
+    agent = build_agent(load_config(None, [*base, f"core.name={core}", *kwargs[core]]))
     before = [p.detach().clone() for p in agent.policy.parameters()]
     agent.learn(36)
     assert agent.update == 2
@@ -177,7 +178,7 @@ def test_other_cores_train(core):
 
 def test_rmsprop_and_cartpole():
     base = [o for o in TINY if not o.startswith(("env.", "algo.optimizer"))]
-    agent = A2C(load_config(None, [*base, "env.id=CartPole-v1", "algo.optimizer=rmsprop"]))
+    agent = build_agent(load_config(None, [*base, "env.id=CartPole-v1", "algo.optimizer=rmsprop"]))
     assert isinstance(agent.optimizer, torch.optim.RMSprop)
     agent.learn(50)
     assert agent.env_steps >= 50
@@ -185,12 +186,12 @@ def test_rmsprop_and_cartpole():
 
 def test_bad_env_arguments_are_config_errors():
     with pytest.raises(ConfigError, match="env: cannot make 'FWM-Gridworld-v0'.*size"):
-        A2C(tiny("env.kwargs={size: 2}"))
+        build_agent(tiny("env.kwargs={size: 2}"))
     with pytest.raises(ConfigError, match="Nope-v0"):
-        A2C(tiny("env.id=Nope-v0"))
+        build_agent(tiny("env.id=Nope-v0"))
     gym.register("FWMTest-TextActions-v0", entry_point=TextActionEnv)
     with pytest.raises(ConfigError, match="action space Text.*supported: Discrete, MultiDiscrete"):
-        A2C(tiny("env.id=FWMTest-TextActions-v0", "env.kwargs={}"))
+        build_agent(tiny("env.id=FWMTest-TextActions-v0", "env.kwargs={}"))
 
 
 class TextActionEnv(gym.Env):

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fwmrl.agents import A2C, PPO
+from fwmrl.agents import A2C
+from fwmrl.agents.job import build_agent
 from fwmrl.agents.policy import MemoryActorCritic
 from fwmrl.config import load_config
 from fwmrl.memory.fwm import FWMCore
@@ -33,7 +34,7 @@ TOLERANCE = {torch.float64: 1e-9, torch.float32: 1e-4}
 
 
 def make(core: str, reuse: bool, *overrides: str) -> A2C:
-    agent = A2C(load_config(None, [*BASE, f"core.name={core}", *CORES[core], *overrides]))
+    agent = build_agent(load_config(None, [*BASE, f"core.name={core}", *CORES[core], *overrides]))
     agent.reuse_collection_graph = reuse
     return agent
 
@@ -125,7 +126,7 @@ def test_outputs_of_older_parameters_are_not_used() -> None:
 
 
 def test_ppo_records_no_graph() -> None:
-    ppo = PPO(load_config(None, [*BASE, "core.name=lstm", *CORES["lstm"], "algo.name=ppo"]))
+    ppo = build_agent(load_config(None, [*BASE, "core.name=lstm", *CORES["lstm"], "algo.name=ppo"]))
     rollout = ppo.collect_rollout()
     assert rollout.outputs is None and rollout.log_probs is not None
     assert not rollout.obs.requires_grad

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fwmrl.agents import A2C
 from fwmrl.agents.a2c import compute_advantages
+from fwmrl.agents.job import build_agent
 from fwmrl.config import load_config
 from fwmrl.runs import atomic_torch_save, load_checkpoint
 
@@ -38,12 +38,12 @@ def set_prior(normalizer) -> None:  # noqa: ANN001
 
 def test_gae_in_reward_units_and_the_loss_on_standardised_returns() -> None:
     """PPO inherits :meth:`A2C.advantages`: this also covers its GAE in reward units."""
-    agent = A2C(_config())
+    agent = build_agent(_config())
     normalizer = agent.value_normalizer
     set_prior(normalizer)
     rollout = agent.collect_rollout()
     advantages, returns = agent.advantages(rollout)
-    algo = agent.config.algo
+    algo = agent.algo
     expected = compute_advantages(
         rollout.rewards,
         rollout.values * 4.0 - 30.0,
@@ -74,7 +74,7 @@ def test_gae_in_reward_units_and_the_loss_on_standardised_returns() -> None:
 def test_value_loss_stays_small_on_large_returns() -> None:
     losses = {}
     for flag in ("false", "true"):
-        agent = A2C(_config(flag, "CartPole-v1", "algo.n_steps=64", "algo.gamma=0.99"))
+        agent = build_agent(_config(flag, "CartPole-v1", "algo.n_steps=64", "algo.gamma=0.99"))
         losses[flag] = [agent.learn_update()["value_loss"] for _ in range(3)]
         agent.close()
     assert min(losses["false"]) > 20.0, losses
@@ -83,18 +83,18 @@ def test_value_loss_stays_small_on_large_returns() -> None:
 
 def test_statistics_resume_and_a_checkpoint_without_them_is_refused(tmp_path) -> None:
     gridworld = _config("true", "FWM-Gridworld-v0")  # an env whose state the checkpoint holds
-    first = A2C(gridworld)
+    first = build_agent(gridworld)
     for _ in range(2):
         first.learn_update()
-    atomic_torch_save(first.state_dict(), tmp_path / "c.pt")
-    resumed = A2C(gridworld)
+    atomic_torch_save({**first.state_dict(), "config": gridworld.to_dict()}, tmp_path / "c.pt")
+    resumed = build_agent(gridworld)
     resumed.load_state_dict(load_checkpoint(tmp_path / "c.pt"))
     for key in ("count", "mean", "var"):
         assert torch.equal(
             getattr(first.value_normalizer, key), getattr(resumed.value_normalizer, key)
         )
     assert first.learn_update() == resumed.learn_update()
-    plain = A2C(_config("false", "FWM-Gridworld-v0"))
+    plain = build_agent(_config("false", "FWM-Gridworld-v0"))
     assert "value_norm" not in plain.state_dict()
     with pytest.raises(KeyError, match="value_norm: the checkpoint has no return statistics"):
         resumed.load_state_dict(plain.state_dict())

@@ -11,6 +11,7 @@ import torch
 from target_env import TARGET_ENV_ID
 
 from fwmrl.agents import A2C, PPO
+from fwmrl.agents.job import build_agent
 from fwmrl.config import load_config
 from fwmrl.runs import atomic_torch_save, load_checkpoint
 
@@ -94,7 +95,8 @@ def test_every_core_trains_on_every_space(action: str, core: str, algo: str) -> 
     Tuple): shapes and dtypes of the stored actions, scaled features, a finite step that moves
     the parameters; PPO's stored log-probabilities are those of the stored actions."""
     trainer, algo_args = ALGOS[algo]
-    agent = trainer(_config(action, core, *CORE_ARGS[core], *algo_args))
+    agent = build_agent(_config(action, core, *CORE_ARGS[core], *algo_args))
+    assert type(agent) is trainer
     assert agent.policy.obs_size == 3 * 3 * 2 + 4 + 2 + 1
     before = [p.detach().clone() for p in agent.policy.parameters()]
     rollout = agent.collect_rollout()
@@ -127,12 +129,12 @@ def test_every_core_trains_on_every_space(action: str, core: str, algo: str) -> 
 def test_box_policy_round_trips_through_a_checkpoint(tmp_path) -> None:
     """log_std is saved and restored with the policy (the env, not an fwmrl one, is reset)."""
     config = _config("box", "lstm", "core.hidden_size=8")
-    first = A2C(config)
+    first = build_agent(config)
     for _ in range(2):
         first.learn_update()
     assert not torch.equal(first.policy.log_std, torch.zeros(2))
-    atomic_torch_save(first.state_dict(), tmp_path / "c.pt")
-    resumed = A2C(config)
+    atomic_torch_save({**first.state_dict(), "config": config.to_dict()}, tmp_path / "c.pt")
+    resumed = build_agent(config)
     resumed.load_state_dict(load_checkpoint(tmp_path / "c.pt"))
     for a, b in zip(first.policy.parameters(), resumed.policy.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
@@ -156,7 +158,7 @@ def test_gaussian_policy_learns_a_target_action() -> None:
             "train.progress=false",
         ],
     )
-    agent = A2C(config)
+    agent = build_agent(config)
     for _ in range(300):
         agent.learn_update()
     obs = torch.ones(1, 1)

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from fwmrl.agents import A2C
+from fwmrl.agents.job import build_agent
 from fwmrl.config import load_config
 from fwmrl.memory.fwm import FWMLowRankState, FWMState
 
@@ -30,7 +31,7 @@ GRAPHNAV = [
 
 
 def agent(*overrides: str) -> A2C:
-    return A2C(load_config(None, [*GRAPHNAV, *overrides]))
+    return build_agent(load_config(None, [*GRAPHNAV, *overrides]))
 
 
 def test_lowrank_episodes_give_the_dense_updates() -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fwmrl.agents.a2c import A2C
+from fwmrl.agents.job import build_agent
 from fwmrl.config import load_config
 from fwmrl.errors import ConfigError
 
@@ -30,7 +30,7 @@ def discounted(rewards: torch.Tensor, gamma: float) -> torch.Tensor:
 
 def test_batch_mean_baseline_matches_the_authors_broadcast_loss():
     config = load_config(GRAPHNAV, ["env.num_envs=6", "algo.baseline=batch_mean"])
-    trainer = A2C(config)
+    trainer = build_agent(config)
     rollout = trainer.collect_rollout()
     assert bool(rollout.valid.all())  # 30-step episodes: every step of every env is valid
     advantages, targets = trainer.advantages(rollout)
@@ -59,7 +59,7 @@ def test_batch_mean_baseline_matches_the_authors_broadcast_loss():
 def test_critic_baseline_is_the_default_and_differs():
     config = load_config(GRAPHNAV, ["env.num_envs=6"])
     assert config.algo.baseline == "critic"
-    trainer = A2C(config)
+    trainer = build_agent(config)
     rollout = trainer.collect_rollout()
     advantages, targets = trainer.advantages(rollout)
     returns = discounted(rollout.rewards, config.algo.gamma)

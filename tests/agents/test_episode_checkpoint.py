@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from fwmrl.agents.a2c import A2C
+from fwmrl.agents.job import build_agent
 from fwmrl.config import load_config
 
 GRAPHNAV = str(Path(__file__).resolve().parents[2] / "configs/graphnav_fwm_paper.yaml")
@@ -14,7 +15,7 @@ SMALL = ["env.num_envs=8", "train.seed=3"]
 
 
 def trainer() -> A2C:
-    return A2C(load_config(GRAPHNAV, SMALL))
+    return build_agent(load_config(GRAPHNAV, SMALL))
 
 
 def test_episode_mode_checkpoint_holds_a_fresh_core_state_and_resumes_exactly():

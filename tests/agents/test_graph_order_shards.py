@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fwmrl.agents.a2c import A2C
+from fwmrl.agents.job import build_agent
 from fwmrl.config import config_from_dict
 
 
@@ -22,7 +22,7 @@ def _graph_indices(monkeypatch, rank: int, world: int) -> np.ndarray:
             "policy": {"encoder_sizes": []},
         }
     )
-    trainer = A2C(config)
+    trainer = build_agent(config)
     try:
         return trainer.env.graph_index.copy()
     finally:

@@ -6,7 +6,7 @@ import pytest
 import torch
 from gymnasium import spaces
 
-from fwmrl.agents.a2c import A2C
+from fwmrl.agents.job import build_agent
 from fwmrl.agents.policy import MemoryActorCritic
 from fwmrl.config import config_from_dict
 from fwmrl.errors import ConfigError
@@ -49,7 +49,7 @@ def test_config_key_reaches_the_trainer():
             "train": {"seed": 0},
         }
     )
-    trainer = A2C(config)
+    trainer = build_agent(config)
     assert (
         torch.count_nonzero(trainer.policy.policy_head.bias)
         == trainer.policy.action_dist.param_size

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fwmrl.agents import A2C
+from fwmrl.agents.job import build_agent
 from fwmrl.config import load_config
 
 RANDOM_CARTPOLE_RETURN = 22.0  # mean episode length of the uniformly random policy
@@ -25,7 +25,7 @@ def test_a2c_learns_cartpole():
             "logging.wandb=disabled",
         ],
     )
-    agent = A2C(config)
+    agent = build_agent(config)
     agent.learn(50_000)
     # seed 0 reaches about 88 (measured); random is about 22
     assert agent.episode_stats()["episode_return_mean"] > 2.5 * RANDOM_CARTPOLE_RETURN

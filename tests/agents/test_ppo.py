@@ -15,6 +15,7 @@ from target_env import TARGET_ENV_ID
 from test_a2c_normalize_value import set_prior
 
 from fwmrl.agents import A2C, PPO
+from fwmrl.agents.job import build_agent
 from fwmrl.agents.value_norm import ValueNormalizer
 from fwmrl.config import ConfigError, load_config
 from fwmrl.runs import atomic_torch_save, load_checkpoint, read_metrics, train_run
@@ -49,7 +50,7 @@ def config(env: str = "gridworld", core: str = "fwm", *extra: str):
 @pytest.mark.parametrize("core", list(CORE_ARGS))
 @pytest.mark.parametrize("env", list(ENVS))
 def test_every_core_trains_on_discrete_and_box_actions(env: str, core: str) -> None:
-    agent = PPO(config(env, core, *PPO_ARGS, "algo.clip_range_vf=1.0", "algo.lr=0.01"))
+    agent = build_agent(config(env, core, *PPO_ARGS, "algo.clip_range_vf=1.0", "algo.lr=0.01"))
     before = [p.detach().clone() for p in agent.policy.parameters()]
     for _ in range(2):
         metrics = agent.learn_update()
@@ -68,7 +69,7 @@ def test_every_core_trains_on_discrete_and_box_actions(env: str, core: str) -> N
 
 
 def test_loss_terms_add_up_with_the_meta_loss() -> None:
-    agent = PPO(config("gridworld", "mnm_p", "algo.name=ppo", "algo.num_minibatches=1"))
+    agent = build_agent(config("gridworld", "mnm_p", "algo.name=ppo", "algo.num_minibatches=1"))
     m = agent.learn_update()
     expected = m["policy_loss"] + 0.5 * m["value_loss"] - 0.01 * m["entropy"] + m["aux_loss"]
     assert m["aux_loss"] > 0.0
@@ -80,7 +81,7 @@ def test_states_are_recomputed_from_the_stored_start_states(core: str) -> None:
     """Re-running a subset of the envs from ``rollout.initial_state[idx]`` gives back the collection
     pass's log-probabilities and values (the first PPO epoch starts at ratio 1), also for a rollout
     whose start state was carried from the previous one."""
-    agent = PPO(config("gridworld", core, *PPO_ARGS, "env.kwargs={size: 5, max_steps: 9}"))
+    agent = build_agent(config("gridworld", core, *PPO_ARGS, "env.kwargs={size: 5, max_steps: 9}"))
     agent.learn_update()  # the next rollout starts from a carried, non-fresh state
     rollout = agent.collect_rollout()
     assert not rollout.starts[0].all()  # some envs are mid-episode at step 0
@@ -100,9 +101,9 @@ def test_states_are_recomputed_from_the_stored_start_states(core: str) -> None:
 def test_one_epoch_one_minibatch_step_is_the_a2c_step(env: str) -> None:
     """At ratio 1 the gradient of ``r·A`` is that of ``A·log π``: the same rollout gives the same
     clipped gradient and the same new parameters as A2C's step (value, entropy, aux identical)."""
-    a2c = A2C(config(env, "lstm", "algo.normalize_advantage=true"))
+    a2c = build_agent(config(env, "lstm", "algo.normalize_advantage=true"))
     one_step = ["algo.name=ppo", "algo.n_epochs=1", "algo.num_minibatches=1"]
-    ppo = PPO(config(env, "lstm", "algo.normalize_advantage=true", *one_step))
+    ppo = build_agent(config(env, "lstm", "algo.normalize_advantage=true", *one_step))
     first, second = a2c.collect_rollout(), ppo.collect_rollout()
     assert torch.equal(first.actions, second.actions) and torch.equal(first.obs, second.obs)
     assert first.log_probs is None and second.log_probs is not None  # A2C records none
@@ -121,7 +122,7 @@ def test_one_epoch_one_minibatch_step_is_the_a2c_step(env: str) -> None:
 def _steps_taken(target_kl: str) -> list[tuple[int, float, float, float]]:
     """Per update of two (the second starts mid-episode, from a carried state): optimizer steps
     counted by a hook, and the metrics ``ppo_steps``, ``stopped_early`` and ``approx_kl``."""
-    agent = PPO(
+    agent = build_agent(
         config(
             "gridworld",
             "lstm",
@@ -166,9 +167,18 @@ def test_ppo_config_errors() -> None:
         config("gridworld", "lstm", "algo.name=trpo")
     with pytest.raises(ConfigError, match="algo.clip_range: Input should be greater than 0"):
         config("gridworld", "lstm", "algo.name=ppo", "algo.clip_range=0")
-    with pytest.raises(ConfigError, match="algo.name: PPO trains configs with algo.name: ppo"):
-        PPO(config("gridworld", "lstm"))
-    agent = PPO(config("gridworld", "lstm", "algo.name=ppo"))
+    with pytest.raises(ConfigError, match="algo.name: PPO is algo.name ppo"):
+        PPO("lstm", "FWM-Gridworld-v0", n_envs=4, name="a2c")
+    with pytest.raises(ConfigError, match="algo: n_epochs is a PPO setting but name is 'a2c'"):
+        A2C("lstm", "FWM-Gridworld-v0", n_envs=4, n_epochs=2)
+    with pytest.raises(
+        ConfigError, match=r"algo.num_minibatches: 3 .* env.num_envs=4 .*\(1, 2, 4\)"
+    ):
+        PPO("lstm", "FWM-Gridworld-v0", n_envs=4, num_minibatches=3)
+    a2c = build_agent(config("gridworld", "lstm"))
+    assert type(a2c) is A2C
+    a2c.close()
+    agent = build_agent(config("gridworld", "lstm", "algo.name=ppo"))
     with pytest.raises(ValueError, match="PPO needs a rollout with log_probs"):
         agent.train_on_rollout(dataclasses.replace(agent.collect_rollout(), log_probs=None))
     agent.close()
@@ -228,7 +238,7 @@ def test_killed_and_resumed_ppo_run_matches_uninterrupted(tmp_path, monkeypatch)
 
 
 def test_ppo_gaussian_policy_learns_a_target_action() -> None:
-    agent = PPO(
+    agent = build_agent(
         load_config(
             None,
             [
@@ -342,7 +352,7 @@ def test_two_ranks_take_the_one_process_updates(tmp_path) -> None:
 
 @pytest.mark.slow
 def test_ppo_learns_cartpole() -> None:
-    agent = PPO(
+    agent = build_agent(
         load_config(
             None,
             [
@@ -385,7 +395,7 @@ def test_normalize_value_merges_each_rollout_before_its_epochs() -> None:
     """With ``algo.normalize_value`` PPO's update merges the rollout's returns into the running
     statistics first (GAE on the values in reward units is A2C's, tested in
     ``test_a2c_normalize_value.py``)."""
-    agent = PPO(config("pendulum", "lstm", *PPO_ARGS, "algo.normalize_value=true"))
+    agent = build_agent(config("pendulum", "lstm", *PPO_ARGS, "algo.normalize_value=true"))
     normalizer = agent.value_normalizer
     set_prior(normalizer)
     rollout = agent.collect_rollout()
@@ -404,7 +414,7 @@ def test_normalize_value_keeps_the_value_loss_small_on_large_returns() -> None:
     is O(1) from the first update (the policy gradient is no longer swamped)."""
     losses = {}
     for flag in ("false", "true"):
-        agent = PPO(
+        agent = build_agent(
             load_config(
                 None,
                 [
@@ -429,18 +439,18 @@ def test_normalize_value_keeps_the_value_loss_small_on_large_returns() -> None:
 
 def test_normalize_value_resumes_its_statistics(tmp_path) -> None:
     cfg = config("pendulum", "lstm", *PPO_ARGS, "algo.normalize_value=true")
-    first = PPO(cfg)
+    first = build_agent(cfg)
     for _ in range(2):
         first.learn_update()
-    atomic_torch_save(first.state_dict(), tmp_path / "c.pt")
-    resumed = PPO(cfg)
+    atomic_torch_save({**first.state_dict(), "config": cfg.to_dict()}, tmp_path / "c.pt")
+    resumed = build_agent(cfg)
     resumed.load_state_dict(load_checkpoint(tmp_path / "c.pt"))
     for key in ("count", "mean", "var"):
         assert torch.equal(
             getattr(first.value_normalizer, key), getattr(resumed.value_normalizer, key)
         )
     assert torch.equal(first.policy.log_std, resumed.policy.log_std)
-    plain = PPO(config("pendulum", "lstm", *PPO_ARGS))
+    plain = build_agent(config("pendulum", "lstm", *PPO_ARGS))
     with pytest.raises(KeyError, match="value_norm: the checkpoint has no return statistics"):
         resumed.load_state_dict(plain.state_dict())
     for agent in (first, resumed, plain):
