@@ -688,13 +688,7 @@ class A2C:
         if self.world > 1:
             terms = self._sum_gradients(terms)  # the global loss terms, the same on every rank
             self._check_loss(terms)
-        max_norm = algo.max_grad_norm if algo.max_grad_norm is not None else float("inf")
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), max_norm)
-        if not torch.isfinite(grad_norm):
-            raise NonFiniteLossError(
-                f"the gradient norm became {grad_norm.item()} at update {self.update + 1}"
-            )
-        self.optimizer.step()
+        grad_norm = self._clip_and_step()
         self.update += 1
         loss_value, policy_value, value_value, entropy_value, aux_value, *spreads = terms.tolist()
         n = float(sums[0])  # unbiased variances, as torch.var
@@ -705,10 +699,23 @@ class A2C:
             "value_loss": value_value,
             "entropy": entropy_value,
             "aux_loss": aux_value,
-            "grad_norm": grad_norm.item(),
+            "grad_norm": grad_norm,
             "explained_variance": explained,
             "rollout_steps": float(rollout.rewards.shape[0]),
         }
+
+    def _clip_and_step(self) -> float:
+        """Clip the gradient norm to ``max_grad_norm``, step the optimizer; returns the norm before
+        clipping (:class:`NonFiniteLossError` when it is NaN or infinite: no step is taken)."""
+        max_grad_norm = self.algo.max_grad_norm
+        max_norm = max_grad_norm if max_grad_norm is not None else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), max_norm)
+        if not torch.isfinite(grad_norm):
+            raise NonFiniteLossError(
+                f"the gradient norm became {grad_norm.item()} at update {self.update + 1}"
+            )
+        self.optimizer.step()
+        return grad_norm.item()
 
     def policy_outputs(self, rollout: Rollout) -> tuple[Tensor, Tensor, Tensor | None]:
         """``(params [T, B, P], values [T, B], aux [T, B] or None)`` of the policy over the

@@ -68,7 +68,6 @@ from typing_extensions import override
 from fwmrl import distributed
 from fwmrl.agents.a2c import A2C, Rollout
 from fwmrl.config import ConfigError
-from fwmrl.errors import NonFiniteLossError
 
 TERMS = ("loss", "policy_loss", "value_loss", "entropy", "aux_loss", "approx_kl", "clip_fraction")
 """The per-minibatch terms of :meth:`PPO._minibatch_terms`, in order (A2C's first five)."""
@@ -266,18 +265,6 @@ class PPO(A2C):
             ]
         )
         return loss, terms
-
-    def _clip_and_step(self) -> float:
-        """Clip the gradient norm, step the optimizer; returns the norm before clipping."""
-        max_grad_norm = self.algo.max_grad_norm
-        max_norm = max_grad_norm if max_grad_norm is not None else float("inf")
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), max_norm)
-        if not torch.isfinite(grad_norm):
-            raise NonFiniteLossError(
-                f"the gradient norm became {grad_norm.item()} at update {self.update + 1}"
-            )
-        self.optimizer.step()
-        return grad_norm.item()
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
