@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from fwmrl.agents.a2c import A2C
+from fwmrl.agents.job import build_agent
 from fwmrl.config import load_config
 
 
@@ -86,7 +86,7 @@ def main() -> None:
         return
     torch.set_num_threads(1)
     config = load_config(args.config, args.overrides)
-    trainer = A2C(config)
+    trainer = build_agent(config)
     policy = trainer.policy
     core = policy.core
     captured: dict[str, list[float]] = {"read": [], "out": [], "ctrl": []}

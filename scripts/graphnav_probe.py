@@ -18,8 +18,8 @@ import time
 
 import torch
 
-from fwmrl.agents.a2c import A2C
 from fwmrl.agents.evaluation import evaluate
+from fwmrl.agents.job import build_agent
 from fwmrl.config import load_config
 
 
@@ -29,7 +29,7 @@ def main() -> None:
     out, updates, every, head = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     torch.set_num_threads(1)
     config = load_config("configs/graphnav_fwm_paper.yaml", sys.argv[5:])
-    trainer = A2C(config)
+    trainer = build_agent(config)
     if head == "default":
         trainer.policy.policy_head.reset_parameters()
     start = time.time()

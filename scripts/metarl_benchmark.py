@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fwmrl.agents import PPO
-from fwmrl.agents.a2c import make_eval_env
+from fwmrl.agents.evaluation import make_eval_env
+from fwmrl.agents.job import build_agent
 from fwmrl.agents.trial_eval import evaluate_trials
 from fwmrl.config import load_config
 
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace, core: str, seed: int, writer: csv.DictWriter) 
     overrides = [f"core.name={core}", *CORE_DEFAULTS[core], f"train.seed={seed}", *args.overrides]
     config = load_config(args.config, overrides)
     episodes = int(config.env.kwargs.get("episodes", 2 if "HalfCheetah" in config.env.id else 10))
-    trainer = PPO(config)
+    trainer = build_agent(config)
     eval_env = make_eval_env(config, min(args.eval_trials, config.env.num_envs))
     train_wall, train_cpu, next_eval = 0.0, 0.0, 0
     try:
