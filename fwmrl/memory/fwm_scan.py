@@ -20,6 +20,8 @@ import torch.nn.functional as functional
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
+from fwmrl.memory import fwm_kernel
+
 
 @dataclasses.dataclass(frozen=True)
 class FWMScanOptions:
@@ -41,6 +43,11 @@ class FWMScanOptions:
         Epsilon of the parameter-free layer norm after every hop.
     chunk_size:
         Steps between stored ``F`` for implementations that recompute inside chunks.
+    acting_kernel:
+        How a single step on the factor form runs without autograd (the acting path): ``"auto"``
+        (the compiled kernel of :mod:`fwmrl.memory.fwm_kernel` where it builds, else eager),
+        ``"compiled"`` (the kernel; an error where it cannot build) or ``"eager"`` (PyTorch
+        operations). Same values to float rounding (tested).
     """
 
     memory_size: int
@@ -50,6 +57,7 @@ class FWMScanOptions:
     tanh_hop_keys: bool = True
     layer_norm_eps: float = 1e-5
     chunk_size: int = 16
+    acting_kernel: str = "auto"
 
 
 ScanFn = Callable[[Tensor, Tensor, Tensor, "Tensor | None", FWMScanOptions], tuple[Tensor, Tensor]]
@@ -641,6 +649,27 @@ def _lowrank_step(
     return n, memory
 
 
+def _lowrank_step_compiled(
+    write: Tensor, read: Tensor, memory: LowRankMemory, reset: Tensor | None, opts: FWMScanOptions
+) -> tuple[Tensor, LowRankMemory]:
+    """:func:`_lowrank_step` without autograd in the compiled kernel
+    (:func:`fwmrl.memory.fwm_kernel.lowrank_step`): the activations and resets here, the factor
+    sums, the write, the norm and the hops per sequence in one C loop."""
+    m = opts.memory_size
+    weight, norm_sq = memory.weight, memory.norm_sq
+    if reset is not None and bool(reset.any()):
+        keep = (~reset).to(weight.dtype)
+        weight, norm_sq = weight * keep.unsqueeze(1), norm_sq * keep
+    keys = _tanh(write[:, : 3 * m])
+    rate = opts.write_scale * torch.sigmoid(write[:, 3 * m] + 1.0)
+    query = torch.tanh(read[:, :m]) if opts.tanh_query else read[:, :m]
+    hop_keys = _tanh(read[:, m:]) if opts.tanh_hop_keys else read[:, m:]
+    n, factors = fwm_kernel.lowrank_step(
+        keys, rate, query, hop_keys, (*memory[:3], weight, norm_sq), opts.layer_norm_eps
+    )
+    return n, LowRankMemory(*factors)
+
+
 def _lowrank_chunk_scan(
     write: Tensor, read: Tensor, memory: LowRankMemory, resets: Tensor | None, opts: FWMScanOptions
 ) -> tuple[Tensor, LowRankMemory]:
@@ -735,9 +764,19 @@ def lowrank_scan(
     if resets is not None and bool(resets[0].all()):
         memory = LowRankMemory.empty(write.shape[1], opts.memory_size, write)
     if steps == 1:
-        n, memory = _lowrank_step(
-            write[0], read[0], memory, None if resets is None else resets[0], opts
-        )
+        step = _lowrank_step
+        if opts.acting_kernel != "eager" and not (
+            torch.is_grad_enabled()
+            and (write.requires_grad or read.requires_grad or any(t.requires_grad for t in memory))
+        ):
+            if fwm_kernel.available(write, opts.memory_size, opts.read_hops):
+                step = _lowrank_step_compiled
+            elif opts.acting_kernel == "compiled":
+                raise RuntimeError(
+                    "FWM acting_kernel='compiled': the compiled step is unavailable here (CPU "
+                    "float32/float64 tensors and a C compiler needed); use 'auto' or 'eager'"
+                )
+        n, memory = step(write[0], read[0], memory, None if resets is None else resets[0], opts)
         return n.unsqueeze(0), memory
     offset = memory.writes
     outputs = []
