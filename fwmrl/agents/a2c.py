@@ -840,7 +840,7 @@ class A2C:
             },
             **ranks,
             "env_state": None if env_state is None else _tensors(env_state),
-            "env_reset_seed": self.seed + 1_000_003 * self.update,
+            "env_reset_seed": self.env_reset_seed(),
             "env": describe_env(self.env),
             **(
                 {}
@@ -930,9 +930,14 @@ class A2C:
                 state = state[self.env_slice] if self.world > 1 else state
             self.state = state.to(self.device)
             return True
-        seed = data.get("env_reset_seed", self.seed + 1_000_003 * self.update)
+        seed = data.get("env_reset_seed", self.env_reset_seed())
         self._reset_envs(seed=int(seed))
         return False
+
+    def env_reset_seed(self) -> int:
+        """The seed the envs are reset with when a checkpoint cannot restore their state (saved as
+        ``env_reset_seed``; a different one at every update)."""
+        return self.seed + 1_000_003 * self.update
 
     def _carried_state(self) -> CoreState:
         """The core state a checkpoint keeps: in episode mode every collection starts fresh

@@ -150,8 +150,7 @@ class RLJob:
                 f"{path}: does not fit this config: {rundir.first_line(error)}"
             ) from None
         self._last_steps = self.agent.env_steps
-        default_seed = self.config.train.seed + 1_000_003 * self.agent.update  # as load_state_dict
-        seed = None if restored else int(data.get("env_reset_seed", default_seed))
+        seed = None if restored else int(data.get("env_reset_seed", self.agent.env_reset_seed()))
         if not restored and self.rank == 0:
             why = (
                 "the checkpoint (format 1) holds a pickled env, which is never loaded"
