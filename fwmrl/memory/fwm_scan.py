@@ -677,18 +677,26 @@ def _lowrank_chunk_scan(
     (none for a window that starts from a reset), the chunk's writes are appended to the factors
     and the end norm is ``‖F_end‖²`` in closed form from ``‖F_0‖²``, the old values and the keys'
     and values' Gram matrices. No ``m³`` tensor is formed."""
-    m, steps, batch = opts.memory_size, write.shape[0], write.shape[1]
-    keys = _tanh(write[..., : 3 * m]).transpose(0, 1)  # [B, C, 3m]
-    k1, k2, v = keys[..., :m], keys[..., m : 2 * m], keys[..., 2 * m :]
-    rate = opts.write_scale * torch.sigmoid(write[..., 3 * m :] + 1.0).transpose(0, 1)  # [B, C, 1]
-    read = read.transpose(0, 1)
+    m, steps, batch, hops = opts.memory_size, write.shape[0], write.shape[1], opts.read_hops
+    # splits, not slices: a split's backward is one concatenation, each slice's backward a
+    # zero-filled tensor of the whole input
+    key_inputs, rate_inputs = write.transpose(0, 1).split([3 * m, 1], dim=-1)
+    k1, k2, v = _tanh(key_inputs).split(m, dim=-1)  # [B, C, m] each
+    rate = opts.write_scale * torch.sigmoid(rate_inputs + 1.0)  # [B, C, 1]
+    n, hop_keys = read.transpose(0, 1).split([m, hops * m], dim=-1)
     if opts.tanh_hop_keys:
-        read = torch.cat([read[..., :m], _tanh(read[..., m:])], dim=-1)
+        hop_keys = _tanh(hop_keys)
+    hop_keys = hop_keys.reshape(batch, steps, hops, m)
 
     same_segment, from_start, reset_at = _segment_masks(resets, batch, steps, write)
 
     v_old_initial = lowrank_hop_many(memory, k1, k2)  # [B, C, m]
-    gram = (k1 @ k1.transpose(1, 2)) * (k2 @ k2.transpose(1, 2))  # k_tᵀ k_r, [B, C, C]
+    k1_t = k1.transpose(1, 2).contiguous()  # [B, m, C], the right operand of every k1 product
+    k2_t = k2.transpose(1, 2).contiguous()
+    gram = (k1 @ k1_t) * (k2 @ k2_t)  # k_tᵀ k_r, [B, C, C]
+    # every hop key against every k2_r in one product: [B, C, N_r, C]
+    hop_match = (hop_keys.reshape(batch, steps * hops, m) @ k2_t).view(batch, steps, hops, steps)
+    hop_match, hop_keys = hop_match.unbind(2), hop_keys.unbind(2)  # per hop (unbind, not index)
     keep = None if reset_at is None else (~reset_at).to(write.dtype)
     U, log_g_before, log_g = _ScaledDeltaRecurrence.apply(
         v_old_initial * from_start.unsqueeze(2),
@@ -703,15 +711,13 @@ def _lowrank_chunk_scan(
     decay = torch.exp(log_g_at.unsqueeze(2) - log_g_before.unsqueeze(1)) * same_segment
     initial = torch.exp(log_g_at) * from_start  # [B, C]
 
-    n = read[..., :m]
     if opts.tanh_query:
         n = torch.tanh(n)
-    for i in range(1, opts.read_hops + 1):
-        e = read[..., i * m : (i + 1) * m]  # tanh already applied
-        match = (n @ k1.transpose(1, 2)) * (e @ k2.transpose(1, 2))  # (n_t ⊗ e_t)ᵀ k_r
+    for i in range(hops):
+        match = (n @ k1_t) * hop_match[i]  # (n_t ⊗ e_t)ᵀ k_r
         value = (match * decay) @ U
         if memory.writes:
-            value = value + initial.unsqueeze(2) * lowrank_hop_many(memory, n, e)
+            value = value + initial.unsqueeze(2) * lowrank_hop_many(memory, n, hop_keys[i])
         n = functional.layer_norm(value, (m,), eps=opts.layer_norm_eps)
 
     # F_end = g F_0 + Σ_r w_r k_r u_rᵀ, and its squared norm
