@@ -304,6 +304,11 @@ class A2C:
         this process's rank and the number of data-parallel processes.
     policy
         the actor-critic.
+    algo
+        the hyperparameters, checked (:class:`fwmrl.config.AlgoConfig`, ``name`` the class's
+        :attr:`algorithm`).
+    seed
+        the seed of the parameters, the action sampling and the envs.
     optimizer
         Adam or RMSprop over the policy's parameters.
     update
