@@ -272,6 +272,19 @@ class AlgoConfig(_Section):
         return self
 
 
+def minibatch_split_problem(num_minibatches: int, num_envs: int) -> str | None:
+    """Why PPO's ``num_minibatches`` minibatches of whole env sequences cannot split ``num_envs``
+    envs (naming the allowed divisors), or ``None`` when they can."""
+    if num_envs % num_minibatches == 0:
+        return None
+    divisors = [n for n in range(1, num_envs + 1) if num_envs % n == 0]
+    listing = ", ".join(map(str, divisors[:12])) + (", ..." if len(divisors) > 12 else "")
+    return (
+        f"algo.num_minibatches: {num_minibatches} minibatches of whole env sequences cannot split "
+        f"env.num_envs={num_envs} envs evenly; allowed: a divisor of {num_envs} ({listing})"
+    )
+
+
 PPO_KEYS = (
     "n_epochs",
     "num_minibatches",
@@ -560,15 +573,9 @@ class Config(_Section):
 
     @model_validator(mode="after")
     def _minibatches_split_the_envs(self) -> Config:
-        algo, num_envs = self.algo, self.env.num_envs
-        if algo.name == "ppo" and num_envs % algo.num_minibatches:
-            divisors = [n for n in range(1, num_envs + 1) if num_envs % n == 0]
-            listing = ", ".join(map(str, divisors[:12])) + (", ..." if len(divisors) > 12 else "")
-            raise ValueError(
-                f"algo.num_minibatches: {algo.num_minibatches} minibatches of whole env sequences "
-                f"cannot split env.num_envs={num_envs} envs evenly; allowed: a divisor of "
-                f"{num_envs} ({listing})"
-            )
+        problem = minibatch_split_problem(self.algo.num_minibatches, self.env.num_envs)
+        if self.algo.name == "ppo" and problem is not None:
+            raise ValueError(problem)
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -67,7 +67,7 @@ from typing_extensions import override
 
 from fwmrl import distributed
 from fwmrl.agents.a2c import A2C, Rollout
-from fwmrl.config import ConfigError
+from fwmrl.config import ConfigError, minibatch_split_problem
 
 TERMS = ("loss", "policy_loss", "value_loss", "entropy", "aux_loss", "approx_kl", "clip_fraction")
 """The per-minibatch terms of :meth:`PPO._minibatch_terms`, in order (A2C's first five)."""
@@ -111,15 +111,9 @@ class PPO(A2C):
 
     @override
     def _check_num_envs(self, num_envs: int) -> None:
-        minibatches = self.algo.num_minibatches
-        if num_envs % minibatches:
-            divisors = [n for n in range(1, num_envs + 1) if num_envs % n == 0]
-            listing = ", ".join(map(str, divisors[:12])) + (", ..." if len(divisors) > 12 else "")
-            raise ConfigError(
-                f"algo.num_minibatches: {minibatches} minibatches of whole env sequences cannot "
-                f"split env.num_envs={num_envs} envs evenly; allowed: a divisor of {num_envs} "
-                f"({listing})"
-            )
+        problem = minibatch_split_problem(self.algo.num_minibatches, num_envs)
+        if problem is not None:
+            raise ConfigError(problem)
 
     # ------------------------------------------------------------------ 2-5. learn
     def train_on_rollout(self, rollout: Rollout) -> dict[str, float]:
