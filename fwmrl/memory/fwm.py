@@ -113,12 +113,13 @@ class FWMCore(MemoryCore):
         default initialisation it starts as the larger part of the output. Zero init made supervised
         3-back recall learn as fast as the LSTM alone, but in RL on ``FWM-Recall-v0`` it stayed at
         random where the default initialisation learned (docs/results.md §3, 3 seeds each).
-    acting_kernel:
-        How a step without gradients runs on the factor form (collecting, evaluating):
-        ``"auto"`` (default) runs it in a small C kernel (:mod:`fwmrl.memory.fwm_kernel`, built
-        on first use with the system compiler, about a second) where that builds, else in
-        PyTorch operations; ``"compiled"`` insists on the kernel; ``"eager"`` never uses it.
-        Same values to float rounding (tested); steps with gradients always run in PyTorch.
+    kernel:
+        Small C kernels (:mod:`fwmrl.memory.fwm_kernel`, built on first use with the system
+        compiler, about a second) for a step without gradients on the factor form (collecting,
+        evaluating) and for the chunk scans' delta-rule recurrence (forward and backward).
+        ``"auto"`` (default): where they build (CPU, float32/float64), else PyTorch operations;
+        ``"compiled"``: insist on them; ``"eager"``: never (the PyTorch code they replace). Same
+        values and gradients to float rounding (tested).
     chunk_size:
         Steps per chunk for the implementations that use one; ``None``: 64 for ``"chunked"``
         (longer chunks make the contractions with ``F`` larger matrix products; its memory does not
@@ -142,7 +143,7 @@ class FWMCore(MemoryCore):
         state_form: str = "auto",
         lowrank_max_writes: int | None = None,
         zero_init_output: bool = False,
-        acting_kernel: str = "auto",
+        kernel: str = "auto",
     ) -> None:
         super().__init__()
         owner = "FWMCore"
@@ -175,9 +176,7 @@ class FWMCore(MemoryCore):
             tanh_query=bool(tanh_query),
             tanh_hop_keys=bool(tanh_hop_keys),
             chunk_size=chunk_size,
-            acting_kernel=check_choice(
-                owner, "acting_kernel", acting_kernel, ["auto", "compiled", "eager"]
-            ),
+            kernel=check_choice(owner, "kernel", kernel, ["auto", "compiled", "eager"]),
         )
 
         d, m = hidden_size, memory_size

@@ -24,6 +24,7 @@ import subprocess
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -40,10 +41,10 @@ _SOURCE = r"""
    (k1, k2, v, [B, 3m]), write rates (λβ, [B]), first queries (n0, [B, m]) and hop keys
    ([B, N_r m]). All arrays are contiguous; k1o, k2o, uo get the R old factors followed by the
    new write. */
-void NAME(long B, long R, REAL eps, const REAL *keys, const REAL *rates, const REAL *queries,
+void fwm_lowrank_step(long B, long R, long hops, REAL eps, const REAL *keys, const REAL *rates, const REAL *queries,
           const REAL *hop_keys, const REAL *k1, const REAL *k2, const REAL *u, const REAL *w,
           const REAL *nsq, REAL *n_out, REAL *k1o, REAL *k2o, REAL *uo, REAL *wo, REAL *nsqo) {
-    const long m = M, hops = HOPS, S = R + 1;
+    const long m = M, S = R + 1;
     for (long b = 0; b < B; b++) {
         const REAL *key1 = keys + b * 3 * m, *key2 = key1 + m, *v = key1 + 2 * m;
         const REAL *e = hop_keys + b * hops * m, rate = rates[b];
@@ -51,7 +52,7 @@ void NAME(long B, long R, REAL eps, const REAL *keys, const REAL *rates, const R
         const REAL *W = w + b * R;
         REAL *K1o = k1o + b * S * m, *K2o = k2o + b * S * m, *Uo = uo + b * S * m;
         REAL *Wo = wo + b * S;
-        REAL n[M], vold[M], val[M], coef[S], q2[HOPS * S];
+        REAL n[M], vold[M], val[M], coef[S], q2[hops * S];
         memcpy(n, queries + b * m, sizeof(REAL) * m);
         memcpy(K1o, K1, sizeof(REAL) * R * m);
         memcpy(K2o, K2, sizeof(REAL) * R * m);
@@ -120,43 +121,121 @@ void NAME(long B, long R, REAL eps, const REAL *keys, const REAL *rates, const R
         memcpy(n_out + b * m, n, sizeof(REAL) * m);
     }
 }
+
+/* The forward of _ScaledDeltaRecurrence in fwm_scan.py per sequence: the scaled delta-rule values
+   su, the scaled old values sv ([B, C, m]) and the running norm bound S ([B, C + 1]). keep may be
+   NULL (no resets). */
+void fwm_delta_forward(long B, long C, const REAL *A, const REAL *W, const REAL *D,
+                       const REAL *rate, const REAL *v, const REAL *keep, const REAL *nsq,
+                       REAL *su, REAL *sv, REAL *S) {
+    const long m = M;
+    for (long b = 0; b < B; b++) {
+        const REAL *Ab = A + b * C * m, *Wb = W + b * C * C, *vb = v + b * C * m;
+        REAL *sub = su + b * C * m, *svb = sv + b * C * m, *Sb = S + b * (C + 1);
+        REAL s = 1, nu = nsq[b];
+        Sb[0] = 1;
+        for (long t = 0; t < C; t++) {
+            if (keep) nu *= keep[b * C + t];
+            REAL vt[M], ut[M];
+            for (long j = 0; j < m; j++) vt[j] = Ab[t * m + j];
+            for (long r = 0; r < t; r++) {
+                const REAL w = Wb[t * C + r], *ur = sub + r * m;
+                for (long j = 0; j < m; j++) vt[j] += w * ur[j];
+            }
+            const REAL rt = rate[b * C + t], half_d = (REAL)0.5 * D[b * C + t];
+            REAL acc = 0;
+            for (long j = 0; j < m; j++) ut[j] = rt * vb[t * m + j] * s - rt * vt[j];
+            SIMD_SUM(acc)
+            for (long j = 0; j < m; j++) acc += (vt[j] + half_d * ut[j]) * ut[j];
+            nu = nu + 2 * acc;
+            REAL root = SQRT(nu);
+            s = root > s ? root : s; /* a (rounded) negative nu leaves s as it is */
+            memcpy(sub + t * m, ut, sizeof(REAL) * m);
+            memcpy(svb + t * m, vt, sizeof(REAL) * m);
+            Sb[t + 1] = s;
+        }
+    }
+}
+
+/* The reverse loop of _ScaledDeltaRecurrence.backward per sequence: the adjoints of the scaled
+   old values (bar_v), of the scaled values (bar_u), of the norms (bar_norm) and of the initial
+   norm (carry). The inputs are the per-step quantities the Python backward prepares. */
+void fwm_delta_backward(long B, long C, const REAL *direct_u, const REAL *direct_s,
+                        const REAL *to_norm, const REAL *passes, const REAL *norm_weight,
+                        const REAL *su, const REAL *rate, const REAL *rv, const REAL *W,
+                        const REAL *keep, const REAL *bar_s0, REAL *bar_v, REAL *bar_u,
+                        REAL *bar_norm, REAL *carry_out) {
+    const long m = M;
+    for (long b = 0; b < B; b++) {
+        const long o = b * C, om = b * C * m;
+        const REAL *Wb = W + b * C * C;
+        REAL *bvb = bar_v + om;
+        REAL bs = bar_s0[b], carry = 0;
+        for (long t = C - 1; t >= 0; t--) {
+            const REAL nb = carry + to_norm[o + t] * bs, rt = rate[o + t];
+            REAL ub[M];
+            for (long j = 0; j < m; j++) ub[j] = direct_u[om + t * m + j];
+            for (long r = t + 1; r < C; r++) {
+                const REAL w = Wb[r * C + t], *vr = bvb + r * m;
+                for (long j = 0; j < m; j++) ub[j] += w * vr[j];
+            }
+            for (long j = 0; j < m; j++) ub[j] += nb * norm_weight[om + t * m + j];
+            REAL dot = 0;
+            for (long j = 0; j < m; j++) bvb[t * m + j] = nb * 2 * su[om + t * m + j] - rt * ub[j];
+            SIMD_SUM(dot)
+            for (long j = 0; j < m; j++) dot += ub[j] * rv[om + t * m + j];
+            memcpy(bar_u + om + t * m, ub, sizeof(REAL) * m);
+            bar_norm[o + t] = nb;
+            bs = direct_s[o + t] + dot + passes[o + t] * bs;
+            carry = keep ? nb * keep[o + t] : nb;
+        }
+        carry_out[b] = carry;
+    }
+}
 """
 _VARIANTS = {
-    torch.float32: ("fwm_lowrank_step_f32", "float", "sqrtf", ctypes.c_float),
-    torch.float64: ("fwm_lowrank_step_f64", "double", "sqrt", ctypes.c_double),
+    torch.float32: ("f32", "float", "sqrtf", ctypes.c_float),
+    torch.float64: ("f64", "double", "sqrt", ctypes.c_double),
 }
+"""Per dtype: the functions' name suffix, the C type, its square root and the ctypes type."""
+_ARGUMENTS = {
+    "fwm_lowrank_step": ["long", "long", "long", "real", *(["pointer"] * 15)],
+    "fwm_delta_forward": ["long", "long", *(["pointer"] * 10)],
+    "fwm_delta_backward": ["long", "long", *(["pointer"] * 15)],
+}
+"""The C functions and their argument types (``real``: the dtype's)."""
 _FLAGS = ["-O3", "-march=native", "-fopenmp-simd", "-fPIC", "-shared", "-std=gnu11"]
-_libraries: dict[tuple[int, int], ctypes.CDLL | None] = {}
-"""Built libraries by ``(m, N_r)`` (``None``: the build failed)."""
+_libraries: dict[int, ctypes.CDLL | None] = {}
+"""Built libraries by ``m`` (``None``: the build failed)."""
 
 
-def _full_source(memory_size: int, read_hops: int) -> str:
-    parts = [
-        f"#include <math.h>\n#include <string.h>\n#define M {memory_size}\n#define HOPS {read_hops}"
-    ]
+def _full_source(memory_size: int) -> str:
+    parts = [f"#include <math.h>\n#include <string.h>\n#define M {memory_size}"]
     body = _SOURCE.replace("#include <math.h>\n#include <string.h>\n", "")
-    for name, real, sqrt, _ in _VARIANTS.values():
+    for suffix, real, sqrt, _ in _VARIANTS.values():
+        names = "".join(f"#define {name} {name}_{suffix}\n" for name in _ARGUMENTS)
+        undo = "".join(f"#undef {name}\n" for name in _ARGUMENTS)
         parts.append(
-            f"#define NAME {name}\n#define REAL {real}\n#define SQRT {sqrt}\n{body}\n"
-            "#undef NAME\n#undef REAL\n#undef SQRT\n"
+            f"{names}#define REAL {real}\n#define SQRT {sqrt}\n{body}\n{undo}#undef REAL\n"
+            "#undef SQRT\n"
         )
     return "\n".join(parts)
 
 
-def _build(memory_size: int, read_hops: int) -> ctypes.CDLL:
-    """Compile (once per source, sizes, flags and compiler) and load the library for ``m`` and
-    ``N_r`` (compile-time constants, so the loops over ``m`` unroll and vectorise)."""
+def _build(memory_size: int) -> ctypes.CDLL:
+    """Compile (once per source, size, flags and compiler) and load the library for ``m`` (a
+    compile-time constant, so the loops over ``m`` unroll and vectorise)."""
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if not compiler:
         raise RuntimeError("no C compiler found (set CC)")
-    source = _full_source(memory_size, read_hops)
+    source = _full_source(memory_size)
     key = hashlib.sha256("\0".join([source, compiler, *_FLAGS]).encode()).hexdigest()[:16]
     cache = Path(os.environ.get("FWMRL_KERNEL_CACHE", Path.home() / ".cache" / "fwmrl" / "kernels"))
-    target = cache / f"fwm_acting_m{memory_size}_h{read_hops}_{key}.so"
+    target = cache / f"fwm_m{memory_size}_{key}.so"
     if not target.exists():
         cache.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=cache) as tmp:
-            src, out = Path(tmp) / "fwm_acting.c", Path(tmp) / "fwm_acting.so"
+            src, out = Path(tmp) / "fwm.c", Path(tmp) / "fwm.so"
             src.write_text(source)
             done = subprocess.run(
                 [compiler, *_FLAGS, str(src), "-o", str(out), "-lm"],
@@ -167,36 +246,41 @@ def _build(memory_size: int, read_hops: int) -> ctypes.CDLL:
                 raise RuntimeError(f"{compiler} failed:\n{done.stderr[-2000:]}")
             os.replace(out, target)  # atomic: processes building at once agree
     library = ctypes.CDLL(str(target))
-    pointer = ctypes.c_void_p
-    for name, _, _, real in _VARIANTS.values():
-        function = getattr(library, name)
-        function.restype = None
-        function.argtypes = [ctypes.c_long, ctypes.c_long, real, *([pointer] * 15)]
+    for suffix, _, _, real in _VARIANTS.values():
+        types = {"long": ctypes.c_long, "pointer": ctypes.c_void_p, "real": real}
+        for name, arguments in _ARGUMENTS.items():
+            function = getattr(library, f"{name}_{suffix}")
+            function.restype = None
+            function.argtypes = [types[kind] for kind in arguments]
     return library
 
 
-def _load(memory_size: int, read_hops: int) -> ctypes.CDLL | None:
-    key = (memory_size, read_hops)
-    if key not in _libraries:
+def _load(memory_size: int) -> ctypes.CDLL | None:
+    if memory_size not in _libraries:
         try:
-            _libraries[key] = _build(memory_size, read_hops)
+            _libraries[memory_size] = _build(memory_size)
         except (OSError, RuntimeError, subprocess.SubprocessError) as error:
-            _libraries[key] = None
+            _libraries[memory_size] = None
             warnings.warn(
-                f"fwmrl: the compiled FWM acting step is unavailable, using the eager one ({error})",
+                f"fwmrl: the compiled FWM kernels are unavailable, using eager PyTorch ({error})",
                 stacklevel=3,
             )
-    return _libraries[key]
+    return _libraries[memory_size]
 
 
-def available(like: Tensor, memory_size: int, read_hops: int) -> bool:
-    """Whether :func:`lowrank_step` can run on tensors like ``like`` (CPU, float32/float64) for
-    ``m = memory_size`` and ``N_r = read_hops``; the library builds on the first call."""
-    return (
-        like.device.type == "cpu"
-        and like.dtype in _VARIANTS
-        and _load(memory_size, read_hops) is not None
-    )
+def available(like: Tensor, memory_size: int) -> bool:
+    """Whether the kernels can run on tensors like ``like`` (CPU, float32/float64) for
+    ``m = memory_size``; the library builds on the first call."""
+    return like.device.type == "cpu" and like.dtype in _VARIANTS and _load(memory_size) is not None
+
+
+def _function(name: str, like: Tensor, memory_size: int) -> tuple[Any, Any]:
+    """The C function ``name`` for ``like``'s dtype and its ctypes real type."""
+    library = _load(memory_size)
+    if library is None:
+        raise RuntimeError("the compiled FWM kernels are unavailable")
+    suffix, _, _, real = _VARIANTS[like.dtype]
+    return getattr(library, f"{name}_{suffix}"), real
 
 
 def lowrank_step(
@@ -229,10 +313,7 @@ def lowrank_step(
     k1 = memory[0]
     batch, writes, m = k1.shape
     read_hops = hop_keys.shape[1] // m
-    library = _load(m, read_hops)
-    if library is None:
-        raise RuntimeError("the compiled FWM acting step is unavailable")
-    name, _, _, real = _VARIANTS[keys.dtype]
+    function, real = _function("fwm_lowrank_step", keys, m)
     inputs = [t.contiguous() for t in (keys, rate, query, hop_keys, *memory)]
     n = keys.new_empty(batch, m)
     k1_out = keys.new_empty(batch, writes + 1, m)
@@ -243,12 +324,87 @@ def lowrank_step(
         keys.new_empty(batch, writes + 1),
         keys.new_empty(batch),
     )
-    getattr(library, name)(
+    function(
         batch,
         writes,
+        read_hops,
         real(layer_norm_eps),
         *(t.data_ptr() for t in inputs),
         n.data_ptr(),
         *(t.data_ptr() for t in outputs),
     )
     return n, outputs
+
+
+def _pointer(t: Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+def delta_forward(
+    A: Tensor,  # noqa: N803 (the recurrence's names)
+    W: Tensor,  # noqa: N803
+    D: Tensor,  # noqa: N803
+    rate: Tensor,
+    v: Tensor,
+    keep: Tensor | None,
+    norm_sq: Tensor,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The forward loop of :class:`fwmrl.memory.fwm_scan._ScaledDeltaRecurrence` per sequence:
+    ``(ũ [B, C, m], ṽ [B, C, m], s [B, C + 1])`` from its inputs (same shapes and names)."""
+    batch, steps, m = v.shape
+    function, _ = _function("fwm_delta_forward", v, m)
+    inputs = [t.contiguous() for t in (A, W, D, rate, v)]
+    keep = None if keep is None else keep.contiguous()
+    norm_sq = norm_sq.contiguous()
+    scaled_u, scaled_v = torch.empty_like(inputs[4]), torch.empty_like(inputs[4])
+    S = v.new_empty(batch, steps + 1)  # noqa: N806
+    function(
+        batch,
+        steps,
+        *(t.data_ptr() for t in inputs),
+        _pointer(keep),
+        norm_sq.data_ptr(),
+        scaled_u.data_ptr(),
+        scaled_v.data_ptr(),
+        S.data_ptr(),
+    )
+    return scaled_u, scaled_v, S
+
+
+def delta_backward(
+    direct_u: Tensor,
+    direct_s: Tensor,
+    to_norm: Tensor,
+    passes: Tensor,
+    norm_weight: Tensor,
+    scaled_u: Tensor,
+    rate: Tensor,
+    rv: Tensor,
+    W: Tensor,  # noqa: N803
+    keep: Tensor | None,
+    bar_s: Tensor,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The reverse loop of :class:`fwmrl.memory.fwm_scan._ScaledDeltaRecurrence`'s backward per
+    sequence: ``(bar_v [B, C, m], bar_u [B, C, m], bar_norm [B, C], carry [B])``."""
+    batch, steps, m = scaled_u.shape
+    function, _ = _function("fwm_delta_backward", scaled_u, m)
+    inputs = [
+        t.contiguous()
+        for t in (direct_u, direct_s, to_norm, passes, norm_weight, scaled_u, rate, rv, W)
+    ]
+    keep = None if keep is None else keep.contiguous()
+    bar_s = bar_s.contiguous()
+    bar_v, bar_u = torch.empty_like(inputs[5]), torch.empty_like(inputs[5])
+    bar_norm, carry = scaled_u.new_empty(batch, steps), scaled_u.new_empty(batch)
+    function(
+        batch,
+        steps,
+        *(t.data_ptr() for t in inputs),
+        _pointer(keep),
+        bar_s.data_ptr(),
+        bar_v.data_ptr(),
+        bar_u.data_ptr(),
+        bar_norm.data_ptr(),
+        carry.data_ptr(),
+    )
+    return bar_v, bar_u, bar_norm, carry

@@ -43,11 +43,12 @@ class FWMScanOptions:
         Epsilon of the parameter-free layer norm after every hop.
     chunk_size:
         Steps between stored ``F`` for implementations that recompute inside chunks.
-    acting_kernel:
-        How a single step on the factor form runs without autograd (the acting path): ``"auto"``
-        (the compiled kernel of :mod:`fwmrl.memory.fwm_kernel` where it builds, else eager),
-        ``"compiled"`` (the kernel; an error where it cannot build) or ``"eager"`` (PyTorch
-        operations). Same values to float rounding (tested).
+    kernel:
+        Where the compiled CPU kernels of :mod:`fwmrl.memory.fwm_kernel` run: a single step on
+        the factor form without autograd (the acting path) and the chunk scans' delta-rule
+        recurrence (:class:`_ScaledDeltaRecurrence`, forward and backward). ``"auto"``: where
+        they build, else eager PyTorch; ``"compiled"``: an error where they cannot build;
+        ``"eager"``: never. Same values and gradients to float rounding (tested).
     """
 
     memory_size: int
@@ -57,7 +58,7 @@ class FWMScanOptions:
     tanh_hop_keys: bool = True
     layer_norm_eps: float = 1e-5
     chunk_size: int = 16
-    acting_kernel: str = "auto"
+    kernel: str = "auto"
 
 
 ScanFn = Callable[[Tensor, Tensor, Tensor, "Tensor | None", FWMScanOptions], tuple[Tensor, Tensor]]
@@ -81,6 +82,20 @@ def _segment_masks(
         same_segment = (segment.unsqueeze(2) == segment.unsqueeze(1)) & causal
         from_start = segment == 0
     return same_segment.to(like.dtype), from_start.to(like.dtype), reset_at
+
+
+def _compiled(opts: FWMScanOptions, like: Tensor) -> bool:
+    """Whether the compiled kernels run for tensors like ``like`` (:attr:`FWMScanOptions.kernel`)."""
+    if opts.kernel == "eager":
+        return False
+    if fwm_kernel.available(like, opts.memory_size):
+        return True
+    if opts.kernel == "compiled":
+        raise RuntimeError(
+            "FWM kernel='compiled': the compiled kernels are unavailable here (CPU float32/float64 "
+            "tensors and a C compiler needed); use 'auto' or 'eager'"
+        )
+    return False
 
 
 def hop(F: Tensor, n: Tensor, e: Tensor) -> Tensor:
@@ -334,8 +349,14 @@ class _ScaledDeltaRecurrence(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, A, W, D, rate, v, keep, norm_sq):  # noqa: ANN001, ANN205
+    def forward(ctx, A, W, D, rate, v, keep, norm_sq, compiled=False):  # noqa: ANN001, ANN205
         batch, steps, m = v.shape
+        ctx.compiled = compiled
+        if compiled:  # the same loop per sequence in C (fwmrl.memory.fwm_kernel)
+            scaled_u, scaled_v, S = fwm_kernel.delta_forward(A, W, D, rate, v, keep, norm_sq)
+            return _ScaledDeltaRecurrence._finish(
+                ctx, A, W, D, rate, v, keep, norm_sq, scaled_u, scaled_v, S
+            )
         scaled_u = v.new_zeros(batch, steps, m)  # ũ (zero where not yet computed)
         scaled_v = v.new_empty(batch, steps, m)  # ṽ
         S = v.new_empty(batch, steps + 1)  # s_t
@@ -364,6 +385,14 @@ class _ScaledDeltaRecurrence(torch.autograd.Function):
             )
             s = torch.fmax(s, nu.sqrt())  # fmax: a (rounded) negative ν leaves s as it is
             s_rows[t + 1].copy_(s)
+        return _ScaledDeltaRecurrence._finish(
+            ctx, A, W, D, rate, v, keep, norm_sq, scaled_u, scaled_v, S
+        )
+
+    @staticmethod
+    def _finish(ctx, A, W, D, rate, v, keep, norm_sq, scaled_u, scaled_v, S):  # noqa: ANN001, ANN205
+        """The outputs from the stepped ``ũ, ṽ, s`` (or the log-domain fallback)."""
+        steps = v.shape[1]
         if not bool(torch.isfinite(S[:, -1]).all()):
             ctx.log_domain = True
             return _DeltaRecurrence.forward(ctx, A, W, D, rate, v, keep, norm_sq)
@@ -377,7 +406,7 @@ class _ScaledDeltaRecurrence(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_U, grad_log_g_before, grad_log_g):  # noqa: ANN001, ANN205
         if ctx.log_domain:
-            return _DeltaRecurrence.backward(ctx, grad_U, grad_log_g_before, grad_log_g)
+            return (*_DeltaRecurrence.backward(ctx, grad_U, grad_log_g_before, grad_log_g), None)
         W, D, rate, v, keep, scaled_u, scaled_v, S = ctx.saved_tensors
         batch, steps, m = v.shape
         s_before, s_after = S[:, :steps], S[:, 1:]
@@ -390,6 +419,26 @@ class _ScaledDeltaRecurrence(torch.autograd.Function):
         to_norm = grew.to(v.dtype) * (0.5 / s_after)
         passes = (~grew).to(v.dtype)
         norm_weight = 2.0 * (scaled_v + D.unsqueeze(2) * scaled_u)  # ∂ν_t / ∂ũ_t
+        strictly_lower = torch.ones(steps, steps, dtype=torch.bool, device=v.device).tril(-1)
+        if ctx.compiled:
+            bar_v, bar_u, bar_norm, carry = fwm_kernel.delta_backward(
+                direct_u,
+                direct_s,
+                to_norm,
+                passes,
+                norm_weight,
+                scaled_u,
+                rate,
+                rate.unsqueeze(2) * v,
+                W,
+                keep,
+                -grad_log_g / S[:, steps],
+            )
+            grad_W = (bar_v @ scaled_u.transpose(1, 2)) * strictly_lower
+            grad_D = bar_norm * scaled_u.square().sum(-1)
+            grad_rate = (bar_u * (s_before.unsqueeze(2) * v - scaled_v)).sum(-1)
+            grad_v = (rate * s_before).unsqueeze(2) * bar_u
+            return bar_v, grad_W, grad_D, grad_rate, grad_v, None, carry, None
         rows = {
             "direct_u": direct_u.unsqueeze(2).unbind(1),
             "direct_s": direct_s.view(batch, steps, 1, 1).unbind(1),
@@ -426,12 +475,11 @@ class _ScaledDeltaRecurrence(torch.autograd.Function):
                 torch.baddbmm(rows["direct_s"][t], ub, rows["rv"][t]), rows["passes"][t], bar_s
             )
             carry = nb * keep_rows[t] if resets_at[t] else nb  # type: ignore[index]
-        strictly_lower = torch.ones(steps, steps, dtype=torch.bool, device=v.device).tril(-1)
         grad_W = (bar_v @ scaled_u.transpose(1, 2)) * strictly_lower
         grad_D = bar_norm * scaled_u.square().sum(-1)
         grad_rate = (bar_u * (s_before.unsqueeze(2) * v - scaled_v)).sum(-1)
         grad_v = (rate * s_before).unsqueeze(2) * bar_u
-        return bar_v, grad_W, grad_D, grad_rate, grad_v, None, carry.view(batch)
+        return bar_v, grad_W, grad_D, grad_rate, grad_v, None, carry.view(batch), None
 
 
 def _chunk_scan(
@@ -464,6 +512,7 @@ def _chunk_scan(
         v,
         keep,
         norm_sq,
+        _compiled(opts, v),
     )
     log_g_at = torch.cat([log_g_before[:, 1:], log_g.unsqueeze(1)], dim=1)  # log g_t
 
@@ -706,6 +755,7 @@ def _lowrank_chunk_scan(
         v,
         keep,
         memory.norm_sq,
+        _compiled(opts, v),
     )
     log_g_at = torch.cat([log_g_before[:, 1:], log_g.unsqueeze(1)], dim=1)  # log g_t
     decay = torch.exp(log_g_at.unsqueeze(2) - log_g_before.unsqueeze(1)) * same_segment
@@ -770,18 +820,10 @@ def lowrank_scan(
     if resets is not None and bool(resets[0].all()):
         memory = LowRankMemory.empty(write.shape[1], opts.memory_size, write)
     if steps == 1:
-        step = _lowrank_step
-        if opts.acting_kernel != "eager" and not (
-            torch.is_grad_enabled()
-            and (write.requires_grad or read.requires_grad or any(t.requires_grad for t in memory))
-        ):
-            if fwm_kernel.available(write, opts.memory_size, opts.read_hops):
-                step = _lowrank_step_compiled
-            elif opts.acting_kernel == "compiled":
-                raise RuntimeError(
-                    "FWM acting_kernel='compiled': the compiled step is unavailable here (CPU "
-                    "float32/float64 tensors and a C compiler needed); use 'auto' or 'eager'"
-                )
+        recorded = torch.is_grad_enabled() and (
+            write.requires_grad or read.requires_grad or any(t.requires_grad for t in memory)
+        )
+        step = _lowrank_step if recorded or not _compiled(opts, write) else _lowrank_step_compiled
         n, memory = step(write[0], read[0], memory, None if resets is None else resets[0], opts)
         return n.unsqueeze(0), memory
     offset = memory.writes
