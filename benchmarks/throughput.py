@@ -14,7 +14,8 @@ the speed work), ``--repeats`` times each; the table shows the best of the repea
 in wall-clock time and in the process's CPU time (``time.process_time``: on a machine shared with
 other jobs the time the update itself computed, without the waits for a core).
 FWM rows also run the working tree with ``core.state_form=dense`` (the dense fast-weight tensor
-instead of its low-rank factors). The profile line splits the working tree's update: collect
+instead of its low-rank factors) and with ``core.kernel=eager`` (PyTorch operations instead of the
+C kernels of ``fwmrl/memory/fwm_kernel.py``; its column is that run's CPU-time ratio). The profile line splits the working tree's update: collect
 (policy steps and sampling), env steps, learn forward (returns, forward and loss), backward and
 optimizer (gradient clipping and Adam).
 
@@ -366,6 +367,7 @@ def targets(
             variants = {"before": (before_tree, overrides), "now": (ROOT, overrides)}
             if "fwm" in config and dense:
                 variants["now, dense F"] = (ROOT, [*overrides, "core.state_form=dense"])
+                variants["now, eager"] = (ROOT, [*overrides, "core.kernel=eager"])
             best: dict[str, dict[str, Any]] = {}
             best_cpu: dict[str, float] = {}
             for _ in range(repeats):
@@ -377,7 +379,8 @@ def targets(
             before, now = best["before"]["rate"], best["now"]["rate"]
             dense_rate = best.get("now, dense F", {}).get("rate")
             cpu_ratio = best_cpu["now"] / best_cpu["before"]
-            table.append((label, before, now, cpu_ratio, dense_rate, target))
+            eager_ratio = best_cpu.get("now, eager", 0.0) / best_cpu["before"]
+            table.append((label, before, now, cpu_ratio, dense_rate, eager_ratio, target))
             parts = best["now"]["parts"]
             total = sum(parts.values())
             profiles.append(
@@ -389,13 +392,17 @@ def targets(
         f"{threads} torch thread(s), torch {torch.__version__}; now = commit {commit}"
         f"{' + uncommitted changes' if dirty else ''}, before = {baseline}\n"
     )
-    print("| row | before | now | × | × (CPU time) | target | now, dense F |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for label, before, now, cpu_ratio, dense_rate, target in table:
+    print(
+        "| row | before | now | × | × (CPU time) | target | now, dense F "
+        "| × (CPU time), now without the C kernels |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for label, before, now, cpu_ratio, dense_rate, eager_ratio, target in table:
         dense_cell = "" if dense_rate is None else f"{dense_rate:,.0f} ({dense_rate / before:.1f}×)"
+        eager_cell = f"{eager_ratio:.2f}" if eager_ratio else ""
         print(
             f"| {label} | {before:,.0f} | {now:,.0f} | {now / before:.2f} | {cpu_ratio:.2f} "
-            f"| ≥ {target:g}× | {dense_cell} |"
+            f"| ≥ {target:g}× | {dense_cell} | {eager_cell} |"
         )
     print("\nProfile of the working tree's update (share of its time):\n")
     for label, line, _ in profiles:
@@ -469,7 +476,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5_000)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
-        "--no-dense", action="store_true", help="skip the FWM rows' 'now, dense F' column"
+        "--no-dense",
+        action="store_true",
+        help="skip the FWM rows' 'now, dense F' and 'without the C kernels' columns",
     )
     parser.add_argument(
         "--distributed",
