@@ -201,11 +201,17 @@ class AlgoConfig(_Section):
         PPO: the probability ratio is clipped to ``[1 - clip_range, 1 + clip_range]``.
     clip_range_vf:
         PPO: clip the new value to within this distance of the collection-time
-        value (in reward units, as in SB3), or ``null`` for no value clipping.
+        value (in the value head's units: reward units as in SB3, standardised ones with
+        ``normalize_value``), or ``null`` for no value clipping.
     target_kl:
         PPO: stop the update's epochs early at the first minibatch whose approximate
         KL divergence from the collection policy exceeds this (that minibatch takes no step),
         or ``null`` to always run every epoch.
+    lr_decay_steps:
+        A2C and PPO: the learning rate falls linearly from ``lr`` at env step 0 to 0 at this
+        many env steps (each update uses the rate at the env steps done before it; past them it
+        stays 0), the linear schedule of SB3's RL Zoo and CleanRL when set to
+        ``train.total_steps``; ``null`` (default): a constant ``lr``.
     normalize_value:
         A2C and PPO: the value head predicts returns standardised by their running
         mean and variance (``fwmrl.agents.value_norm.ValueNormalizer``), so the value loss stays
@@ -232,6 +238,7 @@ class AlgoConfig(_Section):
     optimizer: Literal["adam", "rmsprop"] = "adam"
     lr: float = Field(7e-4, gt=0.0)
     eps: float = Field(1e-5, gt=0.0)
+    lr_decay_steps: int | None = Field(None, ge=1)
     normalize_advantage: bool = False
     max_episode_steps: int = Field(10_000, ge=1)
     n_epochs: int = Field(4, ge=1)

@@ -763,8 +763,21 @@ class A2C:
         return flat[offset + len(params) :]
 
     def learn_update(self) -> dict[str, float]:
-        """Collect one rollout and train on it."""
+        """Collect one rollout and train on it, at the learning rate of ``algo.lr_decay_steps``
+        (:meth:`scheduled_lr`)."""
+        lr = self.scheduled_lr()
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
         return self.train_on_rollout(self.collect_rollout())
+
+    def scheduled_lr(self) -> float:
+        """The learning rate of the next update: ``algo.lr``, or with ``algo.lr_decay_steps`` that
+        rate scaled by ``1 - env_steps / lr_decay_steps`` (at least 0): a function of the env
+        steps done, so a resumed run continues on the same schedule."""
+        decay = self.algo.lr_decay_steps
+        if decay is None:
+            return self.algo.lr
+        return self.algo.lr * max(0.0, 1.0 - self.env_steps / decay)
 
     def learn(
         self,

@@ -1,7 +1,9 @@
-"""Learning checks of issue 16 (all ``slow``): each trains a shipped config from configs/ at its
-own budget (``train.total_steps``) and scores the policy with :func:`fwmrl.agents.evaluation.evaluate`
-(32 episodes; sampled actions, as the run job evaluates, except where said). The measured numbers,
-seeds and wall times are in README ("Native PPO: results")."""
+"""Learning checks of issue 16 (the learning runs are ``slow``): each trains a shipped config from
+configs/ at its own budget (``train.total_steps``) and scores the policy with
+:func:`fwmrl.agents.evaluation.evaluate` (32 episodes; sampled actions, as the run job evaluates,
+except where said). The measured numbers, seeds and wall times are in README ("Native PPO:
+results"). Also the linear learning-rate schedule (``algo.lr_decay_steps``) the CartPole config
+uses."""
 
 from __future__ import annotations
 
@@ -9,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from fwmrl.agents import A2C, PPO
 from fwmrl.agents.evaluation import evaluate
-from fwmrl.config import load_config
+from fwmrl.agents.job import build_agent
+from fwmrl.config import ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 QUIET = ["logging.tensorboard=false", "train.progress=false"]
@@ -21,13 +23,64 @@ def _train_and_evaluate(
     name: str, *overrides: str, deterministic: bool = False
 ) -> dict[str, float]:
     config = load_config(ROOT / "configs" / name, [*QUIET, *overrides])
-    trainer = PPO if config.algo.name == "ppo" else A2C
-    agent = trainer(config)
+    agent = build_agent(config)
     try:
         agent.learn(config.train.total_steps)
+        return evaluate(agent.policy, config, episodes=32, deterministic=deterministic)
     finally:
         agent.close()
-    return evaluate(agent.policy, config, episodes=32, deterministic=deterministic)
+
+
+SMALL_PPO = [
+    *QUIET,
+    "algo.name=ppo",
+    "env.id=CartPole-v1",
+    "env.num_envs=4",
+    "algo.n_steps=8",
+    "algo.num_minibatches=2",
+    "algo.n_epochs=2",
+    "core.name=lstm",
+    "core.hidden_size=8",
+    "policy.encoder_sizes=[8]",
+    "algo.lr=0.001",
+    "algo.lr_decay_steps=100",
+]
+
+
+def test_lr_decay_steps_is_linear_in_env_steps_and_survives_a_checkpoint() -> None:
+    """Each update runs at ``lr * (1 - env steps before it / lr_decay_steps)``, 0 past the end; a
+    trainer restored from a checkpoint continues on the schedule (it depends on env steps only)."""
+    config = load_config(None, SMALL_PPO)
+    agent = build_agent(config)
+    seen = []
+    try:
+        for _ in range(4):  # 32 env steps per update: before them 0, 32, 64, 96
+            assert agent.scheduled_lr() == pytest.approx(1e-3 * max(0.0, 1 - agent.env_steps / 100))
+            agent.learn_update()
+            seen.append(agent.optimizer.param_groups[0]["lr"])
+        state = agent.state_dict()
+    finally:
+        agent.close()
+    assert seen == pytest.approx([1e-3, 1e-3 * 0.68, 1e-3 * 0.36, 1e-3 * 0.04])
+    restored = build_agent(config)
+    try:
+        restored.load_state_dict(state)
+        assert restored.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)  # until an update
+        restored.learn_update()  # 128 env steps done: past the schedule's end
+        assert restored.optimizer.param_groups[0]["lr"] == 0.0
+    finally:
+        restored.close()
+    constant = build_agent(load_config(None, [*SMALL_PPO, "algo.lr_decay_steps=null"]))
+    try:
+        constant.learn_update()
+        assert constant.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)
+    finally:
+        constant.close()
+
+
+def test_lr_decay_steps_must_be_positive() -> None:
+    with pytest.raises(ConfigError, match="algo.lr_decay_steps"):
+        load_config(None, [*SMALL_PPO, "algo.lr_decay_steps=0"])
 
 
 @pytest.mark.slow
