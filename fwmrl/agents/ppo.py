@@ -61,12 +61,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import gymnasium as gym
 import torch
 from torch import Tensor
 from typing_extensions import override
 
 from fwmrl import distributed
 from fwmrl.agents.a2c import A2C, Rollout
+from fwmrl.agents.policy import MemoryActorCritic
 from fwmrl.config import ConfigError, minibatch_split_problem
 
 TERMS = ("loss", "policy_loss", "value_loss", "entropy", "aux_loss", "approx_kl", "clip_fraction")
@@ -80,9 +82,23 @@ class PPO(A2C):
     ----------
     policy, env, n_envs, env_kwargs, vectorization, core_kwargs, policy_kwargs, seed, device
         as :class:`A2C`'s.
+    n_epochs
+        passes over each rollout (``algo.n_epochs``).
+    num_minibatches
+        minibatches per epoch, each ``n_envs / num_minibatches`` whole env sequences; it must
+        divide the number of envs (``algo.num_minibatches``).
+    clip_range
+        the probability ratio is clipped to ``[1 - clip_range, 1 + clip_range]``
+        (``algo.clip_range``).
+    clip_range_vf
+        the new value is clipped to within this distance of the collection value, in the value
+        head's units, or ``None`` for no value clipping (``algo.clip_range_vf``).
+    target_kl
+        stop the update at the first minibatch whose approximate KL divergence from the
+        collection policy exceeds this, or ``None`` to run every epoch (``algo.target_kl``).
     **hyperparameters
-        A2C's ``algo.*`` keys and PPO's: ``n_epochs``, ``num_minibatches``, ``clip_range``,
-        ``clip_range_vf`` and ``target_kl`` (:class:`fwmrl.config.AlgoConfig`).
+        A2C's ``algo.*`` keys (:class:`A2C`'s ``**hyperparameters``: ``n_steps``, ``gamma``,
+        ``lr``, ``normalize_value``, ...).
 
     Attributes
     ----------
@@ -104,9 +120,42 @@ class PPO(A2C):
 
     algorithm = "ppo"
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        """:class:`A2C`'s parameters; the hyperparameters may also be PPO's keys."""
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        policy: str | MemoryActorCritic = "fwm",
+        env: str | gym.Env | gym.vector.VectorEnv = "FWM-Gridworld-v0",
+        *,
+        n_envs: int = 16,
+        env_kwargs: dict[str, Any] | None = None,
+        vectorization: str = "auto",
+        core_kwargs: dict[str, Any] | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        seed: int = 0,
+        device: str = "cpu",
+        n_epochs: int = 4,
+        num_minibatches: int = 4,
+        clip_range: float = 0.2,
+        clip_range_vf: float | None = None,
+        target_kl: float | None = None,
+        **hyperparameters: Any,
+    ) -> None:
+        super().__init__(
+            policy,
+            env,
+            n_envs=n_envs,
+            env_kwargs=env_kwargs,
+            vectorization=vectorization,
+            core_kwargs=core_kwargs,
+            policy_kwargs=policy_kwargs,
+            seed=seed,
+            device=device,
+            n_epochs=n_epochs,
+            num_minibatches=num_minibatches,
+            clip_range=clip_range,
+            clip_range_vf=clip_range_vf,
+            target_kl=target_kl,
+            **hyperparameters,
+        )
         self.minibatch_generator = torch.Generator().manual_seed(self.seed + 2)
 
     @override

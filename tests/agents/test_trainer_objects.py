@@ -110,3 +110,33 @@ def test_bad_arguments_name_their_key() -> None:
         A2C("lstm", env, env_kwargs={"size": 5})
     with pytest.raises(ConfigError, match="policy: give a core name or a MemoryActorCritic"):
         A2C(load_config(None), "FWM-Gridworld-v0")  # type: ignore[arg-type]
+
+
+def test_ppo_signature_lists_its_own_keys_at_the_config_defaults() -> None:
+    """PPO's own ``algo.*`` keys are explicit keywords whose defaults are the config's; a bad one
+    names its key, and A2C's keys still pass through."""
+    import inspect
+
+    from fwmrl.config import PPO_KEYS, AlgoConfig
+
+    params = inspect.signature(PPO.__init__).parameters
+    a2c_params = inspect.signature(A2C.__init__).parameters
+    for key in PPO_KEYS:
+        assert params[key].kind is inspect.Parameter.KEYWORD_ONLY
+        assert params[key].default == AlgoConfig.model_fields[key].default, key
+    for name, param in a2c_params.items():  # A2C's parameters, in A2C's order, with its defaults
+        assert params[name].default == param.default and params[name].kind == param.kind
+    cases = [
+        ({"n_epochs": 0}, "algo.n_epochs: Input should be greater than or equal to 1"),
+        ({"clip_range": -0.1}, "algo.clip_range: Input should be greater than 0"),
+        ({"target_kl": 0.0}, "algo.target_kl: Input should be greater than 0"),
+        ({"num_minibatches": 3}, "num_minibatches"),
+        ({"gamma": 1.5}, "algo.gamma: Input should be less than or equal to 1"),
+        ({"name": "a2c"}, "algo.name: PPO is algo.name ppo"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(ConfigError, match=message):
+            PPO("lstm", "FWM-Gridworld-v0", n_envs=4, **kwargs)
+    agent = PPO("lstm", "FWM-Gridworld-v0", n_envs=4, n_epochs=2, clip_range=0.1, gamma=0.9)
+    assert (agent.algo.n_epochs, agent.algo.clip_range, agent.algo.gamma) == (2, 0.1, 0.9)
+    agent.close()
