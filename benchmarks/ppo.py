@@ -125,7 +125,7 @@ def run_one(request: dict[str, Any]) -> dict[str, float]:
         agent = _native(env_key, core, n_envs)
         agent.learn_update()  # warm-up
         first, start = agent.env_steps, time.perf_counter()
-        agent.learn(first + request["timesteps"])
+        agent.learn(request["timesteps"], reset_num_timesteps=False)
         elapsed, steps = time.perf_counter() - start, agent.env_steps - first
         agent.close()
     else:

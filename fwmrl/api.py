@@ -18,6 +18,7 @@ CONFIG`` and this class build the same trainer (:class:`fwmrl.agents.A2C`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -142,32 +143,25 @@ class A2C:
     def learn(
         self,
         total_timesteps: int,
-        callback: Any = None,
+        callback: Callable[[A2C, dict[str, float]], Any] | None = None,
+        reset_num_timesteps: bool = True,
         progress_bar: bool = False,
     ) -> A2C:
-        """Train for ``total_timesteps`` more env steps (whole updates; the last may go past).
+        """Train for ``total_timesteps`` env steps, as SB3's ``learn``
+        (:meth:`fwmrl.agents.A2C.learn`): ``reset_num_timesteps=True`` starts the step counter
+        (:attr:`num_timesteps`) and the episodes anew, ``False`` continues them (after
+        :meth:`load`, a resume).
 
         ``callback(model, metrics)`` is called after every update with that update's loss terms
         and episode statistics; returning ``False`` stops training. Returns ``self``.
         """
-        if isinstance(total_timesteps, bool) or not isinstance(total_timesteps, int):
-            raise ConfigError(
-                f"total_timesteps: give a number of env steps, got {total_timesteps!r}"
-            )
-        from tqdm import tqdm
+        wrapped = None
+        if callback is not None:
 
-        target = self.trainer.env_steps + total_timesteps
-        with tqdm(
-            total=total_timesteps, unit="step", unit_scale=True, disable=not progress_bar
-        ) as bar:
-            while self.trainer.env_steps < target:
-                before = self.trainer.env_steps
-                metrics = self.trainer.learn_update()
-                bar.update(min(self.trainer.env_steps, target) - before)
-                if callback is not None:
-                    metrics = {**metrics, **self.trainer.episode_stats()}
-                    if callback(self, metrics) is False:
-                        break
+            def wrapped(_: A2CTrainer, metrics: dict[str, float]) -> Any:
+                return callback(self, metrics)
+
+        self.trainer.learn(total_timesteps, wrapped, reset_num_timesteps, progress_bar)
         return self
 
     @torch.no_grad()

@@ -32,7 +32,7 @@ def run(name: str) -> list[float]:
     model = A2C(policy, "CartPole-v1", n_envs=8, core_kwargs=core, seed=0, **settings)
     curve = []
     for _ in range(5):
-        model.learn(20_000)
+        model.learn(20_000, reset_num_timesteps=False)
         curve.append(round(model.trainer.episode_stats().get("episode_return_mean", 0.0), 1))
     return curve
 

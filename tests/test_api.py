@@ -25,12 +25,12 @@ def test_import_fwmrl_stays_light() -> None:
 
 def test_learn_save_load_continues_exactly(tmp_path) -> None:
     straight = A2C("fwm", "FWM-Gridworld-v0", n_envs=4, seed=3, **SMALL).learn(96)
-    straight.learn(64)
+    straight.learn(64, reset_num_timesteps=False)
     first = A2C("fwm", "FWM-Gridworld-v0", n_envs=4, seed=3, **SMALL).learn(96)
     first.save(tmp_path / "m.pt")
     loaded = A2C.load(tmp_path / "m.pt")
     assert loaded.num_timesteps == first.num_timesteps == 96
-    loaded.learn(64)
+    loaded.learn(64, reset_num_timesteps=False)
     for a, b in zip(straight.policy.parameters(), loaded.policy.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 

@@ -781,14 +781,66 @@ class A2C:
 
     def learn(
         self,
-        total_steps: int,
+        total_timesteps: int,
         callback: Callable[[A2C, dict[str, float]], Any] | None = None,
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
     ) -> A2C:
-        """Train until ``env_steps >= total_steps``; ``callback(self, metrics)`` after every update."""
-        while self.env_steps < total_steps:
-            metrics = self.learn_update()
-            if callback is not None:
-                callback(self, metrics)
+        """Train for ``total_timesteps`` env steps (whole updates: the last may go past), as
+        Stable-Baselines3's ``learn``.
+
+        Parameters
+        ----------
+        total_timesteps
+            env steps (over all ranks) this call trains.
+        callback
+            ``callback(self, metrics)`` after every update, with the update's loss terms and the
+            episode statistics (:meth:`episode_stats`); returning ``False`` stops training.
+        reset_num_timesteps
+            ``True`` (SB3's default): a new run of this model. The counters (``env_steps``,
+            ``episodes``) and the episode statistics start again from 0, and a trainer that has
+            already trained resets its envs to fresh episodes (their generators continue; a
+            trainer that has not trained keeps its seeded start). ``False``: continue the counters
+            and the episodes where they are, e.g. after :meth:`load_state_dict` (a resume).
+            ``algo.lr_decay_steps`` follows ``env_steps``, so it restarts with the counter.
+        progress_bar
+            show a tqdm bar of the env steps.
+
+        Returns
+        -------
+        ``self``.
+
+        Raises
+        ------
+        ConfigError
+            ``total_timesteps`` is not a non-negative integer.
+        """
+        if (
+            isinstance(total_timesteps, bool)
+            or not isinstance(total_timesteps, (int, np.integer))
+            or total_timesteps < 0
+        ):
+            raise ConfigError(
+                f"total_timesteps: give a non-negative number of env steps, got {total_timesteps!r}"
+            )
+        if reset_num_timesteps and (self.env_steps or self.episodes):
+            self.env_steps, self.episodes = 0, 0
+            self.recent_returns.clear()
+            self.recent_lengths.clear()
+            self._reset_envs(seed=None)
+        from tqdm import tqdm
+
+        target = self.env_steps + int(total_timesteps)
+        with tqdm(
+            total=int(total_timesteps), unit="step", unit_scale=True, disable=not progress_bar
+        ) as bar:
+            while self.env_steps < target:
+                before = self.env_steps
+                metrics = self.learn_update()
+                bar.update(min(self.env_steps, target) - before)
+                metrics = {**metrics, **self.episode_stats()}
+                if callback is not None and callback(self, metrics) is False:
+                    break
         return self
 
     def episode_stats(self) -> dict[str, float]:

@@ -239,3 +239,33 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     with pytest.raises(NonFiniteLossError, match="nan at update 3"):
         train_run(config, tmp_path)
     assert load_checkpoint(tmp_path / "checkpoint.pt")["update"] == 2
+
+
+def test_learn_counts_steps_as_sb3():
+    """``learn(n)`` trains ``n`` env steps per call: ``reset_num_timesteps=True`` restarts the
+    counters and the episodes (fresh envs), ``False`` continues them; a fresh trainer trains the
+    same with either."""
+    from fwmrl.agents import A2C
+
+    def make() -> A2C:
+        return A2C("lstm", "FWM-Gridworld-v0", n_envs=2, n_steps=4, core_kwargs={"hidden_size": 8})
+
+    fresh, kept = make().learn(16), make().learn(16, reset_num_timesteps=False)
+    for a, b in zip(fresh.policy.parameters(), kept.policy.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    kept.learn(24, reset_num_timesteps=False)
+    assert (kept.env_steps, kept.update) == (40, 5)
+    fresh.learn(24)
+    assert (fresh.env_steps, fresh.update) == (24, 5)  # updates still count on
+    assert fresh.episodes == len(fresh.recent_returns)  # since the reset only
+    fresh.learn(0)  # a new run, nothing trained: counters, statistics and episodes start anew
+    assert (fresh.env_steps, fresh.episodes, fresh.update) == (0, 0, 5)
+    assert not fresh.recent_returns and fresh.starts.all() and not fresh.autoreset.any()
+    seen = []
+    fresh.learn(100, callback=lambda agent, m: seen.append(m["loss"]) or len(seen) < 3)
+    assert len(seen) == 3 and fresh.env_steps == 24
+    for bad in (1.5, -8, True):
+        with pytest.raises(ConfigError, match="total_timesteps"):
+            fresh.learn(bad)  # type: ignore[arg-type]
+    fresh.close()
+    kept.close()
