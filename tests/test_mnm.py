@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 
@@ -14,15 +16,17 @@ from fwmrl.memory.mnm import (
     memory_forward,
     perceptron_write_grads,
 )
+from fwmrl.memory.registry import CoreConfigError, make_core
 
 RULES = ["gradient", "perceptron"]
+CORES = {"gradient": MNMGCore, "perceptron": MNMPCore}
 SMALL = dict(hidden_size=6, key_size=5, memory_size=7, num_heads=2)
 
 
 def make(rule: str, seed: int = 0, **kwargs) -> MNMCore:
     torch.manual_seed(seed)
-    args = {"input_size": 3, **SMALL, "rule": rule, **kwargs}
-    return MNMCore(**args)
+    args = {"input_size": 3, **SMALL, **kwargs}
+    return CORES[rule](**args)
 
 
 def inputs(t: int = 6, b: int = 3, f: int = 3, seed: int = 1, dtype=torch.float32) -> torch.Tensor:
@@ -60,10 +64,25 @@ def test_subclasses_fix_the_rule():
     p = MNMPCore(3, **SMALL)
     assert g.rule == "gradient" and g.bfpf is None
     assert p.rule == "perceptron" and len(p.bfpf) == 3
-    torch.manual_seed(0)
-    ref = MNMCore(3, rule="gradient", **SMALL)
-    x = inputs()
-    assert torch.equal(g(x)[0], ref(x)[0])
+    assert MNMGCore.rule == "gradient" and MNMPCore.rule == "perceptron"  # class attributes
+    assert "rule" not in g.__dict__ and "rule=" not in str(inspect.signature(MNMGCore))
+    # the parameter names (checkpoint keys) of the cores with the rule as an argument
+    shared = [
+        "controller.weight_ih",
+        "controller.weight_hh",
+        "controller.bias_ih",
+        "controller.bias_hh",
+        "interaction.weight",
+        "interaction.bias",
+        "beta.weight",
+        "beta.bias",
+        "output.weight",
+        "output.bias",
+    ]
+    phi0 = ["phi0_w1", "phi0_w2", "phi0_w3"]
+    bfpf = [f"bfpf.{i}.{w}" for i in range(3) for w in ("weight", "bias")]
+    assert sorted(g.state_dict()) == sorted(shared + phi0)
+    assert sorted(p.state_dict()) == sorted(shared + bfpf + phi0)
 
 
 @pytest.mark.parametrize("rule", RULES)
@@ -201,7 +220,7 @@ def test_step_matches_plain_reference(rule):
 @pytest.mark.parametrize("rule", RULES)
 def test_gradcheck_through_steps_and_reset(rule):
     torch.manual_seed(0)
-    core = MNMCore(2, hidden_size=3, key_size=3, memory_size=4, num_heads=2, rule=rule)
+    core = CORES[rule](2, hidden_size=3, key_size=3, memory_size=4, num_heads=2)
     core = core.double()
     with torch.no_grad():
         core.beta.bias.fill_(1.0)  # a sizeable write
@@ -228,8 +247,8 @@ def test_lowrank_matches_naive_values_and_gradients(rule, recompute):
     results = {}
     for impl in ("naive", "lowrank"):
         torch.manual_seed(0)
-        core = MNMCore(
-            3, rule=rule, implementation=impl, chunk_size=4, recompute_chunk=recompute, **SMALL
+        core = CORES[rule](
+            3, implementation=impl, chunk_size=4, recompute_chunk=recompute, **SMALL
         ).double()
         with torch.no_grad():
             core.beta.bias.fill_(1.0)  # sizeable writes
@@ -249,7 +268,7 @@ def test_lowrank_step_and_no_grad_match_naive(rule):
     cores = {}
     for impl in ("naive", "lowrank"):
         torch.manual_seed(0)
-        cores[impl] = MNMCore(3, rule=rule, implementation=impl, **SMALL)
+        cores[impl] = CORES[rule](3, implementation=impl, **SMALL)
     x = inputs(t=5)
     with torch.no_grad():
         y_naive, s_naive = cores["naive"](x)
@@ -533,7 +552,6 @@ def test_same_seed_bitwise_identical(rule):
         ({"key_size": 2.5}, "key_size"),
         ({"memory_size": True}, "memory_size"),
         ({"num_heads": 0}, "num_heads"),
-        ({"rule": "hebbian"}, "rule"),
         ({"output_size": 0}, "output_size"),
         ({"learn_initial_memory": "yes"}, "learn_initial_memory"),
         ({"meta_loss_weight": -1.0}, "meta_loss_weight"),
@@ -544,12 +562,23 @@ def test_same_seed_bitwise_identical(rule):
 def test_bad_arguments(kwargs, name):
     args = {"input_size": 3, **kwargs}
     with pytest.raises(ValueError, match=name):
-        MNMCore(**args)
+        MNMGCore(**args)
 
 
-def test_bad_rule_lists_allowed_values():
-    with pytest.raises(ValueError, match="gradient.*perceptron"):
-        MNMCore(3, rule="sgd")
+def test_the_rule_is_the_class_s():
+    with pytest.raises(TypeError, match="MNMCore: no write rule.*MNMGCore.*MNMPCore"):
+        MNMCore(3)
+
+    class Hebbian(MNMCore):
+        rule = "hebbian"
+
+    with pytest.raises(TypeError, match="'gradient', 'perceptron'"):
+        Hebbian(3)
+    with pytest.raises(TypeError, match="rule"):
+        MNMGCore(3, rule="perceptron")  # type: ignore[call-arg]
+    with pytest.raises(CoreConfigError, match=r"core 'mnm_p' got unknown argument\(s\) \['rule'\]"):
+        make_core("mnm_p", input_size=3, rule="gradient")
+    assert type(make_core("mnm_g", input_size=3)) is MNMGCore
     with pytest.raises(ValueError, match="num_heads"):
         MNMPCore(3, num_heads=-2)
 

@@ -41,9 +41,8 @@ backward.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -139,7 +138,8 @@ def _glorot(rows: int, cols: int) -> Tensor:
 
 # --------------------------------------------------------------------------- the core
 class MNMCore(MemoryCore):
-    """Metalearned Neural Memory core with an LSTM controller (see the module docstring).
+    """Metalearned Neural Memory core with an LSTM controller (see the module docstring): the
+    base of :class:`MNMGCore` and :class:`MNMPCore`, which fix the write rule :attr:`rule`.
 
     Parameters
     ----------
@@ -153,8 +153,6 @@ class MNMCore(MemoryCore):
         Hidden width ``d_m`` of the memory MLP.
     num_heads:
         Write/read key pairs per step ``H``.
-    rule:
-        ``"gradient"`` (MNM-g) or ``"perceptron"`` (MNM-p).
     output_size:
         Features per output step; ``None`` means ``hidden_size``.
     learn_initial_memory:
@@ -174,6 +172,9 @@ class MNMCore(MemoryCore):
 
     Attributes
     ----------
+    rule:
+        The write rule, a class attribute: ``"gradient"`` (:class:`MNMGCore`, MNM-g) or
+        ``"perceptron"`` (:class:`MNMPCore`, MNM-p).
     aux_loss:
         After :meth:`forward`: ``meta_loss_weight · mean_{t,b} L^meta_t[b]``, to add to the task
         loss.
@@ -182,6 +183,8 @@ class MNMCore(MemoryCore):
         steps); ``aux_loss == meta_loss_per_step.mean()``.
     """
 
+    rule: ClassVar[str]
+
     def __init__(
         self,
         input_size: int,
@@ -189,7 +192,6 @@ class MNMCore(MemoryCore):
         key_size: int = 128,
         memory_size: int = 128,
         num_heads: int = 1,
-        rule: str = "gradient",
         output_size: int | None = None,
         learn_initial_memory: bool = True,
         meta_loss_weight: float = 1.0,
@@ -199,12 +201,18 @@ class MNMCore(MemoryCore):
     ) -> None:
         super().__init__()
         owner = type(self).__name__
+        rule = getattr(type(self), "rule", None)
+        if rule not in RULES:
+            raise TypeError(
+                f"{owner}: no write rule (rule={rule!r}); build MNMGCore (rule 'gradient') or "
+                "MNMPCore (rule 'perceptron'), or a subclass with rule one of "
+                f"{', '.join(map(repr, RULES))}"
+            )
         self.input_size = check_positive_int(owner, "input_size", input_size)
         self.hidden_size = check_positive_int(owner, "hidden_size", hidden_size)
         self.key_size = check_positive_int(owner, "key_size", key_size)
         self.memory_size = check_positive_int(owner, "memory_size", memory_size)
         self.num_heads = check_positive_int(owner, "num_heads", num_heads)
-        self.rule = check_choice(owner, "rule", rule, RULES)
         if output_size is None:
             output_size = hidden_size
         self.output_size = check_positive_int(owner, "output_size", output_size)
@@ -337,39 +345,16 @@ class MNMCore(MemoryCore):
         )
 
 
-def _rule_fixed_to(rule: str) -> Any:
-    """An ``__init__`` for a subclass of :class:`MNMCore` whose write rule is ``rule``: the same
-    arguments as ``MNMCore`` but ``rule``, which the class name fixes (``make_core`` and config
-    validation read this signature)."""
-
-    def __init__(self: MNMCore, input_size: int, **kwargs: Any) -> None:
-        if "rule" in kwargs:
-            raise ValueError(
-                f"{type(self).__name__}: the write rule is fixed to {rule!r}; "
-                "use mnm_g (gradient) or mnm_p (perceptron) to choose it"
-            )
-        MNMCore.__init__(self, input_size, rule=rule, **kwargs)
-
-    base = inspect.signature(MNMCore.__init__)
-    params = [
-        p if p.name in ("self", "input_size") else p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
-        for p in base.parameters.values()
-        if p.name != "rule"
-    ]
-    __init__.__signature__ = base.replace(parameters=params)  # type: ignore[attr-defined]
-    return __init__
-
-
 class MNMGCore(MNMCore):
     """MNM-g: :class:`MNMCore` with the gradient write rule (registry name ``mnm_g``)."""
 
-    __init__ = _rule_fixed_to("gradient")
+    rule = "gradient"
 
 
 class MNMPCore(MNMCore):
     """MNM-p: :class:`MNMCore` with the learned local (perceptron) rule (registry ``mnm_p``)."""
 
-    __init__ = _rule_fixed_to("perceptron")
+    rule = "perceptron"
 
 
 def _check_weight(owner: str, value: Any) -> float:
