@@ -296,6 +296,20 @@ class FWMCore(MemoryCore):
         y = self.out_proj(n)
         return y + z if self.residual else y
 
+    @property
+    def write_trace_source(self) -> nn.Module:
+        """The module whose outputs :meth:`write_trace` reads (a forward hook's place)."""
+        return self.write_proj
+
+    def write_trace(self, write: Tensor) -> tuple[Tensor, Tensor]:
+        """The write keys and written values of ``write_proj``'s outputs ``write [..., 3m + 1]``
+        (``ŝ, r̂, v̂, b̂``), as the scans write them: the key ``tanh(ŝ) ⊗ tanh(r̂)`` flattened
+        ``[..., m²]`` (the address of the write in ``F``) and the value ``tanh(v̂) [..., m]``."""
+        m = self.memory_size
+        s_hat, r_hat, v_hat, _ = write.split([m, m, m, 1], dim=-1)
+        keys = torch.tanh(s_hat).unsqueeze(-1) * torch.tanh(r_hat).unsqueeze(-2)
+        return keys.flatten(-2), torch.tanh(v_hat)
+
     @staticmethod
     def _new_state(
         h: Tensor, c: Tensor, memory: Tensor | LowRankMemory
