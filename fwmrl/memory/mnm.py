@@ -307,6 +307,18 @@ class MNMCore(MemoryCore):
         beta = torch.sigmoid(self.beta(beta_in)).view(batch, 1, 1)
         return k_w, v_w, k_r, beta
 
+    @property
+    def write_trace_source(self) -> nn.Module:
+        """The module whose outputs :meth:`write_trace` reads (a forward hook's place): the
+        controller, whose output is ``(h, c)``."""
+        return self.controller
+
+    def write_trace(self, h: Tensor) -> tuple[Tensor, Tensor]:
+        """The write keys and written values of the controller states ``h [N, d_h]``
+        (:meth:`interface`), all heads concatenated: ``([N, H·d_k], [N, H·d_k])``."""
+        k_w, v_w, _, _ = self.interface(h)
+        return k_w.flatten(1), v_w.flatten(1)
+
     def controller_step(
         self, x: Tensor, read: Tensor, h: Tensor, c: Tensor
     ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:

@@ -4,14 +4,15 @@ time steps for one input (the MNM blog's Figure 3), as a PNG.
 Supervised and LM runs read a token sequence; RL runs play one episode of their eval env (actions
 sampled from the policy) and label each step with its action and reward.
 
-The keys and values are captured with forward hooks on the core's own projections, so nothing in
-:mod:`fwmrl.memory` changes:
+The keys and values are captured with a forward hook on the core's ``write_trace_source`` (a
+module of the core) and turned into write keys and values by the core's own ``write_trace``, the
+split the scans use (:meth:`fwmrl.memory.fwm.FWMCore.write_trace`,
+:meth:`fwmrl.memory.mnm.MNMCore.write_trace`):
 
-* FWM: ``write_proj(z)`` splits into ``ŝ, r̂, v̂, b̂``; the write key is the outer product
-  ``tanh(ŝ) ⊗ tanh(r̂)`` (flattened, the address of the write in ``F``) and the value ``tanh(v̂)``.
-* MNM: the controller's hidden state ``h`` goes through the core's own
-  :meth:`~fwmrl.memory.mnm.MNMCore.interface` (the split both MNM scans use); the write keys
-  ``k^w`` and values ``v^w`` of all heads are concatenated.
+* FWM: the outputs of ``write_proj``; the write key is the outer product ``tanh(ŝ) ⊗ tanh(r̂)``
+  (flattened, the address of the write in ``F``) and the value ``tanh(v̂)``.
+* MNM: the controller's hidden state ``h`` through :meth:`~fwmrl.memory.mnm.MNMCore.interface`;
+  the write keys ``k^w`` and values ``v^w`` of all heads are concatenated.
 """
 
 from __future__ import annotations
@@ -27,8 +28,6 @@ import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 from fwmrl.config import ConfigError  # noqa: E402
-from fwmrl.memory.fwm import FWMCore  # noqa: E402
-from fwmrl.memory.mnm import MNMCore  # noqa: E402
 from fwmrl.plots import save_figure  # noqa: E402
 from fwmrl.tasks.model import SequenceModel  # noqa: E402
 
@@ -48,11 +47,7 @@ def capture_core_writes(core: torch.nn.Module, run: Callable[[], None]) -> tuple
     """Call ``run()`` (which drives ``core`` over one sequence of batch size one, in one call or
     step by step) and return the write keys ``[T, K]`` and written values ``[T, V]``."""
     captured: list[Tensor] = []
-    if isinstance(core, FWMCore):
-        module = core.write_proj
-    elif isinstance(core, MNMCore):
-        module = core.controller
-    else:
+    if not hasattr(core, "write_trace"):
         raise ConfigError(
             f"plot-memory needs an FWM or MNM core, this run has {type(core).__name__}"
         )
@@ -60,21 +55,15 @@ def capture_core_writes(core: torch.nn.Module, run: Callable[[], None]) -> tuple
     def keep(_module: torch.nn.Module, _inputs: object, out: Tensor | tuple[Tensor, ...]) -> None:
         captured.append((out[0] if isinstance(out, tuple) else out).detach())  # LSTMCell: (h, c)
 
-    handle = module.register_forward_hook(keep)
+    handle = core.write_trace_source.register_forward_hook(keep)
     try:
         with torch.no_grad():
             run()
     finally:
         handle.remove()
-    if isinstance(core, FWMCore):
-        w = torch.cat(captured, dim=0)[:, 0]  # [T, 3m + 1]
-        m = core.memory_size
-        s_hat, r_hat, v_hat, _ = w.split([m, m, m, 1], dim=-1)
-        keys = (torch.tanh(s_hat)[:, :, None] * torch.tanh(r_hat)[:, None, :]).flatten(1)
-        return keys, torch.tanh(v_hat)
+    outputs = torch.cat(captured, dim=0)  # batch one: FWM [T, 1, 3m + 1], MNM h [T, d_h]
     with torch.no_grad():
-        k_w, v_w, _, _ = core.interface(torch.cat(captured, dim=0))  # h [T, d_h] -> [T, H, d_k]
-    return k_w.flatten(1), v_w.flatten(1)
+        return core.write_trace(outputs.reshape(-1, outputs.shape[-1]))
 
 
 def cosine_matrix(x: Tensor) -> Tensor:
