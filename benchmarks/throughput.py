@@ -4,6 +4,7 @@ speed work, and (``--sb3``) fwmrl next to SB3 and sb3-contrib, in one run.
     .venv/bin/python benchmarks/throughput.py [--baseline REV] [--repeats 2] [--threads 1]
     .venv/bin/python benchmarks/throughput.py --sb3 [--envs 64] [--steps 50000] [--ppo-steps 4096]
     .venv/bin/python benchmarks/throughput.py --distributed 2 [--only graphnav_fwm_paper ...]
+    .venv/bin/python benchmarks/throughput.py --kernel-ab 8 [--only graphnav_fwm_paper ...]
 
 Target rows (issue 12): A2C training updates (collect + returns + forward/backward + Adam) of
 ``configs/graphnav_fwm_paper.yaml`` (FWM, 600 envs, full-episode BPTT), ``graphnav_lstm.yaml``
@@ -292,6 +293,44 @@ def data_parallel(nproc: int, repeats: int, threads: int, only: list[str] | None
         )
 
 
+def kernel_ab(updates: int, only: list[str] | None) -> None:
+    """The FWM C kernels' own gain: per FWM target config, two agents in this process (one with
+    ``core.kernel=auto``, one with ``core.kernel=eager``) alternate ``updates`` updates each after
+    two warm-up updates; env steps per second of process CPU time and their ratio. Both variants
+    see the same machine load, which the fresh-process table cannot promise."""
+    from fwmrl.agents.job import build_agent
+    from fwmrl.config import load_config
+
+    rows = [row for row in TARGETS if "fwm" in row[1] and (only is None or row[1] in only)]
+    print("| row | kernels, env steps/CPU s | eager, env steps/CPU s | × |")
+    print("|---|---:|---:|---:|")
+    for label, config, overrides, row_updates, _ in rows:
+        agents = {
+            kernel: build_agent(
+                load_config(
+                    ROOT / "configs" / f"{config}.yaml",
+                    [*overrides, f"core.kernel={kernel}", "logging.wandb=disabled"],
+                )
+            )
+            for kernel in ("auto", "eager")
+        }
+        spent, steps = dict.fromkeys(agents, 0.0), dict.fromkeys(agents, 0)
+        for agent in agents.values():
+            for _ in range(2):
+                agent.learn_update()
+        for _ in range(updates or row_updates):
+            for kernel, agent in agents.items():
+                start, before = time.process_time(), agent.env_steps
+                agent.learn_update()
+                spent[kernel] += time.process_time() - start
+                steps[kernel] += agent.env_steps - before
+        rate = {kernel: steps[kernel] / spent[kernel] for kernel in agents}
+        print(
+            f"| {label} | {rate['auto']:,.0f} | {rate['eager']:,.0f} | "
+            f"{rate['auto'] / rate['eager']:.3f} |"
+        )
+
+
 def load_config_file(config: str) -> dict[str, Any]:
     """``configs/<config>.yaml`` as a dict (the global ``env.num_envs`` of a row)."""
     from fwmrl.config import load_config
@@ -486,8 +525,18 @@ def main() -> None:
         metavar="N",
         help="data-parallel rows: one process against N (gloo) with the same global num_envs",
     )
+    parser.add_argument(
+        "--kernel-ab",
+        type=int,
+        metavar="UPDATES",
+        help="FWM rows: the C kernels against core.kernel=eager in one process, UPDATES "
+        "alternating updates each (0: the row's own count)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.kernel_ab is not None:
+        kernel_ab(args.kernel_ab, args.only)
+        return
     if args.distributed is not None and args.distributed < 2:
         parser.error(f"--distributed: give 2 or more processes, got {args.distributed}")
     if args.distributed:
