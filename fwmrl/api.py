@@ -12,157 +12,46 @@
 
 The keyword arguments are the keys of the config file's sections (``algo.*`` as plain keywords,
 ``core.*`` in ``core_kwargs``, ``policy.*`` in ``policy_kwargs``, ``env.kwargs`` as ``env_kwargs``),
-validated the same way: a bad one raises :class:`fwmrl.errors.ConfigError` naming it. ``fwmrl train
-CONFIG`` and this class build the same trainer (:class:`fwmrl.agents.A2C`).
+validated the same way: a bad one raises :class:`fwmrl.errors.ConfigError` naming it. The classes
+here are the trainers (:class:`fwmrl.agents.A2C`, :class:`fwmrl.agents.PPO`, which ``fwmrl train
+CONFIG`` builds) with SB3's ``predict``, ``save``, ``load`` and ``num_timesteps`` added.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
+from typing_extensions import Self
 
 from fwmrl.agents.a2c import A2C as A2CTrainer
 from fwmrl.agents.a2c import as_vector_env
-from fwmrl.agents.job import build_agent
-from fwmrl.agents.policy import MemoryActorCritic
-from fwmrl.config import Config, config_from_dict
+from fwmrl.agents.job import build_agent, config_data
+from fwmrl.agents.ppo import PPO as PPOTrainer
+from fwmrl.config import config_from_dict
 from fwmrl.errors import ConfigError, RunError
 from fwmrl.memory import CoreState
 
 SAVE_FORMAT = "fwmrl-model-1"
+"""The ``format`` of :meth:`SB3Calls.save`'s file: a trainer checkpoint with the ``config`` that
+builds the trainer again (:func:`fwmrl.agents.job.config_data`)."""
 
 
-def _vector_env(env: Any) -> tuple[str, gym.vector.VectorEnv | None]:
-    """``(env id for the config, vector env to use or None to build it from the config)``."""
-    if isinstance(env, str):
-        return env, None
-    vector = as_vector_env(env)
-    spec = getattr(env, "spec", None)
-    return (spec.id if spec is not None else "custom"), vector
+class SB3Calls:
+    """Stable-Baselines3's ``predict``, ``save``, ``load`` and ``num_timesteps`` for a trainer
+    (:class:`fwmrl.agents.A2C` or a subclass): mixed into :class:`A2C` and :class:`PPO`, whose
+    trainer provides ``policy``, ``seed``, ``env_steps``, ``algorithm``, ``state_dict`` and
+    ``load_state_dict``."""
 
-
-class A2C:
-    """Synchronous A2C with a memory policy (:class:`fwmrl.agents.A2C`), built from Python.
-
-    Parameters
-    ----------
-    policy:
-        A core name (``fwm``, ``lstm``, ``gated_fw``, ``mnm_g``, ``mnm_p`` or ``none``) or a
-        :class:`~fwmrl.agents.policy.MemoryActorCritic` for the env's spaces.
-    env:
-        A Gymnasium id (``n_envs`` copies, fwmrl's ids batched in NumPy), a ``gymnasium.Env``
-        instance (trained as a vector env of that one env) or a ``gymnasium.vector.VectorEnv``.
-    n_envs:
-        Envs per update when ``env`` is an id.
-    core_kwargs:
-        The core's arguments (``core.*`` of a config), e.g. ``{"memory_size": 16}``.
-    policy_kwargs:
-        ``encoder_sizes``, ``activation`` and ``head_init`` (``policy.*``).
-    env_kwargs:
-        Arguments of the env constructor (``env.kwargs``) when ``env`` is an id.
-    seed:
-        Seed of the parameters, the action sampling and the envs.
-    device:
-        ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
-    **algo_kwargs:
-        The ``algo.*`` keys: ``n_steps`` (an int or ``"episode"``), ``gamma``, ``gae_lambda``,
-        ``ent_coef``, ``vf_coef``, ``max_grad_norm``, ``lr``, ``eps``, ``optimizer``, ...
-    """
-
-    def __init__(
-        self,
-        policy: str | MemoryActorCritic = "fwm",
-        env: str | gym.Env | gym.vector.VectorEnv = "FWM-Gridworld-v0",
-        *,
-        n_envs: int = 16,
-        core_kwargs: dict[str, Any] | None = None,
-        policy_kwargs: dict[str, Any] | None = None,
-        env_kwargs: dict[str, Any] | None = None,
-        seed: int = 0,
-        device: str = "cpu",
-        **algo_kwargs: Any,
-    ) -> None:
-        env_id, vector = _vector_env(env)
-        if isinstance(policy, MemoryActorCritic):
-            core, policy_object = "none", policy  # the config records no core of its own
-        elif isinstance(policy, str):
-            core, policy_object = policy, None
-        else:
-            raise ConfigError(
-                f"policy: give a core name or a MemoryActorCritic, got {type(policy).__name__}"
-            )
-        if vector is not None and env_kwargs:
-            raise ConfigError("env_kwargs: only for an env given by its id")
-        data = {
-            "env": {
-                "id": env_id,
-                "num_envs": vector.num_envs if vector is not None else n_envs,
-                "kwargs": dict(env_kwargs or {}),
-            },
-            "core": {"name": core, **(core_kwargs or {})},
-            "policy": dict(policy_kwargs or {}),
-            "algo": {"name": self.algorithm, **algo_kwargs},
-            "train": {"seed": seed, "device": device, "progress": False},
-            "logging": {"tensorboard": False, "wandb": "disabled"},
-        }
-        self._build(config_from_dict(data), vector, policy_object)
-
-    algorithm = "a2c"
-
-    def _build(
-        self,
-        config: Config,
-        vector: gym.vector.VectorEnv | None,
-        policy: MemoryActorCritic | None,
-    ) -> None:
-        self.config = config
-        self._custom_policy = policy is not None
-        self.trainer: A2CTrainer = build_agent(config, env=vector, policy=policy)
-
-    # ------------------------------------------------------------------ SB3's calls
-    @property
-    def policy(self) -> MemoryActorCritic:
-        """The actor-critic being trained."""
-        return self.trainer.policy
-
-    @property
-    def env(self) -> gym.vector.VectorEnv:
-        """The vector env trained on."""
-        return self.trainer.env
+    algorithm: str
 
     @property
     def num_timesteps(self) -> int:
-        """Env steps trained so far."""
-        return self.trainer.env_steps
-
-    def learn(
-        self,
-        total_timesteps: int,
-        callback: Callable[[A2C, dict[str, float]], Any] | None = None,
-        reset_num_timesteps: bool = True,
-        progress_bar: bool = False,
-    ) -> A2C:
-        """Train for ``total_timesteps`` env steps, as SB3's ``learn``
-        (:meth:`fwmrl.agents.A2C.learn`): ``reset_num_timesteps=True`` starts the step counter
-        (:attr:`num_timesteps`) and the episodes anew, ``False`` continues them (after
-        :meth:`load`, a resume).
-
-        ``callback(model, metrics)`` is called after every update with that update's loss terms
-        and episode statistics; returning ``False`` stops training. Returns ``self``.
-        """
-        wrapped = None
-        if callback is not None:
-
-            def wrapped(_: A2CTrainer, metrics: dict[str, float]) -> Any:
-                return callback(self, metrics)
-
-        self.trainer.learn(total_timesteps, wrapped, reset_num_timesteps, progress_bar)
-        return self
+        """Env steps trained so far (``env_steps``)."""
+        return self.env_steps
 
     @torch.no_grad()
     def predict(
@@ -204,25 +93,28 @@ class A2C:
         params, _, state = policy.step_flat(flat, state, starts)
         generator = getattr(self, "_predict_generator", None)
         if generator is None:
-            generator = self._predict_generator = torch.Generator().manual_seed(
-                self.config.train.seed + 2
-            )
+            generator = self._predict_generator = torch.Generator().manual_seed(self.seed + 2)
         actions = policy.sample(params.cpu(), generator, deterministic)
         return policy.action_dist.to_env(actions), state
 
     def save(self, path: str | Path) -> Path:
         """Write the model (config, parameters, optimizer, RNG and env states) to ``path``: a
-        checkpoint of tensors and plain data that :meth:`load` reads with ``weights_only=True``."""
+        checkpoint of tensors and plain data that :meth:`load` reads with ``weights_only=True``.
+
+        Raises
+        ------
+        ConfigError
+            the model was built around your own ``MemoryActorCritic`` (load could not rebuild it).
+        """
         from fwmrl.rundir import atomic_torch_save
 
-        if self._custom_policy:
-            raise ConfigError(
-                "save: a model built around your own MemoryActorCritic cannot be rebuilt by load; "
-                "save model.policy.state_dict() and build the policy again"
-            )
+        try:
+            config = config_data(self)
+        except ConfigError as error:
+            raise ConfigError(f"save: {error}") from None
         data = {
-            **self.trainer.state_dict(),
-            "config": self.config.to_dict(),
+            **self.state_dict(),
+            "config": config,
             "format": SAVE_FORMAT,
             "algorithm": self.algorithm,
         }
@@ -235,9 +127,10 @@ class A2C:
         path: str | Path,
         env: str | gym.Env | gym.vector.VectorEnv | None = None,
         device: str | None = None,
-    ) -> A2C:
+    ) -> Self:
         """A model saved by :meth:`save`. ``env`` (an id, an Env or a VectorEnv) replaces the saved
-        env: the envs then start fresh episodes (seeded), everything else continues."""
+        env: the envs then start fresh episodes (seeded), everything else continues; continue
+        training with ``learn(n, reset_num_timesteps=False)``."""
         from fwmrl.rundir import check_env_id_trusted, checkpoint_config, load_checkpoint
 
         data = load_checkpoint(path)
@@ -249,27 +142,37 @@ class A2C:
             )
         if env is None:  # the saved env id is data: it must not name a module to import
             check_env_id_trusted(checkpoint_config(data, path), path)
-        config_data = data["config"]
+        config = dict(data["config"])
         if device is not None:
-            config_data = {**config_data, "train": {**config_data["train"], "device": device}}
+            config["train"] = {**config["train"], "device": device}
         vector = None
-        if env is not None:
-            env_id, vector = _vector_env(env)
-            config_data = {**config_data, "env": {**config_data["env"], "id": env_id}}
-            if vector is not None:
-                config_data["env"]["num_envs"] = vector.num_envs
-        model = cls.__new__(cls)
-        model._build(config_from_dict(config_data), vector, None)
-        trainer = {k: v for k, v in data.items() if k not in ("format", "algorithm")}
+        if isinstance(env, str):
+            config["env"] = {**config["env"], "id": env}
+        elif env is not None:
+            vector = as_vector_env(env)
+            config["env"] = {**config["env"], "num_envs": vector.num_envs}
+        model = build_agent(config_from_dict(config), env=vector, trainer=cls)
+        trainer_state = {k: v for k, v in data.items() if k not in ("format", "algorithm")}
         if env is not None:  # another env: fresh seeded episodes, not the saved env state
-            trainer["env_state"] = None
-        model.trainer.load_state_dict(trainer)
+            trainer_state["env_state"] = None
+        model.load_state_dict(trainer_state)
         return model
 
 
-class PPO(A2C):
-    """Native recurrent PPO with a memory policy (:class:`fwmrl.agents.PPO`), built from Python;
-    the same parameters and calls as :class:`A2C`, with PPO's ``algo.*`` keys (``n_epochs``,
-    ``num_minibatches``, ``clip_range``, ``clip_range_vf``, ``target_kl``, ...) as keywords."""
+class A2C(SB3Calls, A2CTrainer):
+    """Synchronous A2C with a memory policy: :class:`fwmrl.agents.A2C` (the same parameters:
+    ``A2C(policy, env, n_envs=..., core_kwargs=..., seed=..., **algo_kwargs)``) with SB3's
+    :meth:`predict`, :meth:`save`, :meth:`load` and :attr:`num_timesteps`.
 
-    algorithm = "ppo"
+    ``policy`` is a core name (``fwm``, ``lstm``, ``gated_fw``, ``mnm_g``, ``mnm_p`` or ``none``)
+    or a :class:`~fwmrl.agents.policy.MemoryActorCritic`; ``env`` a Gymnasium id (``n_envs``
+    copies), a ``gymnasium.Env`` instance or a ``gymnasium.vector.VectorEnv``. ``learn`` is the
+    trainer's (:meth:`fwmrl.agents.A2C.learn`, SB3's meaning).
+    """
+
+
+class PPO(SB3Calls, PPOTrainer):
+    """Native recurrent PPO with a memory policy: :class:`fwmrl.agents.PPO` (A2C's parameters and
+    PPO's keys ``n_epochs``, ``num_minibatches``, ``clip_range``, ``clip_range_vf``,
+    ``target_kl`` as keywords) with SB3's :meth:`predict`, :meth:`save`, :meth:`load` and
+    :attr:`num_timesteps`."""

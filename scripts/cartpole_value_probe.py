@@ -33,7 +33,7 @@ def run(name: str) -> list[float]:
     curve = []
     for _ in range(5):
         model.learn(20_000, reset_num_timesteps=False)
-        curve.append(round(model.trainer.episode_stats().get("episode_return_mean", 0.0), 1))
+        curve.append(round(model.episode_stats().get("episode_return_mean", 0.0), 1))
     return curve
 
 

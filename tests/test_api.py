@@ -116,3 +116,30 @@ def test_ppo_on_a_box_action_space_and_wrong_class_load(tmp_path) -> None:
     torch.save({"update": 1, "config": {}}, tmp_path / "other.pt")
     with pytest.raises(RunError, match="not a model saved by"):
         A2C.load(tmp_path / "other.pt")
+
+
+def test_the_model_is_the_trainer_and_its_config_rebuilds_it() -> None:
+    """``fwmrl.A2C``/``PPO`` are the trainers with SB3's calls; the config that ``save`` writes
+    (``config_data``) builds the same trainer again through the config layer."""
+    from fwmrl import agents
+    from fwmrl.agents.job import build_agent, config_data
+    from fwmrl.config import config_from_dict
+
+    model = A2C("lstm", "FWM-Gridworld-v0", n_envs=2, core_kwargs={"hidden_size": 8}, gamma=0.9)
+    ppo = PPO("none", gym.make("CartPole-v1"), n_steps=4, num_minibatches=1, seed=2)
+    assert isinstance(model, agents.A2C) and isinstance(ppo, agents.PPO)
+    for built in (model, ppo):
+        config = config_from_dict(config_data(built))
+        again = build_agent(config, trainer=type(built))
+        assert type(again) is type(built) and again.algo == built.algo
+        assert {k: v for k, v in again.init_arguments.items() if k != "env"} == {
+            k: v for k, v in built.init_arguments.items() if k != "env"
+        }
+        again.close()
+    assert config_data(ppo)["env"]["id"] == "CartPole-v1"  # an env object: its spec's id
+    with pytest.raises(
+        ConfigError, match="algo.name: a2c is trained by A2C or a subclass, not PPO"
+    ):
+        build_agent(config_from_dict(config_data(model)), trainer=PPO)
+    model.close()
+    ppo.close()

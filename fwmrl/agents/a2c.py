@@ -309,6 +309,10 @@ class A2C:
         :attr:`algorithm`).
     seed
         the seed of the parameters, the action sampling and the envs.
+    init_arguments
+        the constructor's arguments as checked, plain data that builds this trainer again
+        (``type(self)(**init_arguments)``); ``policy`` / ``env`` are ``None`` where they were
+        given as objects.
     optimizer
         Adam or RMSprop over the policy's parameters.
     update
@@ -391,6 +395,18 @@ class A2C:
                 "core_kwargs, policy_kwargs: only for a policy given by its core name"
             )
         self._check_num_envs(global_num_envs)
+        self.init_arguments: dict[str, Any] = {
+            "policy": policy if isinstance(policy, str) else None,
+            "env": env if isinstance(env, str) else None,
+            "n_envs": global_num_envs,
+            "env_kwargs": dict(env_kwargs or {}),
+            "vectorization": vectorization,
+            "core_kwargs": dict(core_kwargs or {}),
+            "policy_kwargs": dict(policy_kwargs or {}),
+            "seed": self.seed,
+            "device": run.device,  # type: ignore[attr-defined]
+            **algo.model_dump(exclude={"name"}),
+        }
         self.rank, self.world = distributed.rank(), distributed.world_size()
         self.global_num_envs = global_num_envs
         self.env_slice = env_shard(global_num_envs, self.world, self.rank)

@@ -29,6 +29,7 @@ def build_agent(
     config: Config,
     env: gym.vector.VectorEnv | None = None,
     policy: MemoryActorCritic | None = None,
+    trainer: type[A2C] | None = None,
 ) -> A2C:
     """The trainer a config describes: :class:`PPO` for ``algo.name: ppo``, else :class:`A2C`,
     built from the config's sections (the trainers never see the config itself).
@@ -43,8 +44,18 @@ def build_agent(
     policy:
         a :class:`MemoryActorCritic` to train instead of the one ``config.core`` and
         ``config.policy`` describe.
+    trainer:
+        the class to build (a subclass of the one ``algo.name`` names, e.g.
+        :class:`fwmrl.A2C`); default: that class.
     """
-    trainer = PPO if config.algo.name == "ppo" else A2C
+    default = PPO if config.algo.name == "ppo" else A2C
+    if trainer is None:
+        trainer = default
+    elif not issubclass(trainer, default) or trainer.algorithm != default.algorithm:
+        raise ConfigError(
+            f"algo.name: {config.algo.name} is trained by {default.__name__} or a subclass, "
+            f"not {trainer.__name__}"
+        )
     env_args: dict[str, Any] = {}
     if env is None:
         env_args = {
@@ -72,6 +83,42 @@ def build_agent(
         device=config.train.device,
         **config.algo.model_dump(exclude={"name"}),
     )
+
+
+def config_data(agent: A2C) -> dict[str, Any]:
+    """The config (as a plain dict) that :func:`build_agent` builds ``agent`` again from: its
+    :attr:`A2C.init_arguments` in the config's sections. An env given as an object is recorded
+    by its ``spec.id`` (``custom`` without one), its number of envs as ``env.num_envs``.
+
+    Raises
+    ------
+    ConfigError
+        the agent's policy was given as an object (no config describes it).
+    """
+    arguments = dict(agent.init_arguments)
+    if arguments.pop("policy") is None:
+        raise ConfigError(
+            "policy: a trainer built around your own MemoryActorCritic cannot be rebuilt from a "
+            "config; save policy.state_dict() and build the policy again"
+        )
+    env_id = arguments.pop("env")
+    if env_id is None:  # a vector env's spec, or that of the env a SyncVectorEnv wraps
+        spec = getattr(agent.env, "spec", None) or getattr(
+            next(iter(getattr(agent.env, "envs", [])), None), "spec", None
+        )
+        env_id = spec.id if spec is not None else "custom"
+    return {
+        "env": {
+            "id": env_id,
+            "num_envs": arguments.pop("n_envs"),
+            "kwargs": arguments.pop("env_kwargs"),
+            "vectorization": arguments.pop("vectorization"),
+        },
+        "core": {"name": agent.init_arguments["policy"], **arguments.pop("core_kwargs")},
+        "policy": arguments.pop("policy_kwargs"),
+        "train": {"seed": arguments.pop("seed"), "device": arguments.pop("device")},
+        "algo": {"name": agent.algorithm, **arguments},
+    }
 
 
 def policy_from_config(config: Config, env: gym.vector.VectorEnv | gym.Env) -> MemoryActorCritic:
