@@ -72,5 +72,7 @@ def test_the_hook_is_the_cores_own() -> None:
     assert fwm.write_trace_source is fwm.write_proj
     assert mnm.write_trace_source is mnm.controller
     lstm = make_core("lstm", input_size=3, hidden_size=5)
-    with pytest.raises(ConfigError, match="plot-memory needs an FWM or MNM core, this run has LSTM"):
+    with pytest.raises(
+        ConfigError, match="plot-memory needs an FWM or MNM core, this run has LSTM"
+    ):
         capture_core_writes(lstm, lambda: lstm(torch.zeros(2, 1, 3)))
