@@ -146,11 +146,17 @@ class PolicyConfig(_Section):
         ``small`` (default): the policy head starts at orthogonal(0.01) weights and a zero bias (a
         near-uniform first policy); ``default``: PyTorch's ``nn.Linear`` initialisation (the FWM
         authors' meta-RL code).
+    critic:
+        ``shared`` (default): the value head on the core output (the value loss trains the encoder
+        and the core too); ``separate``: the value head on a critic MLP of its own
+        (``encoder_sizes``) over the flat observation and the core output detached, so only the
+        policy loss trains the encoder and the core (:class:`fwmrl.agents.policy.MemoryActorCritic`).
     """
 
     encoder_sizes: list[int] = Field(default_factory=lambda: [64])
     activation: Literal["tanh", "relu"] = "tanh"
     head_init: Literal["small", "default"] = "small"
+    critic: Literal["shared", "separate"] = "shared"
 
     @field_validator("encoder_sizes")
     @classmethod

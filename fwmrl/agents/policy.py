@@ -17,6 +17,9 @@ from fwmrl.threads import apply_default_threads
 HEAD_INITS = ("small", "default")
 """``MemoryActorCritic(head_init=...)`` choices."""
 
+CRITICS = ("shared", "separate")
+"""``MemoryActorCritic(critic=...)`` choices."""
+
 
 @dataclasses.dataclass
 class NoMemoryState(CoreState):
@@ -53,7 +56,9 @@ class MemoryActorCritic(nn.Module):
 
     ``obs[T, B, ...] → flat features → encoder MLP → core (reset where an episode starts) →
     y[T, B, D]`` then a linear policy head (the action distribution's parameters: logits, or the
-    Gaussian's means) and a linear value head, both on ``y``. Spaces: :mod:`fwmrl.agents.spaces`.
+    Gaussian's means) and a linear value head, both on ``y`` (``critic="shared"``), or with
+    ``critic="separate"`` the value head on a critic MLP of its own over the flat observation and
+    ``y`` detached. Spaces: :mod:`fwmrl.agents.spaces`.
 
     Parameters
     ----------
@@ -76,6 +81,18 @@ class MemoryActorCritic(nn.Module):
         bias, so the first policy is near-uniform (as in CleanRL and SB3). ``"default"``: PyTorch's
         ``nn.Linear`` initialisation, as the FWM authors' meta-RL code has it; the head's first
         gradients then reach the core about as strongly as the value head's.
+    critic
+        ``"shared"`` (default): the value head sits on the core output ``y``, so the value loss
+        trains the encoder and the core together with the policy loss. ``"separate"``: the value
+        head sits on a critic MLP of its own (hidden sizes ``encoder_sizes``, same activation) over
+        ``[flat observation, y.detach()]``: the critic reads the memory but its gradient never
+        reaches the encoder or the core, which only the policy loss (and a core's aux loss) trains.
+        No second recurrent state is carried, and the actor is the same module either way.
+
+    Attributes
+    ----------
+    critic_encoder
+        the critic MLP of ``critic="separate"``, or ``None``.
     """
 
     def __init__(
@@ -87,10 +104,14 @@ class MemoryActorCritic(nn.Module):
         encoder_sizes: list[int] | tuple[int, ...] = (64,),
         activation: str = "tanh",
         head_init: str = "small",
+        critic: str = "shared",
     ) -> None:
         super().__init__()
         if head_init not in HEAD_INITS:
             raise ValueError(f"head_init: one of {', '.join(HEAD_INITS)}, got {head_init!r}")
+        if critic not in CRITICS:
+            raise ValueError(f"critic: one of {', '.join(CRITICS)}, got {critic!r}")
+        self.critic = critic
         apply_default_threads()
         self.observation_space, self.action_space = observation_space, action_space
         self.flatten = ObservationFlattener(observation_space)
@@ -113,7 +134,16 @@ class MemoryActorCritic(nn.Module):
             if isinstance(self.action_dist, DiagGaussian)
             else None
         )
-        self.value_head = nn.Linear(self.core.output_size, 1)
+        self.critic_encoder: nn.Sequential | None = None
+        critic_width = self.core.output_size
+        if critic == "separate":  # (created after the actor: the shared policy's init is kept)
+            critic_layers: list[nn.Module] = []
+            critic_width = self.obs_size + self.core.output_size
+            for size in encoder_sizes:
+                critic_layers += [nn.Linear(critic_width, size), act()]
+                critic_width = size
+            self.critic_encoder = nn.Sequential(*critic_layers)
+        self.value_head = nn.Linear(critic_width, 1)
         if head_init == "small":  # near-uniform initial logits
             nn.init.orthogonal_(self.policy_head.weight, gain=0.01)
             nn.init.zeros_(self.policy_head.bias)
@@ -187,7 +217,10 @@ class MemoryActorCritic(nn.Module):
         self, flat: Tensor, state: CoreState, resets: Tensor
     ) -> tuple[Tensor, Tensor, CoreState]:
         y, state = self.core(self.encoder(flat), state, resets)
-        return self.policy_head(y), self.value_head(y).squeeze(-1), state
+        if self.critic_encoder is None:
+            return self.policy_head(y), self.value_head(y).squeeze(-1), state
+        critic_features = self.critic_encoder(torch.cat([flat, y.detach()], dim=-1))
+        return self.policy_head(y), self.value_head(critic_features).squeeze(-1), state
 
     def sample(
         self,
