@@ -892,7 +892,7 @@ class A2C:
                 "episode_return": self.episode_return,
                 "episode_length": self.episode_length,
             },
-            "core_state": {k: v.cpu() for k, v in self._carried_state().state_dict().items()},
+            "core_state": self._carried_state(),
             "torch_rng": torch.get_rng_state(),
         }
         parts = distributed.all_gather_objects(local) if self.world > 1 else [local]
@@ -1005,6 +1005,10 @@ class A2C:
             self.episode_return = restored["episode_return"]
             self.episode_length = restored["episode_length"]
             state_type = type(self.policy.initial_state(1))
+            saved = data["core_state_ranks"][self.rank] if same_world else rollout["core_state"]
+            if not saved:  # episode mode: every collection starts from fresh states
+                self.state = self.policy.initial_episode_state(self.num_envs, self.device)
+                return True
             if same_world:
                 state = state_type.from_state_dict(data["core_state_ranks"][self.rank])
             else:
@@ -1025,19 +1029,20 @@ class A2C:
         ``env_reset_seed``; a different one at every update)."""
         return self.seed + 1_000_003 * self.update
 
-    def _carried_state(self) -> CoreState:
-        """The core state a checkpoint keeps: in episode mode every collection starts fresh
-        episodes (and states), so the last episode's state is never used again and the fresh
-        state is saved instead (for FWM's factor form it is 600×30×3m floats less at GraphNav's
-        paper size, a checkpoint small enough for the repository)."""
+    def _carried_state(self) -> dict[str, Tensor]:
+        """The core state a checkpoint keeps, as tensors: in episode mode every collection starts
+        fresh episodes (and states), so the last episode's state is never used again and nothing
+        is saved (an empty dict; :meth:`load_state_dict` starts fresh states). At GraphNav's paper
+        size this keeps the checkpoint small enough for the repository (LSTM 128: 600×256 floats;
+        FWM's factor form: 600×30×3m)."""
         if self.algo.n_steps == "episode":
-            return self.policy.initial_episode_state(self.num_envs, self.device)
-        return self.state
+            return {}
+        return {k: v.cpu() for k, v in self.state.state_dict().items()}
 
     def _joined_core_state(self, states: list[dict[str, Tensor]]) -> dict[str, Tensor]:
         """The whole batch's core state from every rank's (rank order). Ranks whose states differ
         in form (FWM: factors with different numbers of writes, or dense) are joined densely."""
-        if len(states) == 1:
+        if len(states) == 1 or not any(states):  # one rank, or nothing saved (episode mode)
             return states[0]
         state_type = type(self.policy.initial_state(1))
         parts = [state_type.from_state_dict(s) for s in states]

@@ -1,4 +1,5 @@
-"""Episode mode checkpoints keep no finished episode's core state, and still resume exactly."""
+"""Episode mode checkpoints keep no core state (every collection starts fresh ones), and still
+resume exactly."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ def trainer() -> A2C:
     return build_agent(load_config(GRAPHNAV, SMALL))
 
 
-def test_episode_mode_checkpoint_holds_a_fresh_core_state_and_resumes_exactly():
+def test_episode_mode_checkpoint_holds_no_core_state_and_resumes_exactly():
     straight = trainer()
     for _ in range(4):
         straight.learn_update()
@@ -28,8 +29,7 @@ def test_episode_mode_checkpoint_holds_a_fresh_core_state_and_resumes_exactly():
         first.learn_update()
     assert first.state.memory.writes == 30  # the last episode's 30 writes are carried ...
     saved = first.state_dict()
-    core_state = saved["rollout"]["core_state"]
-    assert all(v.shape[1] == 0 for k, v in core_state.items() if k in ("k1", "k2", "u", "weight"))
+    assert saved["rollout"]["core_state"] == {}
     first.close()
 
     resumed = trainer()
