@@ -139,6 +139,26 @@ def any_rank(flag: bool, device: torch.device | str = "cpu") -> bool:
     return bool(box.item())
 
 
+class PendingFlag:
+    """The answer of :func:`any_rank_started`, still in flight: :meth:`wait` returns it."""
+
+    def __init__(self, box: torch.Tensor, work: Any) -> None:
+        self._box, self._work = box, work
+
+    def wait(self) -> bool:
+        """Whether the flag was True on any rank (blocks until every rank has sent its own)."""
+        self._work.wait()
+        return bool(self._box.item())
+
+
+def any_rank_started(flag: bool, device: torch.device | str = "cpu") -> PendingFlag:
+    """:func:`any_rank` started without waiting for the other ranks, so that work which does not
+    depend on the answer overlaps the collective; every rank must start it at the same point."""
+    box = torch.tensor([1.0 if flag else 0.0], device=device)
+    work = dist.all_reduce(box, op=dist.ReduceOp.MAX, async_op=True)
+    return PendingFlag(box, work)
+
+
 def concat_batches(parts: list[Any], key: str = "") -> Any:
     """Nested dicts of arrays, tensors and lists from every rank joined along the batch (rank
     order): arrays and tensors are concatenated on dimension 0, lists are concatenated, and

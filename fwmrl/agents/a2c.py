@@ -507,11 +507,23 @@ class A2C:
         initial_state = self.state
         record: dict[str, list[Any]] = collections.defaultdict(list)
         versions = PolicyOutputs.parameter_versions(self.policy) if record_graph else ()
+        # Under torchrun, episode mode: whether any rank's envs still run after a step is asked
+        # without waiting, and the answer awaited after the next policy step, which overlaps the
+        # collective; when no env runs any more, that policy step is the bootstrap's.
+        running: distributed.PendingFlag | None = None
+        bootstrap: Tensor | None = None
         for _ in range(max_steps):
             obs, starts = self._tensor(self.obs), self._tensor(self.starts)
             with torch.set_grad_enabled(record_graph):
-                logits, value, self.state = self.policy.step_flat(obs, self.state, starts)
+                logits, value, state = self.policy.step_flat(obs, self.state, starts)
                 aux = self.policy.aux_loss_per_step
+            if running is not None:
+                any_running, running = running.wait(), None
+                if not any_running:
+                    bootstrap = value.detach()
+                    break
+            self.state = state
+            with torch.set_grad_enabled(record_graph):
                 if record_graph:  # (views made without grad mode would drop the graph)
                     record["params"].append(logits)
                     record["value_outputs"].append(value)
@@ -541,8 +553,12 @@ class A2C:
             self.env_steps += self.global_num_envs
             if episode_mode:
                 alive &= ~ended
-                if not distributed.any_rank(bool(alive.any()), self.device):
+                if self.world > 1:
+                    running = distributed.any_rank_started(bool(alive.any()), self.device)
+                elif not alive.any():
                     break
+        if running is not None:  # max_steps reached: the last question is still open
+            running.wait()
         self._flush_episodes()
         outputs = None
         if record_graph:
@@ -554,11 +570,11 @@ class A2C:
                     aux=torch.stack(record["aux"]) if record["aux"] else None,
                     versions=versions,
                 )
-        # bootstrap value of the observation after the rollout (the state is not advanced)
-        _, last_value, _ = self.policy.step_flat(
-            self._tensor(self.obs), self.state, self._tensor(self.starts)
-        )
-        record["values"].append(last_value)
+        if bootstrap is None:  # the value of the observation after the rollout (state not advanced)
+            _, bootstrap, _ = self.policy.step_flat(
+                self._tensor(self.obs), self.state, self._tensor(self.starts)
+            )
+        record["values"].append(bootstrap)
 
         def stack(key: str, dtype: torch.dtype | None = None) -> Tensor:
             items = [torch.as_tensor(x) for x in record[key]]
