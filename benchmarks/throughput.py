@@ -33,8 +33,10 @@ group (each stepping ``num_envs / N`` envs, gradients all-reduced: what ``torchr
 --nproc_per_node=N -m fwmrl train`` runs), ``--threads`` torch threads per process, alternating in
 the same run; the rate is the global env steps over the slowest rank's wall time of the timed
 updates. The speed-up can only show when ``N`` cores are idle: the table's header gives the load
-average before and after, and the last column the ceiling on ``N`` idle cores, ``N`` times the rate
-of one process that steps ``num_envs / N`` envs (a rank's own work, without communication).
+average before and after, then the ceiling on ``N`` idle cores, ``N`` times the rate of one process
+that steps ``num_envs / N`` envs (a rank's own work, without communication), and last the ratio
+that ``N`` such processes reach together when they run side by side without a process group (the
+ceiling on this machine, where processes on different cores also slow each other down).
 """
 
 from __future__ import annotations
@@ -183,9 +185,16 @@ def data_parallel_worker(
 
 
 def run_data_parallel(
-    config: str, updates: int, nproc: int, threads: int, overrides: list[str] | None = None
+    config: str,
+    updates: int,
+    nproc: int,
+    threads: int,
+    overrides: list[str] | None = None,
+    group: bool = True,
 ) -> dict[str, float]:
-    """:func:`data_parallel_worker` on ``nproc`` fresh processes (one: no process group)."""
+    """:func:`data_parallel_worker` on ``nproc`` fresh processes at once (one: no process group),
+    rank 0's result; ``group=False`` runs them as independent one-process jobs side by side, and
+    ``rates`` holds every process's own rate."""
     code = (
         "import json, sys, torch; sys.path.insert(0, sys.argv[1]); import throughput as b; "
         "c, o, u, t = json.loads(sys.argv[2]); torch.set_num_threads(t); "
@@ -203,7 +212,7 @@ def run_data_parallel(
             "OMP_NUM_THREADS": str(threads),
             "MKL_NUM_THREADS": str(threads),
         }
-        if nproc > 1:
+        if nproc > 1 and group:
             env.update(
                 RANK=str(rank),
                 LOCAL_RANK=str(rank),
@@ -222,10 +231,13 @@ def run_data_parallel(
             )
         )
     outputs = [rank.communicate() for rank in ranks]
-    lines = [line for line in outputs[0][0].splitlines() if line.startswith("RESULT ")]
-    if any(rank.returncode for rank in ranks) or not lines:
-        raise RuntimeError(f"{config} on {nproc} processes failed:\n{outputs[0][1][-3000:]}")
-    return json.loads(lines[-1][len("RESULT ") :])
+    results = []
+    for (out, err), rank in zip(outputs, ranks, strict=True):
+        lines = [line for line in out.splitlines() if line.startswith("RESULT ")]
+        if rank.returncode or not lines:
+            raise RuntimeError(f"{config} on {nproc} processes failed:\n{err[-3000:]}")
+        results.append(json.loads(lines[-1][len("RESULT ") :]))
+    return {**results[0], "rates": [r["rate"] for r in results]}
 
 
 def data_parallel(nproc: int, repeats: int, threads: int, only: list[str] | None) -> None:
@@ -244,16 +256,21 @@ def data_parallel(nproc: int, repeats: int, threads: int, only: list[str] | None
     for label, config, _, updates, _ in rows:
         num_envs = load_config_file(config)["env"]["num_envs"]
         share = [f"env.num_envs={num_envs // nproc}"]
-        best = {"one": {"rate": 0.0}, "many": {"rate": 0.0}, "share": {"rate": 0.0}}
+        best = {name: {"rate": 0.0} for name in ("one", "many", "share", "side")}
+        runs = {  # name: (processes, overrides, process group)
+            "one": (1, None, True),
+            "many": (nproc, None, True),
+            "share": (1, share, True),
+            "side": (nproc, share, False),
+        }
         for _ in range(repeats):
-            for name in best:
-                n, extra = (
-                    (nproc, None) if name == "many" else (1, share if name == "share" else None)
-                )
-                result = run_data_parallel(config, updates, n, threads, extra)
+            for name, (n, extra, group) in runs.items():
+                result = run_data_parallel(config, updates, n, threads, extra, group)
+                if name == "side":  # all of them together, each at its own pace
+                    result["rate"] = sum(result["rates"])
                 if result["rate"] > best[name]["rate"]:
                     best[name] = result
-        table.append((label, best["one"], best["many"], best["share"]))
+        table.append((label, best["one"], best["many"], best["share"], best["side"]))
         print(
             f"{label}: 1 process {best['one']['rate']:,.0f}, {nproc}: {best['many']['rate']:,.0f}",
             file=sys.stderr,
@@ -266,14 +283,22 @@ def data_parallel(nproc: int, repeats: int, threads: int, only: list[str] | None
         f"torch {torch.__version__}, commit {commit}\n"
     )
     print(
-        f"| row | 1 process | {nproc} processes | × | target | × on {nproc} idle cores, at most |"
+        f"| row | 1 process | {nproc} processes | × | target | × on {nproc} idle cores, at most "
+        f"| × of {nproc} independent processes side by side |"
     )
-    print("|---|---:|---:|---:|---:|---:|")
-    for label, one, many, alone in table:
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for label, one, many, alone, side in table:
         print(
             f"| {label} | {one['rate']:,.0f} | {many['rate']:,.0f} | "
-            f"{many['rate'] / one['rate']:.2f} | ≥ 1.7× | {nproc * alone['rate'] / one['rate']:.2f} |"
+            f"{many['rate'] / one['rate']:.2f} | ≥ 1.7× | {nproc * alone['rate'] / one['rate']:.2f} "
+            f"| {side['rate'] / one['rate']:.2f} |"
         )
+    print(
+        f"\nThe last column: {nproc} one-process jobs of num_envs / {nproc} envs each, started "
+        "together with no process group; the sum of their rates over the one-process rate is the "
+        "ceiling on this machine when the processes slow each other down (shared caches, memory "
+        "bandwidth, a hypervisor's scheduling) but never wait for each other."
+    )
     print(
         f"\nWhere rank 0's time goes ({nproc} processes), against one process stepping the same "
         f"num_envs / {nproc} envs alone (its CPU time for the same updates): compute is rank 0's CPU "
@@ -285,7 +310,7 @@ def data_parallel(nproc: int, repeats: int, threads: int, only: list[str] | None
         "| neither (descheduled) s |"
     )
     print("|---|---:|---:|---:|---:|---:|")
-    for label, _, many, alone in table:
+    for label, _, many, alone, _ in table:
         idle = max(many["wall"] - many["cpu"] - many["comm"], 0.0)
         print(
             f"| {label} | {many['wall']:.2f} | {many['cpu']:.2f} | {alone['cpu']:.2f} | "
