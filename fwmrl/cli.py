@@ -10,6 +10,7 @@
     fwmrl plot-memory RUN_DIR [--input TEXT] [-o memory.png]  write-key / value similarity (FWM, MNM)
     fwmrl envs                                             list the registered fwmrl env ids
     fwmrl export RUN_DIR -o docs/results/EXP/RUN.csv       evaluation history as CSV (+ config)
+    fwmrl compare A_s0.csv A_s1.csv B_s0.csv ... [--plot bands.png]   mean ± std over seeds
     fwmrl sweep SWEEP.yaml [--address ADDR] [KEY=VALUE ...]   Ray Tune sweep (pip install fwmrl[sweep])
 
 The same commands train and evaluate the supervised and language-modelling trainers
@@ -260,6 +261,23 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from fwmrl.plots import X_AXES, plot_seed_bands
+    from fwmrl.results import seed_groups, seed_table
+
+    column, x_label = X_AXES[args.x]
+    groups = seed_groups(args.csvs, x=column)
+    print(seed_table(groups, random=args.random, oracle=args.oracle))
+    if args.plot:
+        references = {
+            name: value
+            for name, value in (("random", args.random), ("oracle", args.oracle))
+            if value is not None
+        }
+        print(plot_seed_bands(groups, args.plot, x_label, references, args.title))
+    return 0
+
+
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from fwmrl.sweep import load_sweep, new_sweep_dir, run_sweep
 
@@ -405,6 +423,20 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("run_dir")
     ex.add_argument("-o", "--output", required=True, help="CSV path; the config goes beside it")
     ex.set_defaults(func=_cmd_export)
+
+    cp = sub.add_parser(
+        "compare",
+        help="exported runs grouped by agent over seeds: final return mean ± std, band curves",
+    )
+    cp.add_argument("csvs", nargs="+", metavar="CSV", help="`fwmrl export` CSVs (config beside)")
+    cp.add_argument(
+        "--x", default="env_steps", choices=["env_steps", "updates", "wall_time", "cpu_time"]
+    )
+    cp.add_argument("--random", type=float, default=None, help="random policy's return")
+    cp.add_argument("--oracle", type=float, default=None, help="oracle's return")
+    cp.add_argument("--plot", default=None, metavar="PNG", help="curves with a ± std band")
+    cp.add_argument("--title", default=None)
+    cp.set_defaults(func=_cmd_compare)
 
     sw = sub.add_parser(
         "sweep", help="hyper-parameter sweep / several seeds on Ray Tune (pip install fwmrl[sweep])"

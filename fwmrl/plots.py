@@ -210,3 +210,50 @@ def plot_task_runs(
         ax.legend(fontsize=7, loc="best")
     fig.suptitle(title or ", ".join(sorted(kinds)))
     return save_figure(fig, out)
+
+
+def plot_seed_bands(
+    groups: list[Any],
+    out: str | Path,
+    x_label: str = "env steps",
+    references: dict[str, float] | None = None,
+    title: str | None = None,
+) -> Path:
+    """The mean evaluation return of each agent over its seeds with a ± std band.
+
+    Parameters
+    ----------
+    groups:
+        :class:`fwmrl.results.SeedGroup` objects (``label``, ``seeds``, ``curve_x``,
+        ``curve_mean``, ``curve_std``: the points every seed evaluated at).
+    out:
+        the PNG path.
+    x_label:
+        the x axis' label.
+    references:
+        horizontal reference returns by name (e.g. ``{"random": 10.1, "oracle": 279.6}``).
+    title:
+        the figure's title.
+
+    Returns
+    -------
+    The path of the written figure.
+    """
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    for i, group in enumerate(groups):
+        xs, mean, std = group.curve_x, group.curve_mean, group.curve_std
+        color = f"C{i % 10}"
+        label = f"{group.label} ({len(group.seeds)} seed{'s' * (len(group.seeds) > 1)})"
+        ax.plot(xs, mean, color=color, label=label, **point_markers(xs))
+        low = [m - s for m, s in zip(mean, std, strict=True)]
+        high = [m + s for m, s in zip(mean, std, strict=True)]
+        ax.fill_between(xs, low, high, color=color, alpha=0.2, linewidth=0)
+    for name, value in (references or {}).items():
+        ax.axhline(value, color="grey", linestyle=":", linewidth=0.8, label=f"{name} ({value:.1f})")
+    ax.set_xlabel(x_label)
+    ax.set_ylabel("evaluation return, mean ± std over seeds")
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    return save_figure(fig, out)

@@ -1,0 +1,77 @@
+"""`fwmrl compare`: exported runs grouped by agent over seeds, mean ± std, band curves."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import pytest
+import yaml
+
+from fwmrl.cli import main
+from fwmrl.errors import RunError
+from fwmrl.results import COLUMNS, seed_groups, seed_table
+
+
+def export(folder, name, core, seed, returns, steps_per_eval=1000):
+    """A CSV + config pair in the layout `fwmrl export` writes."""
+    path = folder / f"{name}.csv"
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        for i, value in enumerate(returns, start=1):
+            row = dict.fromkeys(COLUMNS, "")
+            row.update(update=i, env_steps=i * steps_per_eval, eval_return_mean=value)
+            writer.writerow(row)
+    config = {"core": {"name": core}, "train": {"seed": seed, "total_steps": 3000}}
+    path.with_suffix(".yaml").write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture
+def runs(tmp_path):
+    return [
+        export(tmp_path, "fwm_s0", "fwm", 0, [1.0, 2.0, 4.0]),
+        export(tmp_path, "lstm_s0", "lstm", 0, [1.0, 1.0, 1.0]),
+        export(tmp_path, "fwm_s1", "fwm", 1, [1.0, 3.0, 6.0]),
+        export(tmp_path, "lstm_s1", "lstm", 1, [2.0, 2.0], steps_per_eval=1500),
+    ]
+
+
+def test_runs_group_by_config_without_the_seed(runs):
+    fwm, lstm = seed_groups(runs)
+    assert (fwm.label, fwm.seeds, fwm.finals) == ("fwm", [0, 1], [4.0, 6.0])
+    assert fwm.curve_x == [1000.0, 2000.0, 3000.0]
+    assert fwm.curve_mean == [1.0, 2.5, 5.0]
+    assert fwm.curve_std[2] == pytest.approx(math.sqrt(2.0))  # sample std over seeds
+    assert (lstm.label, lstm.seeds, lstm.finals) == ("lstm", [0, 1], [1.0, 2.0])
+    assert lstm.final_x == [3000.0, 3000.0]
+    assert lstm.curve_x == [3000.0]  # the only x both seeds evaluated at
+
+
+def test_table_has_mean_std_per_seed_and_the_normalised_score(runs):
+    table = seed_table(seed_groups(runs), random=1.0, oracle=6.0)
+    fwm_row = next(line for line in table.splitlines() if line.startswith("| fwm "))
+    assert "5.0 ± 1.4" in fwm_row and "4.0, 6.0" in fwm_row
+    assert "0.80 ± 0.28" in fwm_row  # (4-1)/5 = 0.6 and (6-1)/5 = 1.0
+    assert "normalised score" in table
+    assert "normalised score" not in seed_table(seed_groups(runs))
+    with pytest.raises(RunError, match="random/oracle"):
+        seed_table(seed_groups(runs), random=1.0)
+
+
+def test_bad_input_names_what_is_wrong(tmp_path, runs):
+    runs[0].with_suffix(".yaml").unlink()
+    with pytest.raises(RunError, match="fwm_s0.yaml"):
+        seed_groups(runs)
+    with pytest.raises(RunError, match="x: 'steps' is not a column"):
+        seed_groups(runs[1:], x="steps")
+
+
+def test_cli_prints_the_table_and_draws_bands(runs, tmp_path, capsys):
+    out = tmp_path / "bands.png"
+    code = main(["compare", *map(str, runs), "--random", "1", "--oracle", "6", "--plot", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "| fwm | 0, 1 |" in printed and "| lstm | 0, 1 |" in printed
+    assert out.stat().st_size > 1000
