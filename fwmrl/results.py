@@ -177,8 +177,9 @@ def seed_table(
     groups: list[SeedGroup], random: float | None = None, oracle: float | None = None
 ) -> str:
     """A Markdown table of :func:`seed_groups`: per agent the seeds, the budget (``x`` of the last
-    evaluations), the final evaluation return as mean ± std over seeds, each seed's, and with both
-    references the normalised score ``(R − random) / (oracle − random)`` as mean ± std."""
+    evaluations), the final evaluation return as mean ± std over seeds (the value alone for one
+    seed), each seed's, and with both references the normalised score
+    ``(R − random) / (oracle − random)`` as mean ± std."""
     if (random is None) != (oracle is None) or (random is not None and oracle == random):
         raise RunError("random/oracle: give both references, with oracle ≠ random, or neither")
     head = ["agent", "seeds", "last x", "final return", "per seed"]
@@ -193,11 +194,12 @@ def seed_table(
             g.label,
             ", ".join(map(str, g.seeds)),
             last,
-            f"{mean:.1f} ± {_std(g.finals):.1f}",
+            f"{mean:.1f} ± {_std(g.finals):.1f}" if len(g.finals) > 1 else f"{mean:.1f}",
             ", ".join(f"{v:.1f}" for v in g.finals),
         ]
         if random is not None and oracle is not None:
             scores = [(v - random) / (oracle - random) for v in g.finals]
-            cells.append(f"{sum(scores) / len(scores):.2f} ± {_std(scores):.2f}")
+            score = sum(scores) / len(scores)
+            cells.append(f"{score:.2f} ± {_std(scores):.2f}" if len(scores) > 1 else f"{score:.2f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
