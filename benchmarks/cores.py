@@ -108,8 +108,9 @@ def measure(row: Row, batch: int, steps: int, repeats: int, device: str) -> dict
         if device.startswith("cuda"):
             torch.cuda.synchronize()
 
-    def forward() -> torch.Tensor:
-        return model(x)[0]
+    def forward() -> tuple[torch.Tensor, torch.Tensor | None]:
+        result = model(x)  # nn.LSTM: (y, (h, c)); a core: CoreOutput(y, state, aux_loss)
+        return result[0], getattr(result, "aux_loss", None)
 
     if row.core is None:
         cell = nn.LSTMCell(row.input_size, row.kwargs["hidden_size"]).to(device)
@@ -128,10 +129,10 @@ def measure(row: Row, batch: int, steps: int, repeats: int, device: str) -> dict
 
     def train() -> None:
         model.zero_grad(set_to_none=True)
-        y = forward()
+        y, aux = forward()
         loss = y.sum()
-        if getattr(model, "aux_loss", None) is not None:
-            loss = loss + model.aux_loss
+        if aux is not None:
+            loss = loss + aux.mean()
         loss.backward()
 
     def timed(fn) -> float:

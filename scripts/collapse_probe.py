@@ -114,7 +114,7 @@ def main() -> None:
             values.clear()
         rollout = trainer.collect_rollout()
         with torch.no_grad():
-            logits, values, _ = policy.forward_flat(
+            logits, values, _, _ = policy.forward_flat(
                 rollout.obs, rollout.initial_state, rollout.starts
             )
         metrics = trainer.train_on_rollout(rollout)

@@ -75,7 +75,7 @@ class Probe(nn.Module):
             nn.init.zeros_(self.core.out_proj.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y, _ = self.core(x)
+        y, _, _ = self.core(x)
         return self.head(y)
 
 

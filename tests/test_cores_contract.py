@@ -80,7 +80,7 @@ def test_every_registered_core_is_covered():
 def test_shapes_dtypes_and_attributes(key):
     core = build(key)
     x, resets = inputs()
-    y, state = core(x, None, resets)
+    y, state, _ = core(x, None, resets)
     assert y.shape == (T, B, core.output_size)
     assert y.dtype == torch.float32
     assert isinstance(state, CoreState)
@@ -94,7 +94,7 @@ def test_shapes_dtypes_and_attributes(key):
 def test_step_matches_forward(key):
     core = build(key)
     x, resets = inputs()
-    y_seq, s_seq = core(x, None, resets)
+    y_seq, s_seq, _ = core(x, None, resets)
     state = None
     ys = []
     for t in range(T):
@@ -108,36 +108,36 @@ def test_step_matches_forward(key):
 def test_reset_equals_fresh_sequence(key):
     core = build(key)
     x, resets = inputs()
-    y, _ = core(x, None, resets)
+    y, _, _ = core(x, None, resets)
     for b, t0 in [(0, 3), (2, 2)]:
-        y_fresh, _ = core(x[t0:, b : b + 1], None)
+        y_fresh, _, _ = core(x[t0:, b : b + 1], None)
         torch.testing.assert_close(y[t0:, b : b + 1], y_fresh, rtol=1e-5, atol=1e-6)
     # A sequence that never resets is unaffected by the others' resets.
-    y_alone, _ = core(x[:, 1:2], None)
+    y_alone, _, _ = core(x[:, 1:2], None)
     torch.testing.assert_close(y[:, 1:2], y_alone, rtol=1e-5, atol=1e-6)
 
 
 def test_reset_in_first_step_discards_given_state(key):
     core = build(key)
     x, _ = inputs()
-    _, warm = core(x, None)
+    _, warm, _ = core(x, None)
     first = torch.ones(T, B, dtype=torch.bool)
     first[1:] = False
-    y_reset, _ = core(x, warm, first)
-    y_fresh, _ = core(x, None)
+    y_reset, _, _ = core(x, warm, first)
+    y_fresh, _, _ = core(x, None)
     torch.testing.assert_close(y_reset, y_fresh, rtol=1e-5, atol=1e-6)
-    y_warm, _ = core(x, warm)
+    y_warm, _, _ = core(x, warm)
     assert not torch.allclose(y_warm, y_fresh)
 
 
 def test_state_index_cat_detach_and_save(key):
     core = build(key)
     x, resets = inputs()
-    _, state = core(x[:3], None, resets[:3])
-    y_full, _ = core(x[3:], state, resets[3:])
+    _, state, _ = core(x[:3], None, resets[:3])
+    y_full, _, _ = core(x[3:], state, resets[3:])
 
     part = state[torch.tensor([2, 0])]
-    y_part, _ = core(x[3:, [2, 0]], part, resets[3:, [2, 0]])
+    y_part, _, _ = core(x[3:, [2, 0]], part, resets[3:, [2, 0]])
     torch.testing.assert_close(y_part, y_full[:, [2, 0]], rtol=1e-5, atol=1e-6)
 
     joined = type(state).cat([state[0], state[1:]])
@@ -151,7 +151,7 @@ def test_state_index_cat_detach_and_save(key):
     torch.save(state.detach().state_dict(), buffer)
     buffer.seek(0)
     loaded = type(state).from_state_dict(torch.load(buffer))
-    y_loaded, _ = core(x[3:], loaded, resets[3:])
+    y_loaded, _, _ = core(x[3:], loaded, resets[3:])
     torch.testing.assert_close(y_loaded, y_full, rtol=0, atol=0)
 
     as_double = state.to(torch.float64)
@@ -163,14 +163,14 @@ def test_gradcheck_through_steps_and_resets(key):
     x, resets = inputs(torch.float64)
     x = x[:4].clone().requires_grad_(True)
     resets = resets[:4]
-    _, state0 = core(torch.randn(2, B, INPUT, dtype=torch.float64), None)
+    _, state0, _ = core(torch.randn(2, B, INPUT, dtype=torch.float64), None)
     h0 = [t.detach().clone().requires_grad_(True) for _, t in state0.tensors()]
     names = [n for n, _ in state0.tensors()]
 
     def run(x, *state_tensors):
         state = type(state0)(**dict(zip(names, state_tensors, strict=True)))
-        y, final = core(x, state, resets)
-        aux = core.aux_loss if core.aux_loss is not None else y.new_zeros(())
+        y, final, aux = core(x, state, resets)
+        aux = aux.mean() if aux is not None else y.new_zeros(())
         return y, aux, *[t for _, t in final.tensors()]
 
     assert torch.autograd.gradcheck(run, (x, *h0), eps=1e-6, atol=1e-5, rtol=1e-3)
@@ -178,11 +178,11 @@ def test_gradcheck_through_steps_and_resets(key):
 
 def test_same_seed_gives_identical_outputs(key):
     x, resets = inputs()
-    y1, s1 = build(key, seed=7)(x, None, resets)
-    y2, s2 = build(key, seed=7)(x, None, resets)
+    y1, s1, _ = build(key, seed=7)(x, None, resets)
+    y2, s2, _ = build(key, seed=7)(x, None, resets)
     assert torch.equal(y1, y2)
     assert all(torch.equal(a, b) for (_, a), (_, b) in zip(s1.tensors(), s2.tensors(), strict=True))
-    y3, _ = build(key, seed=8)(x, None, resets)
+    y3 = build(key, seed=8)(x, None, resets).output
     assert not torch.equal(y1, y3)
 
 
@@ -226,13 +226,13 @@ def test_recomputation_gives_the_naive_values_and_gradients(name, kwargs):
     for chunk in (None, 3):
         torch.manual_seed(0)
         core = make_core(name, input_size=INPUT, recompute_chunk=chunk, **kwargs)
-        y, state = core(x, None, resets)
+        y, state, aux = core(x, None, resets)
         loss = y.square().sum() + state.tensors().__next__()[1].sum()
-        if core.aux_loss is not None:
-            loss = loss + core.aux_loss
+        if aux is not None:
+            loss = loss + aux.mean()
         loss.backward()
         grads = {n: p.grad.clone() for n, p in core.named_parameters()}
-        results.append((y.detach(), grads, core.aux_loss_per_step))
+        results.append((y.detach(), grads, aux))
     (y0, g0, a0), (y1, g1, a1) = results
     torch.testing.assert_close(y1, y0, rtol=1e-6, atol=1e-7)
     assert g0.keys() == g1.keys()

@@ -198,7 +198,7 @@ def test_residual_off_returns_the_memory_read_only():
     torch.manual_seed(0)
     core = make_core("fwm", input_size=3, hidden_size=5, memory_size=3, residual=False)
     x = torch.randn(4, 2, 3)
-    y, _ = core(x)
+    y, _, _ = core(x)
     z, _ = core.controller(x)
     write, read = core.write_proj(z), core.read_proj(z)
     n, _ = naive_scan(write, read, torch.zeros(2, 3, 3, 3), None, core.scan_options)
@@ -212,7 +212,7 @@ def test_memory_carries_information_the_controller_does_not():
     x = torch.randn(6, 2, 3)
     x[:, 1] = x[:, 0]
     x[0, 1] += 1.0
-    _, state = core(x)
+    _, state, _ = core(x)
     assert not torch.allclose(state.F[0], state.F[1])
 
 
@@ -220,7 +220,7 @@ def test_zero_init_output_starts_as_the_controller_and_learns_the_read():
     torch.manual_seed(0)
     core = FWMCore(input_size=5, hidden_size=8, memory_size=4, zero_init_output=True)
     x = torch.randn(6, 3, 5)
-    y, _ = core(x)
+    y, _, _ = core(x)
     z, _ = core.controller(x)
     torch.testing.assert_close(y, z)  # the memory term is zero at the start ...
     y.pow(2).sum().backward()

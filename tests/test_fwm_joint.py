@@ -98,7 +98,7 @@ def test_joint_scan_equals_each_core_alone(dtype: torch.dtype, start: str, steps
         states = []
         for core in cores:
             with torch.no_grad():
-                _, state = core(torch.randn(4, batch, 5, generator=gen, dtype=dtype))
+                _, state, _ = core(torch.randn(4, batch, 5, generator=gen, dtype=dtype))
             states.append(state)
     elif start == "zero":
         states = [None, None]
@@ -109,8 +109,10 @@ def test_joint_scan_equals_each_core_alone(dtype: torch.dtype, start: str, steps
     joint = run_jointly(cores, xs, states, resets)
     tol = {"rtol": 1e-10, "atol": 1e-12} if dtype == torch.float64 else {"rtol": 1e-5, "atol": 1e-6}
     losses = []
-    for (y_alone, s_alone), (y_joint, s_joint) in zip(separate, joint, strict=True):
-        assert type(s_joint) is type(s_alone)
+    for (y_alone, s_alone, aux_alone), (y_joint, s_joint, aux_joint) in zip(
+        separate, joint, strict=True
+    ):
+        assert type(s_joint) is type(s_alone) and aux_alone is None and aux_joint is None
         torch.testing.assert_close(y_joint, y_alone, **tol)
         for (name, a), (_, b) in zip(s_alone.tensors(), s_joint.tensors(), strict=True):
             torch.testing.assert_close(b, a, msg=name, **tol)

@@ -78,14 +78,14 @@ def test_core_auto_equals_eager_and_gradients_stay_eager() -> None:
     states = [core.initial_episode_state(4) for core in (auto, eager)]
     with torch.no_grad():
         for t in range(12):
-            y_auto, states[0] = auto(x[t], states[0], resets[t])
-            y_eager, states[1] = eager(x[t], states[1], resets[t])
+            y_auto, states[0], _ = auto(x[t], states[0], resets[t])
+            y_eager, states[1], _ = eager(x[t], states[1], resets[t])
             torch.testing.assert_close(y_auto, y_eager, rtol=0, atol=1e-10)
     assert isinstance(states[0], FWMLowRankState)
     for (_, got), (_, want) in zip(states[0].tensors(), states[1].tensors(), strict=True):
         torch.testing.assert_close(got, want, rtol=0, atol=1e-10)
     # with gradients the step runs in PyTorch and back-propagates
-    y, _ = auto(x[0], auto.initial_episode_state(4), resets[0])
+    y, _, _ = auto(x[0], auto.initial_episode_state(4), resets[0])
     y.sum().backward()
     assert auto.write_proj.weight.grad is not None
     assert auto.write_proj.weight.grad.abs().sum() > 0
@@ -166,7 +166,7 @@ def test_core_window_gradients_compiled_equal_eager(start: str) -> None:
         state = core.initial_episode_state(3) if start == "episode" else core.initial_state(3)
         if start == "dense":
             state.F = F
-        y, _ = core(x, state, resets)
+        y, _, _ = core(x, state, resets)
         grads = torch.autograd.grad(
             (y * torch.linspace(-1, 1, 10, dtype=y.dtype)).sum(), list(core.parameters())
         )

@@ -131,8 +131,8 @@ def test_core_episode_state_matches_dense_core_with_gradients(dtype: torch.dtype
     start = fast.initial_episode_state(batch)
     assert isinstance(start, FWMLowRankState)
     assert isinstance(dense.initial_episode_state(batch), FWMState)
-    y_fast, s_fast = fast(x, start, resets)
-    y_dense, s_dense = dense(x, dense.initial_state(batch).to(dtype=dtype), resets)
+    y_fast, s_fast, _ = fast(x, start, resets)
+    y_dense, s_dense, _ = dense(x, dense.initial_state(batch).to(dtype=dtype), resets)
     tol = TOLERANCE[dtype]
     torch.testing.assert_close(y_fast, y_dense, rtol=tol, atol=tol)
     assert isinstance(s_fast, FWMLowRankState)
@@ -154,7 +154,7 @@ def test_core_step_by_step_on_factors_equals_dense_forward_and_switches_to_dense
     resets[0] = True
     resets[4, 2] = True
     with torch.no_grad():
-        y_dense, s_dense = dense(x, dense.initial_state(batch).to(dtype=torch.float64), resets)
+        y_dense, s_dense, _ = dense(x, dense.initial_state(batch).to(dtype=torch.float64), resets)
         state = fast.initial_episode_state(batch)
         outputs, kinds = [], []
         for t in range(steps):
@@ -178,8 +178,8 @@ def test_dense_window_that_resets_everywhere_at_start_runs_on_factors_exactly() 
     stale = dense.initial_state(batch).to(dtype=torch.float64)
     stale.F = torch.randn(stale.F.shape, dtype=torch.float64)  # discarded by the resets
     with torch.no_grad():
-        y_fast, s_fast = fast(x, stale, resets)
-        y_dense, s_dense = dense(x, stale, resets)
+        y_fast, s_fast, _ = fast(x, stale, resets)
+        y_dense, s_dense, _ = dense(x, stale, resets)
     assert isinstance(s_fast, FWMState)
     torch.testing.assert_close(y_fast, y_dense, rtol=0, atol=1e-10)
     torch.testing.assert_close(s_fast.F, s_dense.F, rtol=0, atol=1e-10)
@@ -188,7 +188,7 @@ def test_dense_window_that_resets_everywhere_at_start_runs_on_factors_exactly() 
 def test_lowrank_state_round_trips_through_a_state_dict() -> None:
     core = make_core(torch.float32)
     state = core.initial_episode_state(2)
-    _, state = core(torch.randn(3, 2, 5), state)
+    _, state, _ = core(torch.randn(3, 2, 5), state)
     restored = FWMState.from_state_dict({k: v.clone() for k, v in state.state_dict().items()})
     assert isinstance(restored, FWMLowRankState)
     torch.testing.assert_close(restored.to_dense().F, state.to_dense().F)

@@ -36,12 +36,12 @@ def test_generated_weights_are_used_from_the_next_step():
     torch.manual_seed(0)
     core = GatedFWCore(input_size=3, fast_size=4, slow_size=3, slow_hidden_size=6)
     x = torch.randn(5, 2, 3)
-    y, _ = core(x)
+    y, _, _ = core(x)
     # No fast weights exist before the first update.
     assert torch.equal(y[0], torch.zeros_like(y[0]))
     assert y[1:].abs().sum() > 0
 
-    _, state = core(x[:3])
+    _, state, _ = core(x[:3])
     y_next, _ = core.step(x[3], state)
     fast_in = torch.cat([state.fast_h, x[3]], dim=-1)
     hidden = functional.layer_norm(torch.tanh(torch.einsum("bij,bj->bi", state.F1, fast_in)), (4,))

@@ -39,7 +39,7 @@ def inputs(t: int = 6, b: int = 3, f: int = 3, seed: int = 1, dtype=torch.float3
 def test_shapes_and_dtypes(rule):
     core = make(rule, output_size=4)
     x = inputs()
-    y, state = core(x)
+    y, state, meta = core(x)
     assert y.shape == (6, 3, 4) and y.dtype == torch.float32
     assert isinstance(state, MNMState)
     expected = {"h": (3, 6), "c": (3, 6), "read": (3, 5), "w1": (3, 7, 5), "w2": (3, 7, 7)}
@@ -49,11 +49,10 @@ def test_shapes_and_dtypes(rule):
         assert t.dtype == torch.float32
     assert core.state_numel == 2 * 6 + 5 + 2 * 5 * 7 + 7 * 7
     assert core.input_size == 3 and core.output_size == 4
-    assert core.meta_loss_per_step.shape == (6, 3)
-    assert core.aux_loss.shape == ()
+    assert meta.shape == (6, 3) and meta.dtype == torch.float32
     assert make(rule).output_size == SMALL["hidden_size"]
     core64 = make(rule).double()
-    y64, s64 = core64(x.double())
+    y64, s64, _ = core64(x.double())
     assert y64.dtype == torch.float64 and s64.w1.dtype == torch.float64
 
 
@@ -91,7 +90,7 @@ def test_step_equals_forward(rule):
     x = inputs(t=5)
     resets = torch.zeros(5, 3, dtype=torch.bool)
     resets[2, 1] = True
-    y, final = core(x, None, resets)
+    y, final, _ = core(x, None, resets)
     state = None
     ys = []
     for t in range(5):
@@ -110,9 +109,9 @@ def test_reset_equals_fresh_sequence(rule):
     resets = torch.zeros(7, 3, dtype=torch.bool)
     resets[t0, 0] = True
     resets[t0, 2] = True
-    y, _ = core(x, None, resets)
-    y_plain, _ = core(x)
-    y_fresh, _ = core(x[t0:])
+    y, _, _ = core(x, None, resets)
+    y_plain, _, _ = core(x)
+    y_fresh, _, _ = core(x[t0:])
     torch.testing.assert_close(y[t0:, [0, 2]], y_fresh[:, [0, 2]], rtol=1e-6, atol=1e-6)
     # the low-rank scan cuts its chunks at resets, which changes rounding only
     torch.testing.assert_close(y[:, 1], y_plain[:, 1], rtol=1e-5, atol=1e-6)
@@ -125,7 +124,7 @@ def test_reset_equals_fresh_sequence(rule):
 def test_state_index_cat_detach(rule):
     core = make(rule)
     x = inputs(t=4, b=4)
-    y, state = core(x)
+    y, state, _ = core(x)
     assert state.w1.requires_grad
     parts = [state[0], state[1:3], state[3]]
     assert parts[0].batch_size == 1 and parts[1].batch_size == 2
@@ -136,8 +135,8 @@ def test_state_index_cat_detach(rule):
     assert not any(t.requires_grad for _, t in detached.tensors())
     # continuing a slice of the batch equals continuing the whole batch, for those sequences
     x2 = inputs(t=3, b=4, seed=5)
-    y_all, _ = core(x2, state.detach())
-    y_sub, _ = core(x2[:, 1:3], state[1:3].detach())
+    y_all, _, _ = core(x2, state.detach())
+    y_sub, _, _ = core(x2[:, 1:3], state[1:3].detach())
     torch.testing.assert_close(y_sub, y_all[:, 1:3], rtol=1e-6, atol=1e-6)
     restored = MNMState.from_state_dict(state.state_dict())
     assert torch.equal(restored.w2, state.w2)
@@ -205,10 +204,12 @@ def test_step_matches_plain_reference(rule):
     state = core.initial_state(3).to(dtype=torch.float64)
     for t in range(3):
         y_ref, read_ref, meta_ref, w_ref = _reference_step(core, x[t], state)
-        y, state = core.step(x[t], state)
-        torch.testing.assert_close(y, y_ref, rtol=1e-10, atol=1e-12)
+        y_step, _ = core.step(x[t], state)
+        y, state, meta = core(x[t : t + 1], state)
+        assert torch.equal(y_step, y[0])
+        torch.testing.assert_close(y[0], y_ref, rtol=1e-10, atol=1e-12)
         torch.testing.assert_close(state.read, read_ref, rtol=1e-10, atol=1e-12)
-        torch.testing.assert_close(core.meta_loss_per_step[0], meta_ref, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(meta[0], meta_ref, rtol=1e-10, atol=1e-12)
         for b, ws in enumerate(w_ref):
             torch.testing.assert_close(state.w1[b], ws[0], rtol=1e-10, atol=1e-12)
             torch.testing.assert_close(state.w2[b], ws[1], rtol=1e-10, atol=1e-12)
@@ -233,8 +234,8 @@ def test_gradcheck_through_steps_and_reset(rule):
 
     def fn(x, w1, read):
         state = MNMState(h=init.h, c=init.c, read=read, w1=w1, w2=init.w2, w3=init.w3)
-        y, final = core(x, state, resets)
-        return y, final.w3, core.meta_loss_per_step
+        y, final, meta = core(x, state, resets)
+        return y, final.w3, meta
 
     assert torch.autograd.gradcheck(fn, (x, w1, read), eps=1e-6, atol=1e-5)
 
@@ -255,10 +256,10 @@ def test_lowrank_matches_naive_values_and_gradients(rule, recompute):
         x = inputs(t=11, b=3, dtype=torch.float64).requires_grad_(True)
         resets = torch.zeros(11, 3, dtype=torch.bool)
         resets[4, 1] = resets[6, 0] = True  # at a chunk start and inside a chunk
-        y, state = core(x, None, resets)
-        loss = y.square().sum() + core.aux_loss + sum(t.sum() for _, t in state.tensors())
+        y, state, meta = core(x, None, resets)
+        loss = y.square().sum() + meta.mean() + sum(t.sum() for _, t in state.tensors())
         grads = torch.autograd.grad(loss, [x, *core.parameters()])
-        results[impl] = (y, core.aux_loss_per_step, *[t for _, t in state.tensors()], *grads)
+        results[impl] = (y, meta, *[t for _, t in state.tensors()], *grads)
     for a, b in zip(results["naive"], results["lowrank"], strict=True):
         torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-10)
 
@@ -271,8 +272,8 @@ def test_lowrank_step_and_no_grad_match_naive(rule):
         cores[impl] = CORES[rule](3, implementation=impl, **SMALL)
     x = inputs(t=5)
     with torch.no_grad():
-        y_naive, s_naive = cores["naive"](x)
-        y_fast, s_fast = cores["lowrank"](x)
+        y_naive, s_naive, _ = cores["naive"](x)
+        y_fast, s_fast, _ = cores["lowrank"](x)
         torch.testing.assert_close(y_fast, y_naive, rtol=1e-5, atol=1e-6)
         state = None
         for t in range(5):
@@ -300,12 +301,11 @@ def test_lowrank_backward_frees_its_graph(monkeypatch):
     core = make("perceptron")
     x = inputs(t=6).requires_grad_(True)
     with torch.no_grad():
-        _, state = core(x)
-    y, state = core(x, state)  # W_0 without gradient
-    y2, state2 = core(x)  # W_0 with gradient (φ0)
-    (y.sum() + y2.sum() + core.aux_loss).backward()
-    del y, y2, state, state2
-    core.aux_loss = core.aux_loss_per_step = None
+        _, state, _ = core(x)
+    y, state, _ = core(x, state)  # W_0 without gradient
+    y2, state2, meta = core(x)  # W_0 with gradient (φ0)
+    (y.sum() + y2.sum() + meta.mean()).backward()
+    del y, y2, state, state2, meta
     gc.collect()
     assert len(stores) >= 3
     assert all(ref() is None for ref in stores)
@@ -359,8 +359,8 @@ def test_second_order_gradient_flows_through_the_write(monkeypatch):
 
     def grads():
         core.zero_grad()
-        y, _ = core(x)
-        (y.pow(2).sum() + core.aux_loss).backward()
+        y, _, meta = core(x)
+        (y.pow(2).sum() + meta.mean()).backward()
         return {n: p.grad.clone() for n, p in core.named_parameters()}
 
     closed = grads()
@@ -392,7 +392,7 @@ def _recon_errors(core, x):
 
     core._write_grads = spy
     try:
-        _, state = core(x[:1])
+        _, state, _ = core(x[:1])
     finally:
         del core._write_grads
     weights, keys, values, acts = seen["old"]
@@ -472,10 +472,8 @@ def test_perceptron_output_layer_is_a_delta_rule_step():
 def test_meta_loss(rule):
     x = inputs(t=5)
     core = make(rule, implementation="naive")  # spied below; the low-rank scan matches it
-    y, state = core(x)
-    meta = core.meta_loss_per_step
+    y, state, meta = core(x)
     assert meta.shape == (5, 3) and (meta >= 0).all()
-    torch.testing.assert_close(core.aux_loss, meta.mean())
     # it is the MSE of the updated memory at the write keys: recompute for the last step
     captured = {}
     original = core._write_grads
@@ -492,21 +490,18 @@ def test_meta_loss(rule):
     torch.testing.assert_close(meta[-1], (recon - values).pow(2).mean(dim=(1, 2)))
     # differentiable: reaches φ0, the controller and (MNM-p) the BFPF
     core.zero_grad()
-    core(x)
-    core.aux_loss.backward()
+    core(x).aux_loss.mean().backward()
     assert core.phi0_w1.grad.abs().sum() > 0
     assert core.controller.weight_ih.grad.abs().sum() > 0
     if rule == "perceptron":
         assert core.bfpf[0].weight.grad.abs().sum() > 0
     # weighted, outputs unchanged
     heavy = make(rule, meta_loss_weight=2.5, implementation="naive")
-    y2, _ = heavy(x)
+    y2, _, heavy_meta = heavy(x)
     assert torch.equal(y2, y)
-    torch.testing.assert_close(heavy.aux_loss, 2.5 * core.aux_loss.detach())
-    torch.testing.assert_close(heavy.meta_loss_per_step, 2.5 * meta)
+    torch.testing.assert_close(heavy_meta, 2.5 * meta.detach())
     off = make(rule, meta_loss_weight=0.0)
-    off(x)
-    assert off.aux_loss.item() == 0.0
+    assert torch.equal(off(x).aux_loss, torch.zeros(5, 3))
 
 
 # ------------------------------------------------------------------------------------ φ0, seeds
@@ -537,10 +532,10 @@ def test_initial_memory_saved(rule, learn):
 @pytest.mark.parametrize("rule", RULES)
 def test_same_seed_bitwise_identical(rule):
     x = inputs()
-    y1, s1 = make(rule, seed=7)(x)
-    y2, s2 = make(rule, seed=7)(x)
-    assert torch.equal(y1, y2) and torch.equal(s1.w2, s2.w2)
-    y3, _ = make(rule, seed=8)(x)
+    y1, s1, m1 = make(rule, seed=7)(x)
+    y2, s2, m2 = make(rule, seed=7)(x)
+    assert torch.equal(y1, y2) and torch.equal(s1.w2, s2.w2) and torch.equal(m1, m2)
+    y3 = make(rule, seed=8)(x).output
     assert not torch.equal(y1, y3)
 
 

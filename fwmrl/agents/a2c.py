@@ -515,8 +515,10 @@ class A2C:
         for _ in range(max_steps):
             obs, starts = self._tensor(self.obs), self._tensor(self.starts)
             with torch.set_grad_enabled(record_graph):
-                logits, value, state = self.policy.step_flat(obs, self.state, starts)
-                aux = self.policy.aux_loss_per_step
+                logits, value, state, aux = self.policy.forward_flat(
+                    obs.unsqueeze(0), self.state, starts.unsqueeze(0)
+                )  # a one-step window: with its aux loss [1, B] (MNM's meta loss)
+                logits, value = logits.squeeze(0), value.squeeze(0)
             if running is not None:
                 any_running, running = running.wait(), None
                 if not any_running:
@@ -762,10 +764,10 @@ class A2C:
         outputs, rollout.outputs = rollout.outputs, None
         if outputs is not None and outputs.current(self.policy):
             return outputs.params, outputs.values, outputs.aux
-        params, values, _ = self.policy.forward_flat(
+        params, values, _, aux = self.policy.forward_flat(
             rollout.obs, rollout.initial_state, rollout.starts
         )
-        return params, values, self.policy.aux_loss_per_step  # MNM's meta loss, per step
+        return params, values, aux  # aux: MNM's meta loss, per step
 
     def _check_loss(self, terms: Tensor) -> None:
         """:class:`NonFiniteLossError` when the loss (``terms[0]``; then policy, value, entropy,

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from typing_extensions import override
 
 from fwmrl.agents.spaces import DiagGaussian, ObservationFlattener, action_distribution
-from fwmrl.memory import NO_CORE, CoreState, MemoryCore, make_core
+from fwmrl.memory import NO_CORE, CoreOutput, CoreState, MemoryCore, make_core
 from fwmrl.threads import apply_default_threads
 
 HEAD_INITS = ("small", "default")
@@ -45,10 +45,9 @@ class NoMemoryCore(MemoryCore):
     @override
     def forward(
         self, x: Tensor, state: CoreState | None = None, resets: Tensor | None = None
-    ) -> tuple[Tensor, CoreState]:
+    ) -> CoreOutput:
         x, state, _ = self._check_inputs(x, state, resets)
-        self.aux_loss = self.aux_loss_per_step = None
-        return x, state
+        return CoreOutput(x, state, None)
 
 
 class MemoryActorCritic(nn.Module):
@@ -175,8 +174,8 @@ class MemoryActorCritic(nn.Module):
 
     def forward(
         self, obs: Tensor, state: CoreState, resets: Tensor
-    ) -> tuple[Tensor, Tensor, CoreState]:
-        """Run over a sequence.
+    ) -> tuple[Tensor, Tensor, CoreState, Tensor | None]:
+        """Run over a sequence (a training pass: it returns the core's auxiliary loss).
 
         Parameters
         ----------
@@ -189,19 +188,22 @@ class MemoryActorCritic(nn.Module):
 
         Returns
         -------
-        ``(logits [T, B, A], values [T, B], state after the last step)``.
+        ``(logits [T, B, A], values [T, B], state after the last step, aux loss)``: the core's
+        auxiliary loss ``[T, B]`` (MNM's meta loss, to add to the loss over the valid steps) or
+        ``None`` for cores without one (:class:`~fwmrl.memory.base.CoreOutput`).
         """
         return self._run(self.preprocess(obs, batch_dims=2), state, resets)
 
     def step(
         self, obs: Tensor, state: CoreState, reset: Tensor
     ) -> tuple[Tensor, Tensor, CoreState]:
-        """One step: ``obs[B, ...]``, ``reset[B]`` → ``(logits [B, A], values [B], state)``."""
+        """One step for acting: ``obs[B, ...]``, ``reset[B]`` → ``(logits [B, A], values [B],
+        state)`` (no auxiliary loss: a training pass is :meth:`forward`)."""
         return self.step_flat(self.preprocess(obs, batch_dims=1), state, reset)
 
     def forward_flat(
         self, flat: Tensor, state: CoreState, resets: Tensor
-    ) -> tuple[Tensor, Tensor, CoreState]:
+    ) -> tuple[Tensor, Tensor, CoreState, Tensor | None]:
         """:meth:`forward` on features ``[T, B, obs_size]`` already made by :meth:`preprocess`
         (the trainers flatten each observation once, when the env returns it)."""
         return self._run(flat, state, resets)
@@ -210,17 +212,17 @@ class MemoryActorCritic(nn.Module):
         self, flat: Tensor, state: CoreState, reset: Tensor
     ) -> tuple[Tensor, Tensor, CoreState]:
         """:meth:`step` on features ``[B, obs_size]``."""
-        logits, values, state = self._run(flat.unsqueeze(0), state, reset.unsqueeze(0))
+        logits, values, state, _ = self._run(flat.unsqueeze(0), state, reset.unsqueeze(0))
         return logits.squeeze(0), values.squeeze(0), state
 
     def _run(
         self, flat: Tensor, state: CoreState, resets: Tensor
-    ) -> tuple[Tensor, Tensor, CoreState]:
-        y, state = self.core(self.encoder(flat), state, resets)
+    ) -> tuple[Tensor, Tensor, CoreState, Tensor | None]:
+        y, state, aux = self.core(self.encoder(flat), state, resets)
         if self.critic_encoder is None:
-            return self.policy_head(y), self.value_head(y).squeeze(-1), state
+            return self.policy_head(y), self.value_head(y).squeeze(-1), state, aux
         critic_features = self.critic_encoder(torch.cat([flat, y.detach()], dim=-1))
-        return self.policy_head(y), self.value_head(critic_features).squeeze(-1), state
+        return self.policy_head(y), self.value_head(critic_features).squeeze(-1), state, aux
 
     def sample(
         self,
@@ -234,8 +236,3 @@ class MemoryActorCritic(nn.Module):
         if deterministic:
             return self.action_dist.mode(params)
         return self.action_dist.draw(params, generator, self.log_std)
-
-    @property
-    def aux_loss_per_step(self) -> Tensor | None:
-        """The core's auxiliary loss ``[T, B]`` of the last forward (MNM's meta loss), or None."""
-        return self.core.aux_loss_per_step

@@ -22,8 +22,8 @@ data-parallel machinery and evaluation are A2C's. One update:
    ``-min(r·A, clip(r, 1 ± clip_range)·A)`` with ``r = exp(log π(a) − log π_old(a))``; the squared
    value error (with ``algo.clip_range_vf``, the larger of it and the error of the value clipped to
    within ``clip_range_vf`` of the collection value, as in SB3); ``− ent_coef·entropy``; MNM's
-   meta loss (``policy.aux_loss_per_step``); the gradient norm clipped to ``max_grad_norm``; one
-   optimizer step per minibatch.
+   meta loss (the aux loss ``policy.forward_flat`` returns); the gradient norm clipped to
+   ``max_grad_norm``; one optimizer step per minibatch.
 5. **Target KL**: with ``algo.target_kl``, the approximate KL divergence of each minibatch from the
    collection policy, ``mean((r − 1) − log r)`` (measured before its step), stops the update at the
    first minibatch where it exceeds ``target_kl``: that minibatch takes no step and the remaining
@@ -70,6 +70,7 @@ from fwmrl import distributed
 from fwmrl.agents.a2c import A2C, Rollout
 from fwmrl.agents.policy import MemoryActorCritic
 from fwmrl.config import ConfigError, minibatch_split_problem
+from fwmrl.memory.lstm import fused_lstm_windows
 
 TERMS = ("loss", "policy_loss", "value_loss", "entropy", "aux_loss", "approx_kl", "clip_fraction")
 """The per-minibatch terms of :meth:`PPO._minibatch_terms`, in order (A2C's first five)."""
@@ -217,9 +218,10 @@ class PPO(A2C):
                 chosen = order[m * per_minibatch : (m + 1) * per_minibatch]  # the same on all ranks
                 n_minibatch = env_valid[chosen.to(env_valid.device)].sum().clamp_min(1.0)
                 mine = chosen[(chosen >= first) & (chosen < last)].sort().values - first
-                loss, terms = self._minibatch_terms(
-                    rollout, mine.to(self.device), advantages, targets, old_values, n_minibatch
-                )
+                with fused_lstm_windows():  # a few whole sequences: fused LSTM windows
+                    loss, terms = self._minibatch_terms(
+                        rollout, mine.to(self.device), advantages, targets, old_values, n_minibatch
+                    )
                 if self.world == 1:
                     self._check_loss(terms)
                 self.optimizer.zero_grad(set_to_none=True)
@@ -268,9 +270,9 @@ class PPO(A2C):
             return None, torch.zeros(len(TERMS), device=self.device)
         algo = self.algo
         mask = rollout.valid[:, envs].float()
-        params, values, _ = self.policy.forward_flat(
+        params, values, _, aux = self.policy.forward_flat(
             rollout.obs[:, envs], rollout.initial_state[envs], rollout.starts[:, envs]
-        )
+        )  # aux: MNM's meta loss, per step
         dist, log_std = self.policy.action_dist, self.policy.log_std
         log_prob = dist.log_prob(params, rollout.actions[:, envs], log_std)
         entropy = dist.entropy(params, log_std)
@@ -290,7 +292,6 @@ class PPO(A2C):
         value_loss = (value_error * mask).sum() / n_valid
         entropy_mean = (entropy * mask).sum() / n_valid
         loss = policy_loss + algo.vf_coef * value_loss - algo.ent_coef * entropy_mean
-        aux = self.policy.aux_loss_per_step  # MNM's meta loss, per step
         aux_loss = (aux * mask).sum() / n_valid if aux is not None else torch.zeros(())
         loss = loss + aux_loss
         with torch.no_grad():

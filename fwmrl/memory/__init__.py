@@ -1,7 +1,7 @@
 """Memory cores: one interface (:class:`MemoryCore`, :class:`CoreState`), built by name with
 :func:`make_core`."""
 
-from fwmrl.memory.base import CoreState, MemoryCore
+from fwmrl.memory.base import CoreOutput, CoreState, MemoryCore
 from fwmrl.memory.fwm import FWMCore, FWMState
 from fwmrl.memory.gated_fw import GatedFWCore, GatedFWState
 from fwmrl.memory.lstm import LSTMCore, LSTMState
@@ -18,6 +18,7 @@ from fwmrl.memory.registry import (
 __all__ = [
     "NO_CORE",
     "CoreConfigError",
+    "CoreOutput",
     "CoreState",
     "FWMCore",
     "FWMState",

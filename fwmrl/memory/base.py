@@ -4,13 +4,18 @@ A core maps an input sequence ``x[T, B, F]`` to an output sequence ``y[T, B, D]`
 recurrent :class:`CoreState`. Episode starts are passed as ``resets[T, B]``: the state of sequence ``b``
 is replaced by the core's initial state *before* step ``t`` is processed, so callers never touch the
 state's internals and a core may learn its initial state.
+
+A core's :meth:`MemoryCore.forward` returns a :class:`CoreOutput`: the outputs, the state after the
+last step and the core's auxiliary loss of that window (MNM's meta loss; ``None`` for cores without
+one), which a trainer adds to its task loss. :meth:`MemoryCore.step`, the acting path, returns only
+the output and the state.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator, Sequence
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -107,11 +112,32 @@ class CoreState:
         return cls(**data)
 
 
+class CoreOutput(NamedTuple):
+    """What :meth:`MemoryCore.forward` returns: ``y, state, aux_loss = core(x, state, resets)``.
+
+    Attributes
+    ----------
+    output:
+        Outputs ``[T, B, D]``.
+    state:
+        The state after the last step.
+    aux_loss:
+        The core's auxiliary loss per step and sequence ``[T, B]`` (MNM's weighted meta loss), to add
+        to the task loss (``aux_loss.mean()``, or masked to the valid steps), or ``None`` for cores
+        without one. It is part of the autograd graph of ``output``.
+    """
+
+    output: Tensor
+    state: CoreState
+    aux_loss: Tensor | None
+
+
 class MemoryCore(nn.Module):
     """Base class of all memory cores.
 
-    Subclasses implement :meth:`initial_state` and either :meth:`_step` (one time step, no resets:
-    the default :meth:`forward` loops over time and applies resets) or a faster :meth:`forward`.
+    Subclasses implement :meth:`initial_state` and either :meth:`_step` (one time step, no resets,
+    with its auxiliary loss: the default :meth:`forward` loops over time and applies resets) or a
+    faster :meth:`forward` that returns a :class:`CoreOutput`.
 
     Attributes
     ----------
@@ -119,11 +145,6 @@ class MemoryCore(nn.Module):
         Features per input step ``F``.
     output_size:
         Features per output step ``D``.
-    aux_loss:
-        Loss of the last :meth:`forward` call that a trainer must add to its task loss (MNM's meta
-        loss), or ``None`` for cores without one.
-    aux_loss_per_step:
-        The same per step and sequence, ``[T, B]`` (for trainers that mask steps), or ``None``.
     recompute_chunk:
         ``None``: autograd keeps every step's state. An int ``k``: cores that step with
         :meth:`_step` keep the state only every ``k`` steps and recompute the steps in between
@@ -141,8 +162,6 @@ class MemoryCore(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.aux_loss: Tensor | None = None
-        self.aux_loss_per_step: Tensor | None = None
         self.recompute_chunk: int | None = None
 
     # ------------------------------------------------------------------ state
@@ -171,7 +190,7 @@ class MemoryCore(nn.Module):
     # ------------------------------------------------------------ computation
     def forward(
         self, x: Tensor, state: CoreState | None = None, resets: Tensor | None = None
-    ) -> tuple[Tensor, CoreState]:
+    ) -> CoreOutput:
         """Run the core over a sequence.
 
         Parameters
@@ -186,18 +205,15 @@ class MemoryCore(nn.Module):
 
         Returns
         -------
-        y, state:
-            Outputs ``[T, B, D]`` and the state after the last step.
+        CoreOutput
+            ``(output, state, aux_loss)``: outputs ``[T, B, D]``, the state after the last step,
+            and the auxiliary loss ``[T, B]`` of the window (``None`` for cores without one).
         """
         x, state, resets = self._check_inputs(x, state, resets)
         chunk = self.recompute_chunk
         if chunk is None or not torch.is_grad_enabled():
-            y, state, aux = self._scan(x, state, resets)
-        else:
-            y, state, aux = self._scan_with_recomputation(x, state, resets, chunk)
-        self.aux_loss_per_step = aux
-        self.aux_loss = None if aux is None else aux.mean()
-        return y, state
+            return CoreOutput(*self._scan(x, state, resets))
+        return CoreOutput(*self._scan_with_recomputation(x, state, resets, chunk))
 
     def _scan(
         self, x: Tensor, state: CoreState, resets: Tensor | None
@@ -249,12 +265,13 @@ class MemoryCore(nn.Module):
     def step(
         self, x: Tensor, state: CoreState | None = None, reset: Tensor | None = None
     ) -> tuple[Tensor, CoreState]:
-        """One time step: ``x[B, F]`` → ``y[B, D]``; identical to :meth:`forward` with ``T = 1``."""
+        """One time step for acting: ``x[B, F]`` → ``(y[B, D], state)``, the output and state of
+        :meth:`forward` with ``T = 1`` (its auxiliary loss, a training term, is not returned)."""
         if x.dim() != 2:
             raise ValueError(
                 f"{type(self).__name__}.step: x must be [B, F], got shape {tuple(x.shape)}"
             )
-        y, state = self.forward(
+        y, state, _ = self.forward(
             x.unsqueeze(0), state, None if reset is None else reset.unsqueeze(0)
         )
         return y.squeeze(0), state

@@ -16,7 +16,13 @@ import torch
 from torch import Tensor, nn
 from typing_extensions import override
 
-from fwmrl.memory.base import CoreState, MemoryCore, check_choice, check_positive_int
+from fwmrl.memory.base import (
+    CoreOutput,
+    CoreState,
+    MemoryCore,
+    check_choice,
+    check_positive_int,
+)
 from fwmrl.memory.fwm_scan import FWM_SCANS, FWMScanOptions, LowRankMemory, lowrank_scan
 from fwmrl.memory.lstm import run_lstm_with_resets
 
@@ -235,12 +241,11 @@ class FWMCore(MemoryCore):
         x: Tensor,
         state: FWMState | FWMLowRankState | None = None,
         resets: Tensor | None = None,
-    ) -> tuple[Tensor, FWMState | FWMLowRankState]:
+    ) -> CoreOutput:
         x, state, resets = self._check_inputs(x, state, resets)
         z, h, c, write, read = self._controller(x, state, resets)
         n, memory = self._memory(write, read, state, resets)
-        self.aux_loss = self.aux_loss_per_step = None
-        return self._output(n, z), self._new_state(h, c, memory)
+        return CoreOutput(self._output(n, z), self._new_state(h, c, memory), None)
 
     def _controller(
         self, x: Tensor, state: FWMState | FWMLowRankState, resets: Tensor | None
@@ -370,7 +375,7 @@ def run_jointly(
     inputs: Sequence[Tensor],
     states: Sequence[FWMState | FWMLowRankState | None],
     resets: Tensor | None = None,
-) -> list[tuple[Tensor, FWMState | FWMLowRankState]]:
+) -> list[CoreOutput]:
     """``[core(x, state, resets) for core, x, state in zip(cores, inputs, states)]`` with one
     fast-weight scan for all of them.
 
@@ -410,6 +415,7 @@ def run_jointly(
         pieces = list(memory.split(batches))
     for core, item, part_n, part_memory in zip(cores, controlled, parts_n, pieces, strict=True):
         _, z, h, c, _, _ = item
-        core.aux_loss = core.aux_loss_per_step = None
-        outputs.append((core._output(part_n, z), core._new_state(h, c, part_memory)))
+        outputs.append(
+            CoreOutput(core._output(part_n, z), core._new_state(h, c, part_memory), None)
+        )
     return outputs

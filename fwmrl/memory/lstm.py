@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 from typing_extensions import override
 
-from fwmrl.memory.base import CoreState, MemoryCore, check_positive_int
+from fwmrl.memory.base import CoreOutput, CoreState, MemoryCore, check_positive_int
 
 
 @dataclasses.dataclass
@@ -152,8 +152,7 @@ class LSTMCore(MemoryCore):
     @override
     def forward(
         self, x: Tensor, state: LSTMState | None = None, resets: Tensor | None = None
-    ) -> tuple[Tensor, LSTMState]:
+    ) -> CoreOutput:
         x, state, resets = self._check_inputs(x, state, resets)
         y, h, c = run_lstm_with_resets(self.lstm, x, state.h, state.c, resets)
-        self.aux_loss = self.aux_loss_per_step = None
-        return y, LSTMState(h=h, c=c)
+        return CoreOutput(y, LSTMState(h=h, c=c), None)

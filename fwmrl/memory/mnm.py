@@ -159,7 +159,7 @@ class MNMCore(MemoryCore):
         True (default): the initial memory weights φ0 are learned parameters. False: fixed random
         weights, kept as a buffer (so they are still saved in ``state_dict``).
     meta_loss_weight:
-        Weight of the meta loss in :attr:`aux_loss` and :attr:`meta_loss_per_step` (≥ 0).
+        Weight of the meta loss in the auxiliary loss that :meth:`forward` returns (≥ 0).
     recompute_chunk:
         ``None``: no recomputation. ``k``: keep the state every ``k`` steps and recompute in
         between during backward (same gradients, less memory, more time).
@@ -175,12 +175,12 @@ class MNMCore(MemoryCore):
     rule:
         The write rule, a class attribute: ``"gradient"`` (:class:`MNMGCore`, MNM-g) or
         ``"perceptron"`` (:class:`MNMPCore`, MNM-p).
-    aux_loss:
-        After :meth:`forward`: ``meta_loss_weight · mean_{t,b} L^meta_t[b]``, to add to the task
-        loss.
-    meta_loss_per_step:
-        After :meth:`forward`: ``[T, B]`` weighted per-sample meta losses (for trainers that mask
-        steps); ``aux_loss == meta_loss_per_step.mean()``.
+
+    Notes
+    -----
+    :meth:`forward` returns the weighted meta losses ``meta_loss_weight · L^meta_t[b]`` as the
+    auxiliary loss of its :class:`~fwmrl.memory.base.CoreOutput` (``[T, B]``); a trainer adds their
+    mean (or their mean over the valid steps) to the task loss.
     """
 
     rule: ClassVar[str]
@@ -275,11 +275,6 @@ class MNMCore(MemoryCore):
         )
 
     # ------------------------------------------------------------ computation
-    @property
-    def meta_loss_per_step(self) -> Tensor | None:
-        """After :meth:`forward`: ``[T, B]`` weighted per-sample meta losses."""
-        return self.aux_loss_per_step
-
     def _write_grads(
         self, weights: Weights, keys: Tensor, values: Tensor, acts: tuple[Tensor, Tensor, Tensor]
     ) -> Weights:

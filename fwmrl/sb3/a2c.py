@@ -135,10 +135,9 @@ class RecurrentA2C(MemoryAlgorithmMixin, OnPolicyAlgorithm):
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
         for batch in self.rollout_buffer.get(batch_size=None):
-            values, log_prob, entropy = self.policy.evaluate_sequences(
+            values, log_prob, entropy, aux = self.policy.evaluate_sequences(
                 batch.observations, batch.actions, batch.states, batch.episode_starts
             )
-            aux = self._auxiliary_loss()
             advantages = batch.advantages
             if self.normalize_advantage and advantages.numel() > 1:
                 advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)

@@ -21,8 +21,9 @@ class MemoryAlgorithmMixin:
     """Mixin for SB3 on-policy algorithms that train a :class:`MemoryPolicy`.
 
     Provides :meth:`collect_rollouts` (states carried across steps and rollouts, reset by the cores
-    at episode starts), :meth:`_setup_memory` (buffer class check and fresh states) and the
-    :meth:`_auxiliary_loss` hook that adds the cores' auxiliary losses (MNM's meta loss).
+    at episode starts) and :meth:`_setup_memory` (buffer class check and fresh states). The cores'
+    auxiliary loss (MNM's meta loss) comes with each training pass, from
+    :meth:`MemoryPolicy.evaluate_sequences`.
     """
 
     # Attributes provided by OnPolicyAlgorithm.
@@ -59,11 +60,6 @@ class MemoryAlgorithmMixin:
                 f"'MemoryPolicy', 'MultiInputMemoryPolicy'), got {type(self.policy).__name__}"
             )
         self._last_states = self.policy.initial_state(self.n_envs)
-
-    def _auxiliary_loss(self) -> th.Tensor | None:
-        """Extra loss added to the objective after each forward pass (hook; default: the cores'
-        auxiliary losses, e.g. MNM's meta loss, already weighted by the core)."""
-        return self.policy.aux_loss
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "_last_states"]  # type: ignore[misc]

@@ -40,7 +40,7 @@ from stable_baselines3.common.torch_layers import (
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
-from fwmrl.memory import CoreState, MemoryCore, available_cores, make_core
+from fwmrl.memory import CoreOutput, CoreState, MemoryCore, available_cores, make_core
 from fwmrl.memory.fwm import can_run_jointly, run_jointly
 from fwmrl.threads import apply_default_threads
 
@@ -334,14 +334,6 @@ class MemoryPolicy(ActorCriticPolicy):
             found = self._dtype_parameter = (next(self.memory_actor.parameters()),)
         return found[0].dtype
 
-    @property
-    def aux_loss(self) -> th.Tensor | None:
-        """Sum of the cores' auxiliary losses of the last forward pass (MNM meta loss) or ``None``."""
-        losses = [core.aux_loss for core in self.cores() if core.aux_loss is not None]
-        if not losses:
-            return None
-        return th.stack(losses).sum() if len(losses) > 1 else losses[0]
-
     # ------------------------------------------------------------ computation
     def _extract(self, obs: PyTorchObs, critic: bool) -> th.Tensor:
         """Features for one head only (the actor's, or the critic's with ``critic=True``)."""
@@ -359,11 +351,12 @@ class MemoryPolicy(ActorCriticPolicy):
 
     def _run_core(
         self, core: MemoryCore, features: th.Tensor, state: CoreState, resets: th.Tensor, n_seq: int
-    ) -> tuple[th.Tensor, CoreState]:
-        """``core`` over ``T * n_seq`` time-major flattened features: outputs ``[T * n_seq, D]``."""
+    ) -> CoreOutput:
+        """``core`` over ``T * n_seq`` time-major flattened features: outputs ``[T * n_seq, D]``,
+        the state after the last step and the core's auxiliary loss ``[T, n_seq]`` (or ``None``)."""
         length = features.shape[0] // n_seq
-        y, state = core(features.reshape(length, n_seq, -1), state, resets)
-        return y.reshape(length * n_seq, -1), state
+        y, state, aux = core(features.reshape(length, n_seq, -1), state, resets)
+        return CoreOutput(y.reshape(length * n_seq, -1), state, aux)
 
     def _resets(
         self, episode_starts: th.Tensor | None, n_seq: int, device: th.device
@@ -385,30 +378,33 @@ class MemoryPolicy(ActorCriticPolicy):
         states: MemoryStates,
         episode_starts: th.Tensor | None,
         n_seq: int,
-    ) -> tuple[th.Tensor, th.Tensor, MemoryStates]:
+    ) -> tuple[th.Tensor, th.Tensor, MemoryStates, th.Tensor | None]:
         """Run extractor, cores and MLP over ``T * n_seq`` time-major flattened observations.
 
-        Returns latents ``[T * n_seq, D_pi]``, ``[T * n_seq, D_vf]`` and the final states.
+        Returns latents ``[T * n_seq, D_pi]``, ``[T * n_seq, D_vf]``, the final states and the
+        cores' auxiliary loss (:func:`_aux_loss`).
         """
         self._check_batch(states, n_seq)
         pi_features, vf_features = self._features(obs)
         resets = self._resets(episode_starts, n_seq, pi_features.device)
         if self.memory_critic is not None and self._scan_jointly(states):
             length = pi_features.shape[0] // n_seq
-            (y_pi, pi_state), (y_vf, vf_state) = run_jointly(
+            (y_pi, pi_state, _), (y_vf, vf_state, _) = run_jointly(
                 [self.memory_actor, self.memory_critic],  # type: ignore[list-item]
                 [f.reshape(length, n_seq, -1) for f in (pi_features, vf_features)],
                 [states.pi, states.vf],  # type: ignore[list-item]
                 resets,
-            )
+            )  # (FWM cores: no auxiliary loss)
             latent_pi = self.mlp_extractor.forward_actor(y_pi.reshape(length * n_seq, -1))
             latent_vf = self.mlp_extractor.forward_critic(y_vf.reshape(length * n_seq, -1))
-            return latent_pi, latent_vf, MemoryStates(pi_state, vf_state)
-        y_pi, pi_state = self._run_core(self.memory_actor, pi_features, states.pi, resets, n_seq)
-        vf_state = None
+            return latent_pi, latent_vf, MemoryStates(pi_state, vf_state), None
+        y_pi, pi_state, pi_aux = self._run_core(
+            self.memory_actor, pi_features, states.pi, resets, n_seq
+        )
+        vf_state = vf_aux = None
         if self.memory_critic is not None:
             assert states.vf is not None, "MemoryStates.vf missing for a separate critic memory"
-            y_vf, vf_state = self._run_core(
+            y_vf, vf_state, vf_aux = self._run_core(
                 self.memory_critic, vf_features, states.vf, resets, n_seq
             )
         elif self.critic_projection is not None:
@@ -417,7 +413,7 @@ class MemoryPolicy(ActorCriticPolicy):
             y_vf = y_pi
         latent_pi = self.mlp_extractor.forward_actor(y_pi)
         latent_vf = self.mlp_extractor.forward_critic(y_vf)
-        return latent_pi, latent_vf, MemoryStates(pi_state, vf_state)
+        return latent_pi, latent_vf, MemoryStates(pi_state, vf_state), _aux_loss(pi_aux, vf_aux)
 
     def _scan_jointly(self, states: MemoryStates) -> bool:
         """Whether the actor's and the critic's memories run as one scan (two FWM cores of one
@@ -435,7 +431,7 @@ class MemoryPolicy(ActorCriticPolicy):
         self._check_batch(state, n_seq)
         features = self._extract(obs, critic=False)
         resets = self._resets(episode_starts, n_seq, features.device)
-        y_pi, state = self._run_core(self.memory_actor, features, state, resets, n_seq)
+        y_pi, state, _ = self._run_core(self.memory_actor, features, state, resets, n_seq)
         return self.mlp_extractor.forward_actor(y_pi), state
 
     def _critic_latent(
@@ -449,9 +445,9 @@ class MemoryPolicy(ActorCriticPolicy):
         resets = self._resets(episode_starts, n_seq, features.device)
         if self.memory_critic is not None:
             assert states.vf is not None, "MemoryStates.vf missing for a separate critic memory"
-            y_vf, _ = self._run_core(self.memory_critic, features, states.vf, resets, n_seq)
+            y_vf = self._run_core(self.memory_critic, features, states.vf, resets, n_seq).output
         else:
-            y_vf, _ = self._run_core(self.memory_actor, features, states.pi, resets, n_seq)
+            y_vf = self._run_core(self.memory_actor, features, states.pi, resets, n_seq).output
         return self.mlp_extractor.forward_critic(y_vf)
 
     def forward(  # type: ignore[override]
@@ -482,7 +478,9 @@ class MemoryPolicy(ActorCriticPolicy):
             ``[n_envs]`` and the states after the step.
         """
         n_envs = states.batch_size
-        latent_pi, latent_vf, states = self._sequence_latents(obs, states, episode_starts, n_envs)
+        latent_pi, latent_vf, states, _ = self._sequence_latents(
+            obs, states, episode_starts, n_envs
+        )
         values = self.value_net(latent_vf)
         actions, log_prob = self._sample(latent_pi, deterministic)
         return actions.reshape((-1, *self.action_space.shape)), values, log_prob, states
@@ -531,8 +529,9 @@ class MemoryPolicy(ActorCriticPolicy):
         actions: th.Tensor,
         states: MemoryStates,
         episode_starts: th.Tensor,
-    ) -> tuple[th.Tensor, th.Tensor, th.Tensor | None]:
-        """Values, log-probabilities and entropies of stored actions along sequences.
+    ) -> tuple[th.Tensor, th.Tensor, th.Tensor | None, th.Tensor | None]:
+        """Values, log-probabilities and entropies of stored actions along sequences, and the
+        cores' auxiliary loss of the pass.
 
         Parameters
         ----------
@@ -547,13 +546,17 @@ class MemoryPolicy(ActorCriticPolicy):
 
         Returns
         -------
-        values, log_prob, entropy:
-            ``[T, S]`` each (``entropy`` is ``None`` for distributions without a closed form). The
-            cores' auxiliary loss of this pass is in :attr:`aux_loss`.
+        values, log_prob, entropy, aux_loss:
+            ``[T, S]`` each (``entropy`` is ``None`` for distributions without a closed form);
+            ``aux_loss`` is the scalar to add to the loss: the sum over the cores of the mean of
+            their auxiliary losses (MNM's meta loss, already weighted by the core), or ``None``
+            when no core has one.
         """
         length, n_seq = episode_starts.shape
         flat_obs = _flatten_time(obs)
-        latent_pi, latent_vf, _ = self._sequence_latents(flat_obs, states, episode_starts, n_seq)
+        latent_pi, latent_vf, _, aux_loss = self._sequence_latents(
+            flat_obs, states, episode_starts, n_seq
+        )
         distribution = self._get_action_dist_from_latent(latent_pi)
         flat_actions = actions.reshape(length * n_seq, *actions.shape[2:])
         if isinstance(self.action_space, spaces.Discrete):
@@ -563,7 +566,7 @@ class MemoryPolicy(ActorCriticPolicy):
         entropy = distribution.entropy()
         if entropy is not None:
             entropy = entropy.reshape(length, n_seq)
-        return values, log_prob, entropy
+        return values, log_prob, entropy, aux_loss
 
     def evaluate_actions(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         """Not available without sequence information: use :meth:`evaluate_sequences`."""
@@ -683,6 +686,15 @@ class MultiInputMemoryPolicy(MemoryPolicy):
             features_extractor_class=features_extractor_class,
             **kwargs,
         )
+
+
+def _aux_loss(*per_step: th.Tensor | None) -> th.Tensor | None:
+    """The scalar auxiliary loss of a pass: the sum over the cores of the mean of their per-step
+    auxiliary losses (the ``None`` of cores without one left out), or ``None``."""
+    losses = [aux.mean() for aux in per_step if aux is not None]
+    if not losses:
+        return None
+    return th.stack(losses).sum() if len(losses) > 1 else losses[0]
 
 
 def _flatten_time(obs: PyTorchObs) -> PyTorchObs:

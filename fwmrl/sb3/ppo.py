@@ -220,10 +220,9 @@ class MemoryRecurrentPPO(MemoryAlgorithmMixin, RecurrentPPO):
         for epoch in range(self.n_epochs):
             approx_kl_divs = []
             for batch in self.rollout_buffer.get(self.batch_size):
-                values, log_prob, entropy = self.policy.evaluate_sequences(
+                values, log_prob, entropy, aux = self.policy.evaluate_sequences(
                     batch.observations, batch.actions, batch.states, batch.episode_starts
                 )
-                aux = self._auxiliary_loss()
                 advantages = batch.advantages
                 if self.normalize_advantage and advantages.numel() > 1:
                     advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)

@@ -85,21 +85,18 @@ class SequenceModel(nn.Module):
 
     def forward(
         self, tokens: Tensor, state: CoreState | None = None, resets: Tensor | None = None
-    ) -> tuple[Tensor, CoreState]:
-        """``tokens [T, B]`` → ``logits [T, B, V]`` and the core state after the last step."""
+    ) -> tuple[Tensor, CoreState, Tensor | None]:
+        """``tokens [T, B]`` → ``logits [T, B, V]``, the core state after the last step and the
+        core's auxiliary loss ``[T, B]`` of the window (MNM's meta loss; ``None`` for cores
+        without one, see :class:`~fwmrl.memory.base.CoreOutput`)."""
         x = self._embed(tokens)
         if self.training and self.dropout_input > 0:
             x = self._locked(x, self.dropout_input)
         with parametrize.cached():  # one weight-drop mask for the whole window
-            y, state = self.core(x, state, resets)
+            y, state, aux_loss = self.core(x, state, resets)
         if self.training and self.dropout_output > 0:
             y = self._locked(y, self.dropout_output)
-        return self.out(y), state
-
-    @property
-    def aux_loss_per_step(self) -> Tensor | None:
-        """The core's auxiliary loss of the last forward (MNM's meta loss), ``[T, B]``."""
-        return self.core.aux_loss_per_step
+        return self.out(y), state, aux_loss
 
 
 class WeightDrop(nn.Module):

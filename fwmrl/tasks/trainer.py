@@ -269,7 +269,7 @@ def _state_only_parameters(model: SequenceModel, device: torch.device) -> bool:
     model.eval()  # no dropout: no random numbers drawn
     try:
         state = model.initial_state(1, device).detach()
-        logits, _ = model(torch.zeros(1, 1, dtype=torch.long, device=device), state)
+        logits, _, _ = model(torch.zeros(1, 1, dtype=torch.long, device=device), state)
         logits.sum().backward()
         return any(p.grad is None for p in model.parameters() if p.requires_grad)
     finally:
@@ -412,7 +412,7 @@ class SupervisedTrainer:
                 self.batches = self._train_batches(self.epoch)
         window = self.batches.window(self.position, seq_len)
         self.ddp.train()
-        logits, state = self.ddp(window.inputs, self.state)
+        logits, state, aux = self.ddp(window.inputs, self.state)
         nll = torch.nn.functional.cross_entropy(
             logits.flatten(0, 1), window.targets.flatten(), reduction="none"
         ).view(window.targets.shape)
@@ -422,7 +422,6 @@ class SupervisedTrainer:
         if self.world > 1:  # normalise by the global counts: DDP's mean of the ranks' gradients
             n_loss, n_valid = distributed.all_reduce_sum(torch.stack([n_loss, n_valid]))
         task_loss = (nll * mask).sum() / n_loss.clamp_min(1.0)
-        aux = self.model.aux_loss_per_step
         aux_loss = (aux * valid).sum() / n_valid.clamp_min(1.0) if aux is not None else None
         if self.world > 1:  # then is the gradient of the global-batch loss
             task_loss = task_loss * self.world
@@ -489,7 +488,7 @@ class SupervisedTrainer:
             if max_windows is not None and i >= max_windows:
                 break
             window = batches.window(start, seq_len)
-            logits, state = self.model(window.inputs, state)
+            logits, state, _ = self.model(window.inputs, state)
             sums.add(logits, window)
         return name_metrics(
             self.data.kind,

@@ -89,17 +89,17 @@ def test_recorded_steps_give_the_window_outputs_and_gradients(
         out = (params * weights[..., :-1]).sum() + (values * weights[..., -1]).sum()
         return out if aux is None else out + (aux * weights[..., -1]).sum()
 
-    params, values, _ = policy.forward_flat(obs, state, resets)
-    loss(params, values, policy.aux_loss_per_step).backward()
+    params, values, _, window_aux = policy.forward_flat(obs, state, resets)
+    loss(params, values, window_aux).backward()
     window = [p.grad.clone() for p in policy.parameters()]
     policy.zero_grad()
     step_params, step_values, step_aux, current = [], [], [], state
     for t in range(steps):
-        p, v, current = policy.step_flat(obs[t], current, resets[t])
-        step_params.append(p)
-        step_values.append(v)
-        if policy.aux_loss_per_step is not None:
-            step_aux.append(policy.aux_loss_per_step.squeeze(0))
+        p, v, current, aux_t = policy.forward_flat(obs[t : t + 1], current, resets[t : t + 1])
+        step_params.append(p.squeeze(0))
+        step_values.append(v.squeeze(0))
+        if aux_t is not None:
+            step_aux.append(aux_t.squeeze(0))
     stepped = torch.stack(step_params), torch.stack(step_values)
     aux = torch.stack(step_aux) if step_aux else None
     tol = TOLERANCE[dtype]

@@ -108,7 +108,7 @@ def test_every_core_trains_on_every_space(action: str, core: str, algo: str) -> 
     if algo == "ppo":  # the first epoch starts at ratio 1: the stored log-probs are recomputed
         assert rollout.log_probs is not None and rollout.log_probs.shape == (4, 3)
         with torch.no_grad():
-            params, _, _ = agent.policy.forward_flat(
+            params, _, _, _ = agent.policy.forward_flat(
                 rollout.obs, rollout.initial_state, rollout.starts
             )
             log_probs = dist.log_prob(params, rollout.actions, agent.policy.log_std)

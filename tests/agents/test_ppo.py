@@ -87,7 +87,7 @@ def test_states_are_recomputed_from_the_stored_start_states(core: str) -> None:
     assert not rollout.starts[0].all()  # some envs are mid-episode at step 0
     envs = torch.tensor([3, 1])
     with torch.no_grad():
-        params, values, _ = agent.policy.forward_flat(
+        params, values, _, _ = agent.policy.forward_flat(
             rollout.obs[:, envs], rollout.initial_state[envs], rollout.starts[:, envs]
         )
     dist = agent.policy.action_dist

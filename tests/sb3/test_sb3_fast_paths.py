@@ -42,7 +42,8 @@ def test_joint_actor_critic_scan_equals_separate_cores_with_gradients() -> None:
     results = []
     for joint in (True, False):
         policy._joint_cores = joint
-        values, log_prob, entropy = policy.evaluate_sequences(obs, actions, states, starts)
+        values, log_prob, entropy, aux = policy.evaluate_sequences(obs, actions, states, starts)
+        assert aux is None  # FWM cores have no auxiliary loss
         loss = values.square().sum() + log_prob.sum() + entropy.sum()
         grads = th.autograd.grad(loss, [p for p in policy.parameters() if p.requires_grad])
         results.append((values, log_prob, entropy, *grads))

@@ -71,9 +71,11 @@ def test_sequences_recompute_the_rollout(core: str) -> None:
         assert buffer.episode_starts[1:].any(), "the test needs episode starts inside the rollout"
         with th.no_grad():
             for batch in buffer.get(batch_size=None):
-                values, log_prob, _ = model.policy.evaluate_sequences(
+                values, log_prob, _, aux = model.policy.evaluate_sequences(
                     batch.observations, batch.actions, batch.states, batch.episode_starts
                 )
+                # the pass returns its cores' auxiliary loss: MNM's meta loss, a positive scalar
+                assert (aux is not None and aux.shape == () and aux > 0) == core.startswith("mnm")
                 # float32: the sequence pass and the step-by-step rollout sum in different
                 # orders (gated FW differs by ~1e-5); a wrong stored state is off by ~1e-1.
                 np.testing.assert_allclose(values, batch.old_values, rtol=1e-4, atol=1e-4)

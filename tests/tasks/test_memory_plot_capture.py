@@ -57,7 +57,7 @@ def test_fwm_write_trace_is_what_the_first_write_puts_into_f() -> None:
     x = torch.randn(1, 1, 3)
     keys, values = capture_core_writes(core, lambda: core(x))
     with torch.no_grad():
-        _, state = core(x)
+        _, state, _ = core(x)
     dense = state.to_dense() if hasattr(state, "to_dense") else state
     written = dense.F.reshape(m * m, m)
     expected = keys[0][:, None] * values[0][None, :]

@@ -28,15 +28,15 @@ def test_weight_drop_masks_recurrent_weights_in_training_only(core, kwargs, wrap
     assert any(name.startswith(wrapped) for name, _ in model.named_parameters())
     tokens = torch.randint(0, 11, (7, 3))
     model.train()
-    a, _ = model(tokens)
-    b, _ = model(tokens)
+    a, _, _ = model(tokens)
+    b, _, _ = model(tokens)
     assert not torch.allclose(a, b)  # a fresh mask per window
     a.square().mean().backward()
     original = next(p for name, p in model.named_parameters() if name.startswith(wrapped))
     assert original.grad is not None and original.grad.abs().sum() > 0
     model.eval()
-    c, _ = model(tokens)
-    d, _ = model(tokens)
+    c, _, _ = model(tokens)
+    d, _, _ = model(tokens)
     torch.testing.assert_close(c, d)  # no dropout in evaluation
 
 
