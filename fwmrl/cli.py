@@ -173,8 +173,14 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _eval_rl(args: argparse.Namespace, config) -> int:  # noqa: ANN001
-    from fwmrl.agents.evaluation import evaluate, record_gif, reference_returns
-    from fwmrl.agents.job import load_policy
+    from fwmrl.agents.evaluation import record_gif
+    from fwmrl.agents.job import (
+        eval_env_kwargs,
+        evaluate_from_config,
+        load_policy,
+        references_from_config,
+        run_references,
+    )
 
     if args.checkpoint != "last":
         raise RunError(
@@ -182,18 +188,17 @@ def _eval_rl(args: argparse.Namespace, config) -> int:  # noqa: ANN001
             "best.pt is written by the supervised/LM trainers"
         )
     policy = load_policy(args.run_dir, config)
-    result = evaluate(
+    result = evaluate_from_config(
         policy, config, args.episodes, seed=args.seed, deterministic=args.deterministic
     )
     if config.env.eval_kwargs:  # a different eval env: its own references, the run's recipe
-        refs = reference_returns(config, episodes=100, seed=config.train.seed, eval_env=True)
+        refs = references_from_config(config, episodes=100, seed=config.train.seed, eval_env=True)
     else:  # the numbers of the run's curves (references.json)
-        from fwmrl.agents.evaluation import run_references
-
         refs = run_references(args.run_dir, config)
     result["references"] = refs
     if args.gif:
-        result["gif_frames"] = record_gif(policy, config, args.gif, seed=args.seed)
+        kwargs = eval_env_kwargs(config)
+        result["gif_frames"] = record_gif(policy, config.env.id, args.gif, kwargs, seed=args.seed)
         result["gif"] = args.gif
     print(json.dumps(result, indent=2))
     return 0
@@ -238,7 +243,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
     configs = [load_run_config(run_dir) for run_dir in args.run_dirs]  # clear errors first
     if not args.no_references:  # the plot only reads them: compute what is missing here
-        from fwmrl.agents.evaluation import run_references
+        from fwmrl.agents.job import run_references
 
         for run_dir, config in zip(args.run_dirs, configs, strict=True):
             if config.task.kind == "rl":

@@ -18,8 +18,8 @@ import time
 
 import torch
 
-from fwmrl.agents.evaluation import evaluate
 from fwmrl.agents.job import build_agent
+from fwmrl.agents.job import evaluate_from_config as evaluate
 from fwmrl.config import load_config
 
 

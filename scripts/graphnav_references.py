@@ -122,7 +122,7 @@ def play(policy_class: type[Random], paper_rules: bool, episodes: int, seed: int
 
 def ablate_read(run_dir: str) -> None:
     """A run's checkpoint on the test graphs, as trained and with its FWM read removed."""
-    from fwmrl.agents.evaluation import evaluate
+    from fwmrl.agents.job import evaluate_from_config as evaluate
     from fwmrl.agents.job import load_policy
     from fwmrl.rundir import load_run_config
 

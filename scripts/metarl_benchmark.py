@@ -28,8 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fwmrl.agents.evaluation import make_eval_env
-from fwmrl.agents.job import build_agent
+from fwmrl.agents.job import build_agent, make_eval_env
 from fwmrl.agents.trial_eval import evaluate_trials
 from fwmrl.config import load_config
 

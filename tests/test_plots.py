@@ -97,7 +97,7 @@ def test_eval_gif_is_large_and_captioned(tmp_path: Path) -> None:
     config = load_config(ROOT / "configs/gridworld_fwm.yaml", ["env.kwargs={max_steps: 5}"])
     env = gym.make(config.env.id, **config.env.kwargs)
     policy = MemoryActorCritic(env.observation_space, env.action_space, core="lstm")
-    frames = record_gif(policy, config, tmp_path / "e.gif")
+    frames = record_gif(policy, config.env.id, tmp_path / "e.gif", config.env.kwargs)
     image = Image.open(tmp_path / "e.gif")
     assert frames == 6 and image.n_frames == 6
     assert image.height > GIF_MIN_HEIGHT  # the maze scaled up, plus the caption band

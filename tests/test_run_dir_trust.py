@@ -475,6 +475,7 @@ def test_evaluation_and_references_cap_endless_episodes():
     import gymnasium as gym
 
     from fwmrl.agents.evaluation import evaluate, reference_returns
+    from fwmrl.agents.job import evaluate_from_config, references_from_config
 
     if "FwmrlTestEndless-v0" not in gym.registry:
         gym.register("FwmrlTestEndless-v0", entry_point=_endless_env)
@@ -483,9 +484,17 @@ def test_evaluation_and_references_cap_endless_episodes():
     agent = build_agent(config)
     try:
         with pytest.warns(RunNote, match="3 evaluation episode.* cut at 30 steps"):
-            result = evaluate(agent.policy, config, episodes=3)
+            result = evaluate_from_config(agent.policy, config, episodes=3)
         assert result["length_mean"] == 30 and result["return_mean"] == 30
         with pytest.warns(RunNote, match="2 reference episode.* cut at 30 steps"):
-            assert reference_returns(config, episodes=2) == {"random": 30.0}
+            assert references_from_config(config, episodes=2) == {"random": 30.0}
+        # the plain-value functions the config layer calls: the cap is theirs
+        with pytest.warns(RunNote, match="2 evaluation episode.* cut at 7 steps"):
+            plain = evaluate(agent.policy, "FwmrlTestEndless-v0", episodes=2, max_steps=7)
+        assert plain["length_mean"] == 7
+        with pytest.warns(RunNote, match="1 reference episode.* cut at 9 steps"):
+            assert reference_returns("FwmrlTestEndless-v0", episodes=1, max_steps=9) == {
+                "random": 9.0
+            }
     finally:
         agent.close()

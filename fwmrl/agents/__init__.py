@@ -1,7 +1,6 @@
 """Agents: the memory actor-critic policy and the A2C and PPO trainers."""
 
 from fwmrl.agents.a2c import A2C, NonFiniteLossError, Rollout, compute_advantages
-from fwmrl.agents.evaluation import make_eval_env
 from fwmrl.agents.policy import MemoryActorCritic, NoMemoryCore
 from fwmrl.agents.ppo import PPO
 
@@ -13,5 +12,4 @@ __all__ = [
     "PPO",
     "Rollout",
     "compute_advantages",
-    "make_eval_env",
 ]

@@ -1,44 +1,70 @@
-"""Evaluate a trained policy, record a GIF, and compute an env's reference returns."""
+"""Evaluate a trained policy, record a GIF, and compute an env's reference returns.
+
+The functions take plain values (an env id and its keyword arguments, counts, seeds) and objects (the
+policy); the config layer, :mod:`fwmrl.agents.job`, reads them from a run's config
+(:func:`~fwmrl.agents.job.evaluate_from_config`, :func:`~fwmrl.agents.job.references_from_config`,
+:func:`~fwmrl.agents.job.make_eval_env`, :func:`~fwmrl.agents.job.run_references`).
+"""
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 
 from fwmrl.agents.a2c import make_vector_env
 from fwmrl.agents.policy import MemoryActorCritic
-from fwmrl.config import Config
 from fwmrl.envs import make_env
 
-
-def make_eval_env(config: Config, num_envs: int, **extra: Any) -> gym.vector.VectorEnv:
-    """The evaluation vector env of a config: ``env.kwargs`` updated with ``env.eval_kwargs`` and
-    ``extra``, stepped as ``env.vectorization`` says (a bad id or argument: :class:`ConfigError`)."""
-    kwargs = {**config.env.kwargs, **config.env.eval_kwargs, **extra}
-    return make_vector_env(config.env.id, num_envs, kwargs, config.env.vectorization)
+MAX_EPISODE_STEPS = 10_000
+"""Default cap on an episode's steps (``algo.max_episode_steps``' default), so that an env without a
+time limit cannot loop forever."""
 
 
 @torch.no_grad()
 def evaluate(
     policy: MemoryActorCritic,
-    config: Config,
+    env_id: str,
+    env_kwargs: Mapping[str, Any] | None = None,
+    *,
+    vectorization: str = "auto",
     episodes: int = 32,
     seed: int = 12345,
     deterministic: bool = False,
     num_envs: int | None = None,
-    max_steps: int | None = None,
+    max_steps: int = MAX_EPISODE_STEPS,
 ) -> dict[str, float]:
-    """Mean return of ``episodes`` episodes on the eval env (``env.kwargs`` + ``env.eval_kwargs``).
+    """Mean return of ``episodes`` episodes of ``policy`` on the env ``env_id``.
 
     Each env runs exactly one episode per round; actions are sampled from the policy (or the argmax
     with ``deterministic=True``) with a generator seeded by ``seed``, so the result is reproducible.
-    An episode is cut after ``max_steps`` steps (default ``algo.max_episode_steps``, 10 000), so an
-    env without a time limit cannot loop forever; a warning says how many were cut.
+    An episode is cut after ``max_steps`` steps; a warning says how many were cut.
+
+    Parameters
+    ----------
+    policy
+        the policy (its ``initial_state``, ``step``, ``sample`` and ``action_dist``).
+    env_id
+        the env (a Gymnasium id, fwmrl's included), built with ``env_kwargs``.
+    env_kwargs
+        the env's keyword arguments (a run's ``env.kwargs`` updated with ``env.eval_kwargs``).
+    vectorization
+        how the envs are stepped (``env.vectorization``: ``auto``, ``native``, ``sync`` or
+        ``async``).
+    episodes
+        episodes to run.
+    seed
+        seed of the envs' resets (``seed + 7919 · round``) and of the action sampling.
+    deterministic
+        take the mode of the action distribution instead of sampling.
+    num_envs
+        envs stepped together (at most ``episodes``; ``None``: ``episodes``).
+    max_steps
+        steps after which an episode is cut.
 
     Returns
     -------
@@ -46,10 +72,9 @@ def evaluate(
     """
     device = next(policy.parameters()).device
     generator = torch.Generator().manual_seed(seed)
-    max_steps = max_steps or config.algo.max_episode_steps
     cut = 0
-    n = min(episodes, num_envs or config.env.num_envs, episodes)
-    env = make_eval_env(config, n)
+    n = min(episodes, num_envs or episodes)
+    env = make_vector_env(env_id, n, dict(env_kwargs or {}), vectorization)
     returns: list[float] = []
     lengths: list[int] = []
     round_index = 0
@@ -90,22 +115,46 @@ def evaluate(
 @torch.no_grad()
 def record_gif(
     policy: MemoryActorCritic,
-    config: Config,
+    env_id: str,
     path: str | Path,
+    env_kwargs: Mapping[str, Any] | None = None,
+    *,
     seed: int = 0,
     max_frames: int = 300,
     fps: int = 8,
 ) -> int:
-    """Run one eval episode with ``render_mode="rgb_array"`` and write it as a GIF; returns frames.
+    """Run one episode of ``env_id`` with ``render_mode="rgb_array"`` and write it as a GIF.
 
     Frames are scaled up (nearest neighbour) to at least :data:`GIF_MIN_HEIGHT` pixels and get a
     caption: the step, the action, the reward and the return so far, and what the colours mean
     (:data:`GIF_LEGENDS`, for fwmrl's envs).
+
+    Parameters
+    ----------
+    policy
+        the policy that acts (sampled actions).
+    env_id
+        the env, built with ``env_kwargs`` (FWM-Gridworld also draws its goal).
+    path
+        the GIF file to write.
+    env_kwargs
+        the env's keyword arguments (a run's eval env: ``env.kwargs`` + ``env.eval_kwargs``).
+    seed
+        seed of the env's reset and of the action sampling.
+    max_frames
+        frames at the most (the episode is cut there).
+    fps
+        frames per second of the GIF.
+
+    Returns
+    -------
+    int
+        the number of frames written.
     """
-    kwargs = {**config.env.kwargs, **config.env.eval_kwargs, "render_mode": "rgb_array"}
-    if config.env.id.startswith("FWM-Gridworld"):
+    kwargs = {**(env_kwargs or {}), "render_mode": "rgb_array"}
+    if env_id.startswith("FWM-Gridworld"):
         kwargs.setdefault("render_goal", True)
-    env = make_env(config.env.id, **kwargs)
+    env = make_env(env_id, **kwargs)
     device = next(policy.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     obs, _ = env.reset(seed=seed)
@@ -128,14 +177,14 @@ def record_gif(
                 break
     finally:
         env.close()
-    legend = next((text for key, text in GIF_LEGENDS.items() if config.env.id.startswith(key)), "")
+    legend = next((text for key, text in GIF_LEGENDS.items() if env_id.startswith(key)), "")
     images = [
         _annotated(np.asarray(f, dtype=np.uint8), caption, legend)
         for f, caption in zip(frames, captions, strict=True)
         if f is not None
     ]
     if not images:
-        raise ValueError(f"env {config.env.id} rendered no rgb_array frames")
+        raise ValueError(f"env {env_id} rendered no rgb_array frames")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
     return len(images)
@@ -173,58 +222,48 @@ def _warn_cut(count: int, max_steps: int, what: str) -> None:
 
     warnings.warn(
         f"{count} {what} episode(s) cut at {max_steps} steps (the env has no time limit of its own; "
-        "algo.max_episode_steps sets the cap)",
+        "max_steps, a run's algo.max_episode_steps, sets the cap)",
         RunNote,
         stacklevel=3,
     )
 
 
-def run_references(
-    run_dir: str | Path, config: Config | None = None, episodes: int = 100
-) -> dict[str, float]:
-    """The env's ``random`` (and, where it has one, ``oracle``) returns for a run: ``episodes``
-    episodes of the training env (``env.kwargs``) from seed ``train.seed``, cached in
-    ``<run>/references.json`` (:data:`fwmrl.plots.REFERENCES`), so that curves, ``eval.json`` and
-    ``fwmrl eval`` quote the same numbers."""
-    import json
-
-    from fwmrl.atomic import atomic_write_text
-    from fwmrl.plots import REFERENCES, read_references
-    from fwmrl.rundir import load_run_config
-
-    refs = read_references(run_dir)
-    if refs:
-        return refs
-    config = config or load_run_config(run_dir)
-    refs = reference_returns(config, episodes=episodes, seed=config.train.seed)
-    atomic_write_text(Path(run_dir) / REFERENCES, json.dumps(refs, indent=2) + "\n")
-    return refs
-
-
 def reference_returns(
-    config: Config,
+    env_id: str,
+    env_kwargs: Mapping[str, Any] | None = None,
+    *,
     episodes: int = 32,
     seed: int = 0,
-    eval_env: bool = False,
-    max_steps: int | None = None,
+    max_steps: int = MAX_EPISODE_STEPS,
 ) -> dict[str, float]:
-    """Reference returns of the env: ``random`` (uniform random policy, any env) and ``oracle``
+    """Reference returns of an env: ``random`` (uniform random policy, any env) and ``oracle``
     where the env has one (FWM-Gridworld-v0's shortest-path oracle, FWM-Recall-v0's oracle that
-    answers every step with its target). Episodes are cut after ``max_steps`` steps (default
-    ``algo.max_episode_steps``), as in :func:`evaluate`."""
-    kwargs: dict[str, Any] = dict(config.env.kwargs)
-    if eval_env:
-        kwargs.update(config.env.eval_kwargs)
-    if config.env.id.startswith("FWM-Gridworld"):
+    answers every step with its target).
+
+    Parameters
+    ----------
+    env_id
+        the env, built with ``env_kwargs``.
+    env_kwargs
+        the env's keyword arguments.
+    episodes
+        episodes to average over.
+    seed
+        seed of the first episode (episode ``e`` resets with ``seed + e``) and of the random
+        actions.
+    max_steps
+        steps after which an episode is cut, as in :func:`evaluate`.
+    """
+    kwargs: dict[str, Any] = dict(env_kwargs or {})
+    if env_id.startswith("FWM-Gridworld"):
         from fwmrl.envs.gridworld import reference_returns as gridworld_references
 
         return gridworld_references(seed, episodes, **kwargs)
-    if config.env.id.startswith("FWM-Recall"):
+    if env_id.startswith("FWM-Recall"):
         from fwmrl.envs.recall import reference_returns as recall_references
 
         return recall_references(seed, episodes, **kwargs)
-    max_steps = max_steps or config.algo.max_episode_steps
-    env = make_env(config.env.id, **kwargs)
+    env = make_env(env_id, **kwargs)
     env.action_space.seed(seed)
     total, cut = 0.0, 0
     try:

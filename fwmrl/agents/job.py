@@ -15,8 +15,8 @@ from typing import Any
 import gymnasium as gym
 
 from fwmrl import rundir
-from fwmrl.agents.a2c import A2C, build_policy
-from fwmrl.agents.evaluation import evaluate, make_eval_env, record_gif, run_references
+from fwmrl.agents.a2c import A2C, build_policy, make_vector_env
+from fwmrl.agents.evaluation import evaluate, record_gif, reference_returns
 from fwmrl.agents.policy import MemoryActorCritic
 from fwmrl.agents.ppo import PPO
 from fwmrl.config import Config
@@ -125,6 +125,78 @@ def policy_from_config(config: Config, env: gym.vector.VectorEnv | gym.Env) -> M
     """The :class:`MemoryActorCritic` that ``config.core`` and ``config.policy`` describe, for the
     spaces of ``env`` (:func:`fwmrl.agents.a2c.build_policy`)."""
     return build_policy(config.core.name, env, config.core.kwargs, config.policy.model_dump())
+
+
+def eval_env_kwargs(config: Config) -> dict[str, Any]:
+    """The eval env's keyword arguments: ``env.kwargs`` updated with ``env.eval_kwargs``."""
+    return {**config.env.kwargs, **config.env.eval_kwargs}
+
+
+def make_eval_env(config: Config, num_envs: int, **extra: Any) -> gym.vector.VectorEnv:
+    """The evaluation vector env of a config: :func:`eval_env_kwargs` updated with ``extra``,
+    stepped as ``env.vectorization`` says (a bad id or argument: :class:`ConfigError`)."""
+    kwargs = {**eval_env_kwargs(config), **extra}
+    return make_vector_env(config.env.id, num_envs, kwargs, config.env.vectorization)
+
+
+def evaluate_from_config(
+    policy: MemoryActorCritic,
+    config: Config,
+    episodes: int = 32,
+    seed: int = 12345,
+    deterministic: bool = False,
+) -> dict[str, float]:
+    """:func:`fwmrl.agents.evaluation.evaluate` on a config's eval env (:func:`eval_env_kwargs`,
+    ``env.vectorization``, at most ``env.num_envs`` envs at once, episodes cut at
+    ``algo.max_episode_steps``)."""
+    return evaluate(
+        policy,
+        config.env.id,
+        eval_env_kwargs(config),
+        vectorization=config.env.vectorization,
+        episodes=episodes,
+        seed=seed,
+        deterministic=deterministic,
+        num_envs=config.env.num_envs,
+        max_steps=config.algo.max_episode_steps,
+    )
+
+
+def references_from_config(
+    config: Config, episodes: int = 32, seed: int = 0, eval_env: bool = False
+) -> dict[str, float]:
+    """:func:`fwmrl.agents.evaluation.reference_returns` of a config's training env
+    (``env.kwargs``; with ``eval_env=True`` its eval env), episodes cut at
+    ``algo.max_episode_steps``."""
+    kwargs = eval_env_kwargs(config) if eval_env else dict(config.env.kwargs)
+    return reference_returns(
+        config.env.id,
+        kwargs,
+        episodes=episodes,
+        seed=seed,
+        max_steps=config.algo.max_episode_steps,
+    )
+
+
+def run_references(
+    run_dir: str | Path, config: Config | None = None, episodes: int = 100
+) -> dict[str, float]:
+    """The env's ``random`` (and, where it has one, ``oracle``) returns for a run: ``episodes``
+    episodes of the training env (``env.kwargs``) from seed ``train.seed``, cached in
+    ``<run>/references.json`` (:data:`fwmrl.plots.REFERENCES`), so that curves, ``eval.json`` and
+    ``fwmrl eval`` quote the same numbers."""
+    import json
+
+    from fwmrl.atomic import atomic_write_text
+    from fwmrl.plots import REFERENCES, read_references
+
+    refs = read_references(run_dir)
+    if refs:
+        return refs
+    config = config or rundir.load_run_config(run_dir)
+    refs = references_from_config(config, episodes=episodes, seed=config.train.seed)
+    atomic_write_text(Path(run_dir) / REFERENCES, json.dumps(refs, indent=2) + "\n")
+    return refs
 
 
 def check_eval_env(config: Config) -> None:
@@ -241,7 +313,7 @@ class RLJob:
 
     def _evaluate(self) -> dict[str, float]:
         train = self.config.train
-        return evaluate(
+        return evaluate_from_config(
             self.agent.policy, self.config, train.eval_episodes, seed=train.seed + 10_000
         )
 
@@ -277,7 +349,13 @@ class RLJob:
         if train.gif_at_end:
             say(train.progress, "recording eval.gif (one episode)")
             with warn_on_error("eval.gif"):
-                record_gif(self.agent.policy, self.config, run_dir / "eval.gif", seed=train.seed)
+                record_gif(
+                    self.agent.policy,
+                    self.config.env.id,
+                    run_dir / "eval.gif",
+                    eval_env_kwargs(self.config),
+                    seed=train.seed,
+                )
                 out["gif"] = str(run_dir / "eval.gif")
         return out
 

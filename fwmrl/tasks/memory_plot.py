@@ -112,7 +112,7 @@ def rollout_writes(
     """Play up to ``steps`` steps of one eval-env episode with an RL run's policy; returns the
     write keys, the written values and one label per step (``"<t>:a<action>"``, ``+`` after a
     positive reward, ``|`` where the episode ended)."""
-    from fwmrl.agents.evaluation import make_eval_env
+    from fwmrl.agents.job import make_eval_env
 
     env = make_eval_env(config, 1)
     generator = torch.Generator().manual_seed(seed)

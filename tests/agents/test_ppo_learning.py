@@ -1,6 +1,6 @@
 """Learning checks of issue 16 (the learning runs are ``slow``): each trains a shipped config from
 configs/ at its own budget (``train.total_steps``) and scores the policy with
-:func:`fwmrl.agents.evaluation.evaluate` (32 episodes; sampled actions, as the run job evaluates,
+:func:`fwmrl.agents.job.evaluate_from_config` (32 episodes; sampled actions, as the run job evaluates,
 except where said). The measured numbers, seeds and wall times are in README ("Native PPO:
 results"). Also the linear learning-rate schedule (``algo.lr_decay_steps``) the CartPole config
 uses."""
@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fwmrl.agents.evaluation import evaluate
-from fwmrl.agents.job import build_agent
+from fwmrl.agents.job import build_agent, evaluate_from_config
 from fwmrl.config import ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,7 +25,7 @@ def _train_and_evaluate(
     agent = build_agent(config)
     try:
         agent.learn(config.train.total_steps)
-        return evaluate(agent.policy, config, episodes=32, deterministic=deterministic)
+        return evaluate_from_config(agent.policy, config, episodes=32, deterministic=deterministic)
     finally:
         agent.close()
 

@@ -19,7 +19,7 @@ from fwmrl.errors import ConfigError
 AGENTS = Path(fwmrl.__file__).parent / "agents"
 
 
-@pytest.mark.parametrize("module", ["a2c.py", "ppo.py"])
+@pytest.mark.parametrize("module", ["a2c.py", "ppo.py", "evaluation.py", "trial_eval.py"])
 def test_the_trainer_modules_never_name_a_config(module: str) -> None:
     tree = ast.parse((AGENTS / module).read_text())
     names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}

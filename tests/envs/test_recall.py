@@ -269,7 +269,7 @@ def test_renderings_show_stream_and_scored_answers():
 def test_run_references_of_the_shipped_configs_have_an_oracle():
     from pathlib import Path
 
-    from fwmrl.agents.evaluation import reference_returns as config_references
+    from fwmrl.agents.job import references_from_config as config_references
     from fwmrl.config import load_config
 
     root = Path(__file__).resolve().parents[2]
