@@ -23,7 +23,13 @@ from fwmrl.memory.base import (
     check_choice,
     check_positive_int,
 )
-from fwmrl.memory.fwm_scan import FWM_SCANS, FWMScanOptions, LowRankMemory, lowrank_scan
+from fwmrl.memory.fwm_scan import (
+    FWM_SCANS,
+    FWMScanOptions,
+    LowRankMemory,
+    lowrank_scan,
+    write_activations,
+)
 from fwmrl.memory.lstm import run_lstm_with_resets
 
 
@@ -310,10 +316,8 @@ class FWMCore(MemoryCore):
         """The write keys and written values of ``write_proj``'s outputs ``write [..., 3m + 1]``
         (``ŝ, r̂, v̂, b̂``), as the scans write them: the key ``tanh(ŝ) ⊗ tanh(r̂)`` flattened
         ``[..., m²]`` (the address of the write in ``F``) and the value ``tanh(v̂) [..., m]``."""
-        m = self.memory_size
-        s_hat, r_hat, v_hat, _ = write.split([m, m, m, 1], dim=-1)
-        keys = torch.tanh(s_hat).unsqueeze(-1) * torch.tanh(r_hat).unsqueeze(-2)
-        return keys.flatten(-2), torch.tanh(v_hat)
+        k1, k2, v = write_activations(write, self.scan_options)[0].split(self.memory_size, dim=-1)
+        return (k1.unsqueeze(-1) * k2.unsqueeze(-2)).flatten(-2), v
 
     @staticmethod
     def _new_state(

@@ -105,17 +105,32 @@ def hop(F: Tensor, n: Tensor, e: Tensor) -> Tensor:
     return torch.bmm(e.unsqueeze(1), t).squeeze(1)
 
 
+def write_activations(
+    write: Tensor, opts: FWMScanOptions, tanh: Callable[[Tensor], Tensor] = torch.tanh
+) -> tuple[Tensor, Tensor]:
+    """The write of ``write_proj``'s outputs ``write [..., 3m + 1] = (ŝ, r̂, v̂, b̂)``, as every scan
+    makes it: the keys and value ``tanh([ŝ, r̂, v̂]) = [k1, k2, v]`` side by side ``[..., 3m]``
+    (``.split(m, dim=-1)`` separates them) and the write rate ``λβ = λ σ(b̂ + 1) [..., 1]``
+    (``λ = opts.write_scale``).
+
+    ``tanh`` is ``torch.tanh`` or :func:`_tanh` (the same function through ``sigmoid``, faster on
+    CPU). The input is split, not sliced: a split's backward is one concatenation, a slice's a
+    zero-filled tensor of the whole input.
+    """
+    key_inputs, rate_inputs = write.split([3 * opts.memory_size, 1], dim=-1)
+    return tanh(key_inputs), opts.write_scale * torch.sigmoid(rate_inputs + 1.0)
+
+
 def fwm_step(F: Tensor, write: Tensor, read: Tensor, opts: FWMScanOptions) -> tuple[Tensor, Tensor]:
     """One FWM step for a batch, exactly as the equations read: write, renormalise, then read.
 
     Returns the last hop's result ``n⁽ᴺʳ⁾ [B, m]`` and the updated ``F``.
     """
     m = opts.memory_size
-    s_hat, r_hat, v_hat, b_hat = write.split([m, m, m, 1], dim=-1)
-    k1, k2, v = torch.tanh(s_hat), torch.tanh(r_hat), torch.tanh(v_hat)
-    beta = torch.sigmoid(b_hat + 1.0)
+    keys, rate = write_activations(write, opts)
+    k1, k2, v = keys.split(m, dim=-1)
     v_old = hop(F, k1, k2)
-    u = opts.write_scale * beta * (v - v_old)
+    u = rate * (v - v_old)
     F = F + k1[:, :, None, None] * k2[:, None, :, None] * u[:, None, None, :]
     norm = F.flatten(1).norm(dim=1).clamp(min=1.0)
     F = F / norm.view(-1, 1, 1, 1)
@@ -138,18 +153,17 @@ def single_step_scan(
 
     The same equations as :func:`fwm_step` (tested equal). At acting sizes a step costs its
     number of tensor operations (views included), not its arithmetic, so this one keeps every
-    vector as ``[B, 1, m]`` for batched products: the keys are one ``tanh`` and one ``unbind``,
+    vector as ``[B, 1, m]`` for batched products: the keys are :func:`write_activations`,
     the write is one rank-one ``baddbmm`` on ``F`` viewed as ``[B, m², m]``, each hop is two
     products and a layer norm, and a reset is one multiplication (``resets=None``: none).
     """
     m, batch, hops = opts.memory_size, F.shape[0], opts.read_hops
     if resets is not None:
         F = F * (~resets[0]).to(F.dtype).view(batch, 1, 1, 1)
-    write = write.view(batch, 1, 3 * m + 1)
-    k1, k2, v = torch.tanh(write[:, :, : 3 * m]).view(batch, 3, 1, m).unbind(1)
-    rate = torch.sigmoid(write[:, :, 3 * m :] + 1.0)  # β [B, 1, 1]
+    keys, rate = write_activations(write.view(batch, 1, 3 * m + 1), opts)  # λβ [B, 1, 1]
+    k1, k2, v = keys.split(m, dim=-1)  # [B, 1, m] each
     v_old = torch.bmm(k2, torch.bmm(k1, F.view(batch, m, m * m)).view(batch, m, m))
-    u = (opts.write_scale * rate) * (v - v_old)
+    u = rate * (v - v_old)
     key = torch.bmm(k1.transpose(1, 2), k2)  # k1 ⊗ k2 [B, m, m]
     F = torch.baddbmm(F.view(batch, m * m, m), key.view(batch, m * m, 1), u)
     F = F / torch.linalg.vector_norm(F, dim=(1, 2), keepdim=True).clamp(min=1.0)
@@ -488,9 +502,8 @@ def _chunk_scan(
     """FWM over one chunk of ``C`` steps with ``F`` read and written once (see :func:`chunked_scan`)."""
     m, steps, batch = opts.memory_size, write.shape[0], write.shape[1]
     write, read = write.transpose(0, 1), read.transpose(0, 1)  # [B, C, ...]
-    s_hat, r_hat, v_hat, b_hat = write.split([m, m, m, 1], dim=-1)
-    k1, k2, v = torch.tanh(s_hat), torch.tanh(r_hat), torch.tanh(v_hat)
-    rate = opts.write_scale * torch.sigmoid(b_hat + 1.0)  # λβ [B, C, 1]
+    keys, rate = write_activations(write, opts)  # λβ [B, C, 1]
+    k1, k2, v = keys.split(m, dim=-1)
 
     same_segment, from_start, reset_at = _segment_masks(resets, batch, steps, F)
 
@@ -655,9 +668,8 @@ def _lowrank_step(
         keep = (~reset).to(weight.dtype)
         weight, norm_sq = weight * keep.unsqueeze(1), norm_sq * keep
     writes = memory.writes
-    keys = _tanh(write[:, : 3 * m])
-    key1, key2, v = keys[:, :m], keys[:, m : 2 * m], keys[:, 2 * m :]
-    rate = opts.write_scale * torch.sigmoid(write[:, 3 * m :] + 1.0)  # [B, 1]
+    keys, rate = write_activations(write, opts, _tanh)  # rate [B, 1]
+    key1, key2, v = keys.split(m, dim=-1)
     n = read[:, :m]
     if opts.tanh_query:
         n = torch.tanh(n)
@@ -709,12 +721,11 @@ def _lowrank_step_compiled(
     if reset is not None and bool(reset.any()):
         keep = (~reset).to(weight.dtype)
         weight, norm_sq = weight * keep.unsqueeze(1), norm_sq * keep
-    keys = _tanh(write[:, : 3 * m])
-    rate = opts.write_scale * torch.sigmoid(write[:, 3 * m] + 1.0)
+    keys, rate = write_activations(write, opts, _tanh)
     query = torch.tanh(read[:, :m]) if opts.tanh_query else read[:, :m]
     hop_keys = _tanh(read[:, m:]) if opts.tanh_hop_keys else read[:, m:]
     n, factors = fwm_kernel.lowrank_step(
-        keys, rate, query, hop_keys, (*memory[:3], weight, norm_sq), opts.layer_norm_eps
+        keys, rate.squeeze(-1), query, hop_keys, (*memory[:3], weight, norm_sq), opts.layer_norm_eps
     )
     return n, LowRankMemory(*factors)
 
@@ -727,11 +738,9 @@ def _lowrank_chunk_scan(
     and the end norm is ``‖F_end‖²`` in closed form from ``‖F_0‖²``, the old values and the keys'
     and values' Gram matrices. No ``m³`` tensor is formed."""
     m, steps, batch, hops = opts.memory_size, write.shape[0], write.shape[1], opts.read_hops
-    # splits, not slices: a split's backward is one concatenation, each slice's backward a
-    # zero-filled tensor of the whole input
-    key_inputs, rate_inputs = write.transpose(0, 1).split([3 * m, 1], dim=-1)
-    k1, k2, v = _tanh(key_inputs).split(m, dim=-1)  # [B, C, m] each
-    rate = opts.write_scale * torch.sigmoid(rate_inputs + 1.0)  # [B, C, 1]
+    keys, rate = write_activations(write.transpose(0, 1), opts, _tanh)  # rate [B, C, 1]
+    k1, k2, v = keys.split(m, dim=-1)  # [B, C, m] each
+    # splits, not slices: a split's backward is one concatenation
     n, hop_keys = read.transpose(0, 1).split([m, hops * m], dim=-1)
     if opts.tanh_hop_keys:
         hop_keys = _tanh(hop_keys)
