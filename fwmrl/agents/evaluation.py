@@ -13,16 +13,46 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
+from torch import Tensor
 
 from fwmrl.agents.a2c import make_vector_env
 from fwmrl.agents.policy import MemoryActorCritic
 from fwmrl.envs import make_env
+from fwmrl.memory import CoreState
 
 MAX_EPISODE_STEPS = 10_000
 """Default cap on an episode's steps (``algo.max_episode_steps``' default), so that an env without a
 time limit cannot loop forever."""
+
+
+def start_round(
+    env: gym.vector.VectorEnv, policy: MemoryActorCritic, seed: int
+) -> tuple[Any, CoreState, Tensor]:
+    """A round of evaluation episodes, one per env: the observations of ``env.reset(seed=seed)``,
+    the policy's fresh state and the episode-start flags (all True) for its first step."""
+    device = next(policy.parameters()).device
+    obs, _ = env.reset(seed=seed)
+    n = env.num_envs
+    return obs, policy.initial_state(n, device), torch.ones(n, dtype=torch.bool, device=device)
+
+
+def act(
+    policy: MemoryActorCritic,
+    obs: Any,
+    state: CoreState,
+    starts: Tensor,
+    generator: torch.Generator | None = None,
+    deterministic: bool = False,
+) -> tuple[Any, CoreState]:
+    """One acting step on raw observations ``obs [B, ...]``: the actions as ``env.step`` takes
+    them (sampled with ``generator``, or the mode with ``deterministic=True``) and the state
+    after the step (:meth:`MemoryActorCritic.step`, :meth:`MemoryActorCritic.sample`)."""
+    params, _, state = policy.step(obs, state, starts)
+    action = policy.sample(params.cpu(), generator, deterministic)
+    return policy.action_dist.to_env(action), state
 
 
 @torch.no_grad()
@@ -70,7 +100,6 @@ def evaluate(
     -------
     ``{"return_mean", "return_std", "length_mean", "episodes"}``.
     """
-    device = next(policy.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     cut = 0
     n = min(episodes, num_envs or episodes)
@@ -80,20 +109,17 @@ def evaluate(
     round_index = 0
     try:
         while len(returns) < episodes:
-            obs, _ = env.reset(seed=seed + 7919 * round_index)
+            obs, state, starts = start_round(env, policy, seed + 7919 * round_index)
             round_index += 1
-            state = policy.initial_state(n, device)
-            starts = torch.ones(n, dtype=torch.bool, device=device)
             alive = np.ones(n, dtype=bool)
             ret, length = np.zeros(n), np.zeros(n, dtype=np.int64)
             for _ in range(max_steps):
-                params, _, state = policy.step(obs, state, starts)
-                action = policy.sample(params.cpu(), generator, deterministic)
-                obs, reward, terminated, truncated, _ = env.step(policy.action_dist.to_env(action))
+                action, state = act(policy, obs, state, starts, generator, deterministic)
+                obs, reward, terminated, truncated, _ = env.step(action)
                 ret += np.where(alive, reward, 0.0)
                 length += alive
                 alive &= ~np.asarray(terminated | truncated, dtype=bool)
-                starts = torch.zeros(n, dtype=torch.bool, device=device)
+                starts = torch.zeros_like(starts)
                 if not alive.any():
                     break
             take = min(n, episodes - len(returns))

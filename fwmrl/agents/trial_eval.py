@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from gymnasium.vector import VectorEnv
 
+from fwmrl.agents.evaluation import act, start_round
 from fwmrl.envs._validation import check_int
 
 
@@ -51,28 +52,22 @@ def evaluate_trials(
     """
     trials = check_int("trials", trials, 1)
     episodes = check_int("episodes", episodes, 1)
-    device = next(policy.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     n = env.num_envs
     returns, success = [], []
     round_index = 0
     with torch.no_grad():
         while len(returns) < trials:
-            obs, _ = env.reset(seed=seed + 7919 * round_index)
+            obs, state, starts = start_round(env, policy, seed + 7919 * round_index)
             round_index += 1
-            state = policy.initial_state(n, device)
-            starts = torch.ones(n, dtype=torch.bool, device=device)
             alive = np.ones(n, dtype=bool)
             inner = np.zeros(n, dtype=np.int64)
             ret = np.zeros((n, episodes))
             won = np.zeros((n, episodes), dtype=bool)
             rows = np.arange(n)
             for _ in range(max_steps):
-                params, _, state = policy.step(obs, state, starts)
-                action = policy.sample(params.cpu(), generator, deterministic)
-                obs, reward, terminated, truncated, infos = env.step(
-                    policy.action_dist.to_env(action)
-                )
+                action, state = act(policy, obs, state, starts, generator, deterministic)
+                obs, reward, terminated, truncated, infos = env.step(action)
                 k = np.minimum(inner, episodes - 1)
                 ret[rows[alive], k[alive]] += np.asarray(reward)[alive]
                 if "success" in infos:
@@ -80,7 +75,7 @@ def evaluate_trials(
                     won[rows[hit], k[hit]] = True
                 inner = inner + (np.asarray(obs)[:, -1] == 1.0)
                 alive &= ~np.asarray(terminated | truncated, dtype=bool)
-                starts = torch.zeros(n, dtype=torch.bool, device=device)
+                starts = torch.zeros_like(starts)
                 if not alive.any():
                     break
             take = min(n, trials - len(returns))

@@ -112,6 +112,7 @@ def rollout_writes(
     """Play up to ``steps`` steps of one eval-env episode with an RL run's policy; returns the
     write keys, the written values and one label per step (``"<t>:a<action>"``, ``+`` after a
     positive reward, ``|`` where the episode ended)."""
+    from fwmrl.agents.evaluation import act, start_round
     from fwmrl.agents.job import make_eval_env
 
     env = make_eval_env(config, 1)
@@ -119,12 +120,9 @@ def rollout_writes(
     labels: list[str] = []
 
     def run() -> None:
-        obs, _ = env.reset(seed=seed)
-        state = policy.initial_state(1)
-        start = torch.ones(1, dtype=torch.bool)
+        obs, state, start = start_round(env, policy, seed)
         for t in range(steps):
-            params, _, state = policy.step(obs, state, start)
-            action = policy.action_dist.to_env(policy.sample(params, generator))
+            action, state = act(policy, obs, state, start, generator)
             obs, reward, terminated, truncated, _ = env.step(action)
             label = f"{t}:a{action[0]}" + ("+" if reward[0] > 0 else "")
             labels.append(label)
