@@ -35,9 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fwmrl.config import load_config  # noqa: E402
-from fwmrl.tasks.job import build_trainer  # noqa: E402
+from fwmrl.tasks.job import build_trainer, load_task_data  # noqa: E402
 from fwmrl.tasks.streams import HEADLINE  # noqa: E402
-from fwmrl.tasks.trainer import load_task_data  # noqa: E402
 
 CATBABI_CPU = [
     "task.embedding_size=32",

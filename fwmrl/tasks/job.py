@@ -22,13 +22,203 @@ from fwmrl.atomic import atomic_write_text
 from fwmrl.config import Config
 from fwmrl.errors import ConfigError, RunError
 from fwmrl.jobloop import write_curves
+from fwmrl.memory import NO_CORE
 from fwmrl.tasks.model import SequenceModel
-from fwmrl.tasks.streams import HEADLINE, TaskData
-from fwmrl.tasks.trainer import SupervisedTrainer, build_model, data_record, load_task_data
+from fwmrl.tasks.streams import HEADLINE, TaskData, read_generated_marker
+from fwmrl.tasks.trainer import SupervisedTrainer, data_record
 from fwmrl.threads import set_threads
 
 DATA_RECORD = "data.json"
 """What a run read: :func:`~fwmrl.tasks.trainer.data_record` of its data."""
+
+
+GENERATED_ROOT = Path("runs/data/generated")
+"""Where generated catbAbI/LM data goes when ``task.data`` is null (a folder per set of
+generation parameters, relative to the working directory)."""
+
+
+def default_data_folder(config: Config) -> Path:
+    """The generated-data folder of a config with ``task.data: null``."""
+    task = config.task
+    if task.kind == "catbabi":
+        tasks = "-".join(str(t) for t in sorted(set(task.tasks)))
+        return GENERATED_ROOT / f"babi-qa{tasks}-n{task.generate_stories}-seed{task.data_seed}"
+    return GENERATED_ROOT / f"lm-grammar-lines{CORPUS_LINES}-seed{task.data_seed}"
+
+
+CORPUS_LINES = 20000
+"""Training lines of the generated LM corpus."""
+
+
+def load_task_data(config: Config) -> TaskData:
+    """The :class:`TaskData` of ``config.task``, with ``TaskData.origin`` saying where it came from.
+
+    ``task.data: null`` reads generated data from :func:`default_data_folder`, generating it the
+    first time. A named ``task.data`` folder must hold the data; only with ``task.generate: true``
+    are bAbI-style stories or the grammar corpus generated into it when it holds none. Generated
+    data found in a folder must have been generated with the config's parameters.
+    """
+    task = config.task
+    if task.kind == "retrieval":
+        from fwmrl.tasks.retrieval import retrieval_data
+
+        data = retrieval_data(
+            task.train_queries,
+            task.valid_queries,
+            task.test_queries,
+            task.data_seed,
+            task.vocab_size,
+        )
+        keys = ("train_queries", "valid_queries", "test_queries", "data_seed", "vocab_size")
+        data.origin = {
+            "path": None,
+            "generated": True,
+            "generated_now": True,
+            "generator": {
+                "generator": "fwmrl.tasks.retrieval",
+                **{k: getattr(task, k) for k in keys},
+            },
+        }
+        return data
+    named = task.data is not None
+    folder = Path(task.data) if named else default_data_folder(config)
+    may_generate = task.generate or not named
+    if task.kind == "catbabi":
+        generated_now = _catbabi_files(config, folder, may_generate)
+    else:
+        generated_now = _corpus_files(config, folder, may_generate)
+    try:
+        if task.kind == "catbabi":
+            from fwmrl.tasks.babi import catbabi_data
+
+            data = catbabi_data(folder, task.tasks, task.mode, task.valid_fraction, task.data_seed)
+        else:
+            from fwmrl.tasks.lm import lm_data
+
+            data = lm_data(folder)
+    except (FileNotFoundError, ValueError) as error:
+        raise ConfigError(f"task.data: {error}") from None
+    marker = read_generated_marker(folder)
+    data.origin = {
+        "path": str(folder.resolve()),
+        "generated": marker is not None,
+        "generated_now": generated_now,
+        "generator": marker,
+    }
+    return data
+
+
+def _missing_folder(folder: Path, what: str, hint: str) -> ConfigError:
+    state = "does not exist" if not folder.exists() else f"holds no {what}"
+    return ConfigError(
+        f"task.data: {folder} {state} (a typo?); point task.data at the data, set task.data=null "
+        f"for generated data, or add task.generate=true to generate {hint} into {folder}"
+    )
+
+
+def _catbabi_files(config: Config, folder: Path, may_generate: bool) -> bool:
+    """Check (and generate where allowed) the bAbI files; whether any were generated now."""
+    from fwmrl.tasks.babi import find_task_files, has_babi_files
+    from fwmrl.tasks.babi_generator import STORIES, generate_babi, generation_parameters
+
+    task = config.task
+    n = task.generate_stories
+    wanted = generation_parameters(n, max(n // 10, 1), task.data_seed)
+    has_files = has_babi_files(folder)
+    if not has_files and not may_generate:
+        raise _missing_folder(folder, "bAbI files (qa*_train.txt)", "bAbI-style stories")
+    marker = read_generated_marker(folder)
+    if has_files and marker is None:
+        return False  # data from elsewhere (the bAbI release): read as it is
+    if has_files and not may_generate:
+        return False  # generated earlier, named explicitly: read as it is
+    parts = (marker or {}).get("parts", {})
+    for t in task.tasks:
+        if str(t) in parts and parts[str(t)] != wanted:
+            raise ConfigError(
+                f"task.data: {folder} holds task {t} generated with {parts[str(t)]}, not the "
+                f"config's {wanted} (task.generate_stories, task.data_seed); use another folder"
+            )
+    missing = []
+    for t in task.tasks:
+        try:
+            find_task_files(folder, t)
+        except FileNotFoundError:
+            missing.append(t)
+    if not missing:
+        return False
+    unknown = sorted(set(missing) - set(STORIES))
+    if unknown:
+        raise ConfigError(
+            f"task.tasks: cannot generate bAbI task(s) {unknown}; generated tasks: "
+            f"{sorted(STORIES)} (put the real bAbI files in {folder} for the others)"
+        )
+    generate_babi(folder, missing, wanted["train_stories"], wanted["test_stories"], task.data_seed)
+    return True
+
+
+def _corpus_files(config: Config, folder: Path, may_generate: bool) -> bool:
+    """Check (and generate where allowed) the LM corpus; whether it was generated now."""
+    from fwmrl.tasks.corpus import corpus_parameters, write_corpus
+    from fwmrl.tasks.lm import find_lm_files
+
+    try:
+        find_lm_files(folder)
+        has_files = True
+    except FileNotFoundError:
+        has_files = False
+    except ValueError as error:
+        raise ConfigError(f"task.data: {error}") from None
+    if has_files:
+        marker = read_generated_marker(folder)
+        wanted = corpus_parameters(CORPUS_LINES, config.task.data_seed)
+        if marker is not None and may_generate:
+            found = {k: marker.get(k) for k in wanted}
+            if found != wanted:
+                raise ConfigError(
+                    f"task.data: {folder} holds a corpus generated with {found}, not {wanted}"
+                )
+        return False
+    if not may_generate:
+        raise _missing_folder(
+            folder,
+            "corpus (train/valid/test.txt, ptb.*.txt or wiki.*.tokens)",
+            "the grammar corpus",
+        )
+    write_corpus(folder, train_lines=CORPUS_LINES, seed=config.task.data_seed)
+    return True
+
+
+def build_model(config: Config, vocab_size: int) -> SequenceModel:
+    """The :class:`SequenceModel` a config describes."""
+    task = config.task
+    if config.core.name == NO_CORE:
+        raise ConfigError("core.name: the supervised trainers need a memory core, not 'none'")
+    if task.dropout_weight > 0 and config.core.kwargs.get("recompute_chunk"):
+        raise ConfigError(
+            "task.dropout_weight: weight drop cannot be combined with core.recompute_chunk "
+            "(the recomputed steps would draw other masks); set one of them to 0/null"
+        )
+    try:
+        return _sequence_model(config, vocab_size)
+    except ValueError as error:
+        if str(error).startswith("dropout_weight"):
+            raise ConfigError(f"task.{error}") from None
+        raise
+
+
+def _sequence_model(config: Config, vocab_size: int) -> SequenceModel:
+    task = config.task
+    return SequenceModel(
+        vocab_size,
+        task.embedding_size,
+        config.core.name,
+        config.core.kwargs,
+        task.dropout_embedding,
+        task.dropout_input,
+        task.dropout_output,
+        task.dropout_weight,
+    )
 
 
 def build_trainer(config: Config, data: TaskData | None = None) -> SupervisedTrainer:
@@ -41,7 +231,7 @@ def build_trainer(config: Config, data: TaskData | None = None) -> SupervisedTra
         The experiment: ``task`` (the trainer's keys), ``core`` (the model) and ``train.seed``,
         ``train.device``, ``train.num_threads``.
     data:
-        The task's data (default: :func:`~fwmrl.tasks.trainer.load_task_data` of ``config``).
+        The task's data (default: :func:`load_task_data` of ``config``).
     """
     task, train = config.task, config.train
     data = data if data is not None else load_task_data(config)

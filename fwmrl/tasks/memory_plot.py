@@ -73,7 +73,7 @@ def cosine_matrix(x: Tensor) -> Tensor:
 
 
 def _default_tokens(config, steps: int) -> Tensor:  # noqa: ANN001
-    from fwmrl.tasks.trainer import load_task_data
+    from fwmrl.tasks.job import load_task_data
 
     if config.task.kind == "retrieval":  # a few queries are enough: skip the 100k training ones
         config = config.model_copy(

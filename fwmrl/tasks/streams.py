@@ -241,7 +241,7 @@ class TaskData:
     files
         the data files read (recorded with their digests in the run's ``data.json``).
     origin
-        where the data came from (set by :func:`fwmrl.tasks.trainer.load_task_data`).
+        where the data came from (set by :func:`fwmrl.tasks.job.load_task_data`).
     """
 
     kind: str

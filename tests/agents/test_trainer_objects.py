@@ -16,12 +16,22 @@ from fwmrl.agents.job import build_agent
 from fwmrl.config import load_config
 from fwmrl.errors import ConfigError
 
-AGENTS = Path(fwmrl.__file__).parent / "agents"
+PACKAGE = Path(fwmrl.__file__).parent
 
 
-@pytest.mark.parametrize("module", ["a2c.py", "ppo.py", "evaluation.py", "trial_eval.py"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "agents/a2c.py",
+        "agents/ppo.py",
+        "agents/evaluation.py",
+        "agents/trial_eval.py",
+        "tasks/trainer.py",
+        "tasks/model.py",
+    ],
+)
 def test_the_trainer_modules_never_name_a_config(module: str) -> None:
-    tree = ast.parse((AGENTS / module).read_text())
+    tree = ast.parse((PACKAGE / module).read_text())
     names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
     names |= {
         a.asname or a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names

@@ -19,8 +19,7 @@ from fwmrl.jobs import train_run
 from fwmrl.rundir import load_checkpoint
 from fwmrl.tasks.babi import BabiFormatError, catbabi_data, find_task_files
 from fwmrl.tasks.babi_generator import format_story, generate_story
-from fwmrl.tasks.job import build_trainer
-from fwmrl.tasks.trainer import load_task_data
+from fwmrl.tasks.job import build_trainer, load_task_data
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMON = [

@@ -50,7 +50,7 @@ def test_paper_config_is_the_paper_model_without_clipping():
     from pathlib import Path
 
     from fwmrl.config import load_config
-    from fwmrl.tasks.trainer import build_model
+    from fwmrl.tasks.job import build_model
 
     root = Path(__file__).resolve().parents[2]
     config = load_config(root / "configs/retrieval_gated_fw_paper.yaml")

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from fwmrl.config import ConfigError, load_config
+from fwmrl.tasks.job import build_model
 from fwmrl.tasks.model import SequenceModel
-from fwmrl.tasks.trainer import build_model
 
 ROOT = Path(__file__).resolve().parents[2]
 
