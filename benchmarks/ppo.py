@@ -13,9 +13,16 @@ LSTM(64) or FWM(hidden 32, memory 16)):
 - sb3-contrib's ``RecurrentPPO`` + ``MlpLstmPolicy`` (LSTM(64), ``net_arch`` [64]),
   ``batch_size`` 512; both SB3 rows on SB3's ``DummyVecEnv`` of ``fwmrl.envs.make_env`` envs.
 
+Two more native rows run the epochs' LSTM windows (the FWM controller's, the LSTM core's) as
+``torch.lstm_cell`` steps, as PPO did before ``memory.lstm.fused_lstm_windows`` (commit bb08115):
+the same-run effect of the fused windows.
+
 Each row is a fresh process with one torch thread: one warm-up update, then ``--timesteps`` timed
-env steps (collection and training); the row is the best of ``--repeats`` runs, the rows
-alternated (the machine may be shared). Ratios are only formed within this run.
+env steps (collection and training); the row is the best of ``--repeats`` runs by the process's
+CPU time (the waits of a shared machine excluded; wall-clock steps/s are printed beside it), the
+rows alternated. Ratios are only formed within this run, from CPU time. This is the documented
+place of the native-PPO speed rows (README "Native PPO: speed"); ``benchmarks/throughput.py``
+holds the A2C rows.
 
     .venv/bin/python benchmarks/ppo.py [--env gridworld|cartpole|pendulum] [--timesteps 4096]
         [--repeats 2] [--n-envs 8] [--threads 1]
@@ -48,6 +55,8 @@ CORE_KWARGS: dict[str, dict[str, Any]] = {
 ROWS = [
     ("fwmrl PPO (native) + fwm", "native", "fwm"),
     ("fwmrl PPO (native) + lstm", "native", "lstm"),
+    ("fwmrl PPO (native) + fwm, epoch windows as LSTM cells (before bb08115)", "cells", "fwm"),
+    ("fwmrl PPO (native) + lstm, epoch windows as LSTM cells (before bb08115)", "cells", "lstm"),
     ("MemoryRecurrentPPO + MemoryPolicy(fwm)", "sb3", "fwm"),
     ("MemoryRecurrentPPO + MemoryPolicy(lstm)", "sb3", "lstm"),
     ("RecurrentPPO + MlpLstmPolicy (sb3-contrib)", "contrib", "lstm"),
@@ -121,20 +130,34 @@ def run_one(request: dict[str, Any]) -> dict[str, float]:
         request["core"],
         request["n_envs"],
     )
-    if algo == "native":
+    if algo in ("native", "cells"):
+        if algo == "cells":  # the epochs' LSTM windows by torch.lstm_cell steps, as before
+            import contextlib
+
+            import fwmrl.agents.ppo as ppo_module
+
+            ppo_module.fused_lstm_windows = contextlib.nullcontext
         agent = _native(env_key, core, n_envs)
         agent.learn_update()  # warm-up
-        first, start = agent.env_steps, time.perf_counter()
+        first, start, cpu = agent.env_steps, time.perf_counter(), time.process_time()
         agent.learn(request["timesteps"], reset_num_timesteps=False)
         elapsed, steps = time.perf_counter() - start, agent.env_steps - first
+        cpu = time.process_time() - cpu
         agent.close()
     else:
         model = _sb3(algo, env_key, core, n_envs)
         model.learn(n_envs * N_STEPS)  # warm-up
-        first, start = model.num_timesteps, time.perf_counter()
+        first, start, cpu = model.num_timesteps, time.perf_counter(), time.process_time()
         model.learn(request["timesteps"], reset_num_timesteps=False)
         elapsed, steps = time.perf_counter() - start, model.num_timesteps - first
-    return {"steps_per_s": steps / elapsed, "steps": float(steps), "seconds": elapsed}
+        cpu = time.process_time() - cpu
+    return {
+        "steps_per_s": steps / elapsed,
+        "steps_per_cpu_s": steps / cpu,
+        "steps": float(steps),
+        "seconds": elapsed,
+        "cpu_seconds": cpu,
+    }
 
 
 def run_worker(request: dict[str, Any]) -> dict[str, float]:
@@ -175,7 +198,7 @@ def main() -> None:
         f"per row after one warm-up update, best of {args.repeats} runs (rows alternated), "
         f"{args.threads} torch thread(s)\n"
     )
-    best: dict[str, dict[str, float]] = {label: {"steps_per_s": 0.0} for label, _, _ in ROWS}
+    best: dict[str, dict[str, float]] = {label: {"steps_per_cpu_s": 0.0} for label, _, _ in ROWS}
     for _ in range(args.repeats):
         for label, algo, core in ROWS:
             request = {
@@ -187,20 +210,23 @@ def main() -> None:
                 "threads": args.threads,
             }
             result = run_worker(request)
-            best[label] = max(best[label], result, key=lambda r: r["steps_per_s"])
-    contrib = best[ROWS[-1][0]]["steps_per_s"]
+            best[label] = max(best[label], result, key=lambda r: r["steps_per_cpu_s"])
+    contrib = best[ROWS[-1][0]]["steps_per_cpu_s"]
     memory = {
-        core: best[f"MemoryRecurrentPPO + MemoryPolicy({core})"]["steps_per_s"]
+        core: best[f"MemoryRecurrentPPO + MemoryPolicy({core})"]["steps_per_cpu_s"]
         for core in CORE_KWARGS
     }
     print(
-        "| algorithm + policy | env steps/s | × sb3-contrib RecurrentPPO | × MemoryRecurrentPPO, same core |"
+        "| algorithm + policy | env steps per CPU-s | env steps/s (wall) "
+        "| × sb3-contrib RecurrentPPO | × MemoryRecurrentPPO, same core |"
     )
-    print("|---|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|")
     for label, algo, core in ROWS:
-        rate = best[label]["steps_per_s"]
+        rate, wall = best[label]["steps_per_cpu_s"], best[label]["steps_per_s"]
         same = f"{rate / memory[core]:.2f}×" if algo != "contrib" else "–"
-        print(f"| {label} | {rate:,.0f} | {rate / contrib:.2f}× | {same} |", flush=True)
+        print(
+            f"| {label} | {rate:,.0f} | {wall:,.0f} | {rate / contrib:.2f}× | {same} |", flush=True
+        )
 
 
 if __name__ == "__main__":
