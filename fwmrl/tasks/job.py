@@ -1,5 +1,7 @@
 """The supervised/LM job: :class:`~fwmrl.tasks.trainer.SupervisedTrainer` as a
-:class:`fwmrl.jobloop.Job`, and the files only these runs have.
+:class:`fwmrl.jobloop.Job`, the files only these runs have, and the config layer of these trainers
+(:func:`build_trainer`, :func:`build_model`, :func:`load_task_data`: the trainer itself takes
+objects and values).
 
 Besides what every run writes, a task run writes ``data.json`` (:func:`~fwmrl.tasks.trainer.data_record`:
 the data's path, origin and file digests; a resume on other data is refused) and ``best.pt`` (the

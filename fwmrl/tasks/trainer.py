@@ -1,4 +1,4 @@
-"""The shared supervised loop of the retrieval, catbAbI and LM trainers, and their run directories.
+"""The shared supervised loop of the retrieval, catbAbI and LM trainers.
 
 One optimizer step reads the next window of ``task.seq_len`` positions of every one of the
 ``task.batch_size`` columns of the training stream, starting from the core state the previous window
