@@ -7,8 +7,8 @@ does not load torch.
 
 from typing import Any
 
-__version__ = "0.1.0"
 from fwmrl import envs as envs  # noqa: E402, F401  (registers the FWM-* Gymnasium ids)
+from fwmrl.version import __version__ as __version__
 
 _LAZY = {"A2C", "PPO"}
 

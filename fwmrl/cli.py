@@ -29,8 +29,8 @@ import json
 import sys
 from pathlib import Path
 
-import fwmrl
 from fwmrl.errors import ConfigError, NonFiniteLossError, RunError, SweepError
+from fwmrl.version import __version__
 
 # Everything that imports torch is imported inside the commands: ``fwmrl --help`` stays fast.
 
@@ -228,8 +228,8 @@ splits."""
 
 
 def _cmd_plot_memory(args: argparse.Namespace) -> int:
+    from fwmrl.memory_plot import plot_memory
     from fwmrl.rundir import load_run_config
-    from fwmrl.tasks.memory_plot import plot_memory
 
     load_run_config(args.run_dir)  # a clear error for a folder that is not a run
     out = plot_memory(args.run_dir, args.output, text=args.input, steps=args.steps)
@@ -349,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fwmrl", description="Meta-RL with fast-weight memory: train, evaluate, plot."
     )
-    parser.add_argument("--version", action="version", version=f"fwmrl {fwmrl.__version__}")
+    parser.add_argument("--version", action="version", version=f"fwmrl {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser(

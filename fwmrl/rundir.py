@@ -41,10 +41,10 @@ from typing import Any
 
 import torch
 
-import fwmrl
 from fwmrl.atomic import atomic_file, atomic_write_text
 from fwmrl.config import Config, apply_overrides, config_from_dict, read_yaml
 from fwmrl.errors import ConfigError, RunError
+from fwmrl.version import __version__
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
@@ -464,7 +464,7 @@ def _versions() -> dict[str, str]:
     import gymnasium
 
     return {
-        "fwmrl_version": fwmrl.__version__,
+        "fwmrl_version": __version__,
         "torch_version": torch.__version__,
         "gymnasium_version": gymnasium.__version__,
         "python_version": platform.python_version(),

@@ -90,8 +90,8 @@ TINY_RL = [
 )
 def test_plot_memory_on_an_rl_run(core: str, tmp_path: Path) -> None:
     from fwmrl.agents.job import load_policy
+    from fwmrl.memory_plot import rollout_writes
     from fwmrl.rundir import load_run_config
-    from fwmrl.tasks.memory_plot import rollout_writes
 
     name, *core_args = core.split()
     run = tmp_path / "run"

@@ -16,6 +16,7 @@ LAYERS: dict[str, int] = {
     "fwmrl.errors": 0,
     "fwmrl.atomic": 0,
     "fwmrl.threads": 0,
+    "fwmrl.version": 0,
     "fwmrl.memory": 1,
     "fwmrl.envs": 1,
     "fwmrl.config": 2,
@@ -32,13 +33,14 @@ LAYERS: dict[str, int] = {
     # 5: which job a config runs, the Python API; 6: sweeps; 7: the command line
     "fwmrl.jobs": 5,
     "fwmrl.api": 5,
+    "fwmrl.memory_plot": 5,  # draws the memory of supervised and of RL runs: above both trainers
     "fwmrl.sweep": 6,
     "fwmrl.runs": 7,  # the old import path: re-exports, imported by nothing in the package
     "fwmrl.cli": 7,
     "fwmrl.__main__": 7,
 }
-SIDEWAYS = {("fwmrl.tasks.memory_plot", "fwmrl.agents")}
-"""Allowed arrows between trainer packages: the memory plot draws RL policies too."""
+SIDEWAYS: set[tuple[str, str]] = set()
+"""Allowed arrows between trainer packages (none)."""
 
 
 def _module(path: Path) -> str:

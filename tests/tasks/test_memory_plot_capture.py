@@ -7,7 +7,7 @@ import torch
 
 from fwmrl.errors import ConfigError
 from fwmrl.memory import make_core
-from fwmrl.tasks.memory_plot import capture_core_writes
+from fwmrl.memory_plot import capture_core_writes
 
 
 @pytest.mark.parametrize("name", ["mnm_g", "mnm_p"])
