@@ -37,14 +37,13 @@ def load_old(commit: str):
 
 
 def fwd_bwd(core, x, repeats: int = 5) -> tuple[float, torch.Tensor, list[torch.Tensor]]:
-    _, state = core(x)
-    state = state.detach()
-    y, _ = core(x, state)
+    # (output, state) first: an old core returns the pair, a current one a CoreOutput triple
+    state = core(x)[1].detach()
+    y = core(x, state)[0]
     grads = torch.autograd.grad(y.square().sum(), list(core.parameters()))
     start = time.process_time()
     for _ in range(repeats):
-        out, _ = core(x, state)
-        out.sum().backward()
+        core(x, state)[0].sum().backward()
     return (time.process_time() - start) / max(repeats, 1), y.detach(), grads
 
 
