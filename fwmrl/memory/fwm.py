@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 from typing_extensions import override
 
+from fwmrl.memory import fwm_kernel
 from fwmrl.memory.base import (
     CoreOutput,
     CoreState,
@@ -27,6 +28,7 @@ from fwmrl.memory.fwm_scan import (
     FWM_SCANS,
     FWMScanOptions,
     LowRankMemory,
+    _compiled,
     lowrank_scan,
     write_activations,
 )
@@ -128,7 +130,8 @@ class FWMCore(MemoryCore):
     kernel:
         Small C kernels (:mod:`fwmrl.memory.fwm_kernel`, built on first use with the system
         compiler, about a second) for a step without gradients on the factor form (collecting,
-        evaluating) and for the chunk scans' delta-rule recurrence (forward and backward).
+        evaluating; with the controller's cell and the activations as one fused step) and for
+        the chunk scans' delta-rule recurrence (forward and backward).
         ``"auto"`` (default): where they build (CPU, float32/float64), else PyTorch operations;
         ``"compiled"``: insist on them; ``"eager"``: never (the PyTorch code they replace). Same
         values and gradients to float rounding (tested).
@@ -249,9 +252,110 @@ class FWMCore(MemoryCore):
         resets: Tensor | None = None,
     ) -> CoreOutput:
         x, state, resets = self._check_inputs(x, state, resets)
+        if x.shape[0] == 1 and isinstance(state, FWMLowRankState) and self._fused(x, state, resets):
+            return self._fused_step(x, state, resets)
         z, h, c, write, read = self._controller(x, state, resets)
         n, memory = self._memory(write, read, state, resets)
         return CoreOutput(self._output(n, z), self._new_state(h, c, memory), None)
+
+    def _fused(self, x: Tensor, state: FWMLowRankState, resets: Tensor | None) -> bool:
+        """Whether a one-step window runs as :func:`fwmrl.memory.fwm_kernel.acting_step`: no
+        autograd (grad mode off, or nothing that needs a gradient), the compiled kernels on,
+        the factors within ``lowrank_max_writes``, one dtype, and no forward hooks on the
+        submodules (which the kernel would not call, e.g. the memory plot's on ``write_proj``)."""
+        if torch.is_grad_enabled() and (
+            x.requires_grad
+            or state.h.requires_grad
+            or any(t.requires_grad for t in state.memory)
+            or any(p.requires_grad for p in self.parameters())
+        ):
+            return False
+        if not _compiled(self.scan_options, x) or not self._lowrank_fits(state.memory, resets, 1):
+            return False
+        if x.dtype != self.out_proj.weight.dtype or state.k1.dtype != x.dtype:
+            return False
+        modules = (self.controller, self.write_proj, self.read_proj, self.out_proj)
+        global_hooks = nn.modules.module._global_forward_hooks  # noqa: SLF001
+        global_pre = nn.modules.module._global_forward_pre_hooks  # noqa: SLF001
+        return not (
+            global_hooks
+            or global_pre
+            or any(m._forward_hooks or m._forward_pre_hooks for m in modules)  # noqa: SLF001
+        )
+
+    def _acting_weights(self) -> tuple[Tensor, ...]:
+        """The parameters as :meth:`_fused_step` takes them: ``(W_ihᵀ, W_hhᵀ, b_ih + b_hh,
+        [W_write; W_read]ᵀ, [b_write; b_read], W_outᵀ, b_out)``, contiguous, made again whenever
+        a parameter changed (its version counter: an optimizer step, a load) or moved."""
+        lstm = self.controller
+        params = (
+            lstm.weight_ih_l0,
+            lstm.weight_hh_l0,
+            lstm.bias_ih_l0,
+            lstm.bias_hh_l0,
+            self.write_proj.weight,
+            self.write_proj.bias,
+            self.read_proj.weight,
+            self.read_proj.bias,
+            self.out_proj.weight,
+            self.out_proj.bias,
+        )
+        key = tuple((p.data_ptr(), p._version, p.dtype) for p in params)  # noqa: SLF001
+        cached = getattr(self, "_acting_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        with torch.no_grad():
+            w_ih, w_hh, b_ih, b_hh, w_write, b_write, w_read, b_read, w_out, b_out = params
+            weights = (
+                w_ih.t().contiguous(),
+                w_hh.t().contiguous(),
+                b_ih + b_hh,
+                torch.cat([w_write, w_read]).t().contiguous(),
+                torch.cat([b_write, b_read]),
+                w_out.t().contiguous(),
+                b_out.detach().clone(),
+            )
+        self._acting_cache = (key, weights)
+        return weights
+
+    def _fused_step(self, x: Tensor, state: FWMLowRankState, resets: Tensor | None) -> CoreOutput:
+        """:meth:`forward` for one step without autograd (see :meth:`_fused`): the four matrix
+        products (input and recurrent gates, the write and read projections together, the
+        output) as batched products, the LSTM cell's gates to its state and the whole memory step
+        (activations, reset, write, norm, hops) in the compiled kernels
+        (:func:`fwmrl.memory.fwm_kernel.lstm_cell`, :func:`~fwmrl.memory.fwm_kernel.acting_memory`).
+        The same values to float rounding, and the same state shapes (a step where every
+        sequence resets starts the factors again)."""
+        batch, d, m = x.shape[1], self.hidden_size, self.memory_size
+        w_ih, w_hh, b_lstm, w_proj, b_proj, w_out, b_out = self._acting_weights()
+        memory, keep, h = state.memory, None, state.h.reshape(batch, d)
+        gates = torch.addmm(b_lstm, x.view(batch, -1), w_ih)
+        every = False
+        if resets is not None and bool(resets[0].any()):
+            keep = (~resets[0]).to(x.dtype)
+            every = bool(resets[0].all())
+            if every:  # h is zero, and the factors start again
+                memory = LowRankMemory.empty(batch, m, x)
+            else:
+                h = h * keep.unsqueeze(1)
+        if not every:
+            gates = gates.addmm_(h, w_hh)
+        h, c, base = fwm_kernel.lstm_cell(
+            gates, state.c.reshape(batch, d), keep, b_out if self.residual else None, m
+        )
+        opts = self.scan_options
+        n, factors = fwm_kernel.acting_memory(
+            torch.addmm(b_proj, h, w_proj),
+            keep,
+            tuple(memory),
+            opts.read_hops,
+            opts.tanh_query * 1 + opts.tanh_hop_keys * 2,
+            opts.layer_norm_eps,
+            opts.write_scale,
+        )
+        y = torch.addmm(b_out if base is None else base, n, w_out)
+        new_state = FWMLowRankState(h.view(batch, 1, d), c.view(batch, 1, d), *factors)
+        return CoreOutput(y.view(1, batch, d), new_state, None)
 
     def _controller(
         self, x: Tensor, state: FWMState | FWMLowRankState, resets: Tensor | None

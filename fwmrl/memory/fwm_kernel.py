@@ -5,7 +5,9 @@ form (:class:`fwmrl.memory.fwm_scan.LowRankMemory`) such a step is a few thousan
 per sequence, but in eager PyTorch it is some 60 tensor operations over ``[B, R, m]`` tensors, each
 a pass over memory: the step costs far more than its arithmetic. :func:`lowrank_step` runs the
 same step per sequence in one C loop whose working set (a sequence's ``R × m`` factors) stays in
-the first-level cache.
+the first-level cache. :func:`lstm_cell` and :func:`acting_memory` go one step further for
+:class:`fwmrl.memory.fwm.FWMCore`'s whole acting step: around four batched matrix products, the
+controller's gates to its state, and the activations, reset and FWM step, each in one C loop.
 
 The C source below is compiled on first use with the system C compiler (``$CC``, else ``cc``)
 into a shared library cached under ``$FWMRL_KERNEL_CACHE`` (default ``~/.cache/fwmrl/kernels``),
@@ -36,88 +38,148 @@ _SOURCE = r"""
 #define PRAGMA(x) _Pragma(#x)
 #define SIMD_SUM(acc) PRAGMA(omp simd reduction(+ : acc))
 
-/* One FWM step on the factors of B sequences: the same equations as _lowrank_step in
-   fwm_scan.py (write, renormalise, N_r hops on the updated memory), on the activated keys
-   (k1, k2, v, [B, 3m]), write rates (λβ, [B]), first queries (n0, [B, m]) and hop keys
-   ([B, N_r m]). All arrays are contiguous; k1o, k2o, uo get the R old factors followed by the
-   new write. */
+
+/* One FWM step on the factors of one sequence: the same equations as _lowrank_step in
+   fwm_scan.py (write, renormalise, N_r hops on the updated memory) on its activated keys and value
+   (key1, key2, v [m] each), write rate (λβ), first query (n, [m], replaced by the last hop's read)
+   and hop keys (e, [N_r m]); K1, K2, U [R, m] and W [R] are its factors and weights, nsq ‖F‖².
+   K1o, K2o, Uo get the R old factors followed by the new write, Wo the R + 1 new weights. */
+static void fwm_seq_step(long R, long hops, REAL eps, const REAL *key1, const REAL *key2,
+                         const REAL *v, REAL rate, REAL *n, const REAL *e, const REAL *K1,
+                         const REAL *K2, const REAL *U, const REAL *W, REAL nsq, REAL *K1o,
+                         REAL *K2o, REAL *Uo, REAL *Wo, REAL *nsqo) {
+    const long m = M, S = R + 1;
+    REAL vold[M], val[M], coef[S], q2[hops * S];
+    memcpy(K1o, K1, sizeof(REAL) * R * m);
+    memcpy(K2o, K2, sizeof(REAL) * R * m);
+    memcpy(Uo, U, sizeof(REAL) * R * m);
+    memcpy(K1o + R * m, key1, sizeof(REAL) * m);
+    memcpy(K2o + R * m, key2, sizeof(REAL) * m);
+    for (long j = 0; j < m; j++) vold[j] = 0;
+    for (long r = 0; r < R; r++) {
+        const REAL *a = K1 + r * m, *c = K2 + r * m, *ur = U + r * m;
+        REAL d1 = 0, d2 = 0;
+        SIMD_SUM(d1)
+        for (long j = 0; j < m; j++) d1 += a[j] * key1[j];
+        SIMD_SUM(d2)
+        for (long j = 0; j < m; j++) d2 += c[j] * key2[j];
+        REAL cr = d1 * d2 * W[r];
+        for (long j = 0; j < m; j++) vold[j] += cr * ur[j];
+    }
+    REAL cross = 0, usq = 0, s1 = 0, s2 = 0;
+    REAL *unew = Uo + R * m;
+    for (long j = 0; j < m; j++) unew[j] = rate * (v[j] - vold[j]);
+    SIMD_SUM(cross)
+    for (long j = 0; j < m; j++) cross += vold[j] * unew[j];
+    SIMD_SUM(usq)
+    for (long j = 0; j < m; j++) usq += unew[j] * unew[j];
+    SIMD_SUM(s1)
+    for (long j = 0; j < m; j++) s1 += key1[j] * key1[j];
+    SIMD_SUM(s2)
+    for (long j = 0; j < m; j++) s2 += key2[j] * key2[j];
+    REAL grown = nsq + 2 * cross + s1 * s2 * usq;
+    REAL scale = grown > 1 ? 1 / SQRT(grown) : 1;
+    for (long r = 0; r < R; r++) Wo[r] = W[r] * scale;
+    Wo[R] = scale;
+    *nsqo = grown * scale * scale;
+    for (long r = 0; r < S; r++) {
+        const REAL *c = K2o + r * m;
+        for (long i = 0; i < hops; i++) {
+            REAL d = 0;
+            SIMD_SUM(d)
+            for (long j = 0; j < m; j++) d += c[j] * e[i * m + j];
+            q2[i * S + r] = d * Wo[r];
+        }
+    }
+    for (long i = 0; i < hops; i++) {
+        for (long r = 0; r < S; r++) {
+            const REAL *a = K1o + r * m;
+            REAL d = 0;
+            SIMD_SUM(d)
+            for (long j = 0; j < m; j++) d += a[j] * n[j];
+            coef[r] = d * q2[i * S + r];
+        }
+        for (long j = 0; j < m; j++) val[j] = 0;
+        for (long r = 0; r < S; r++) {
+            const REAL *ur = Uo + r * m;
+            for (long j = 0; j < m; j++) val[j] += coef[r] * ur[j];
+        }
+        REAL mean = 0, var = 0;
+        SIMD_SUM(mean)
+        for (long j = 0; j < m; j++) mean += val[j];
+        mean /= m;
+        SIMD_SUM(var)
+        for (long j = 0; j < m; j++) var += (val[j] - mean) * (val[j] - mean);
+        var /= m;
+        REAL inv = 1 / SQRT(var + eps);
+        for (long j = 0; j < m; j++) n[j] = (val[j] - mean) * inv;
+    }
+}
+
+/* fwm_seq_step for B sequences on the activated keys and value (k1, k2, v, [B, 3m]), write rates
+   (λβ, [B]), first queries (n0, [B, m]) and hop keys ([B, N_r m]). All arrays are contiguous. */
 void fwm_lowrank_step(long B, long R, long hops, REAL eps, const REAL *keys, const REAL *rates, const REAL *queries,
           const REAL *hop_keys, const REAL *k1, const REAL *k2, const REAL *u, const REAL *w,
           const REAL *nsq, REAL *n_out, REAL *k1o, REAL *k2o, REAL *uo, REAL *wo, REAL *nsqo) {
     const long m = M, S = R + 1;
     for (long b = 0; b < B; b++) {
-        const REAL *key1 = keys + b * 3 * m, *key2 = key1 + m, *v = key1 + 2 * m;
-        const REAL *e = hop_keys + b * hops * m, rate = rates[b];
-        const REAL *K1 = k1 + b * R * m, *K2 = k2 + b * R * m, *U = u + b * R * m;
-        const REAL *W = w + b * R;
-        REAL *K1o = k1o + b * S * m, *K2o = k2o + b * S * m, *Uo = uo + b * S * m;
-        REAL *Wo = wo + b * S;
-        REAL n[M], vold[M], val[M], coef[S], q2[hops * S];
+        const REAL *key1 = keys + b * 3 * m;
+        REAL n[M];
         memcpy(n, queries + b * m, sizeof(REAL) * m);
-        memcpy(K1o, K1, sizeof(REAL) * R * m);
-        memcpy(K2o, K2, sizeof(REAL) * R * m);
-        memcpy(Uo, U, sizeof(REAL) * R * m);
-        memcpy(K1o + R * m, key1, sizeof(REAL) * m);
-        memcpy(K2o + R * m, key2, sizeof(REAL) * m);
-        for (long j = 0; j < m; j++) vold[j] = 0;
-        for (long r = 0; r < R; r++) {
-            const REAL *a = K1 + r * m, *c = K2 + r * m, *ur = U + r * m;
-            REAL d1 = 0, d2 = 0;
-            SIMD_SUM(d1)
-            for (long j = 0; j < m; j++) d1 += a[j] * key1[j];
-            SIMD_SUM(d2)
-            for (long j = 0; j < m; j++) d2 += c[j] * key2[j];
-            REAL cr = d1 * d2 * W[r];
-            for (long j = 0; j < m; j++) vold[j] += cr * ur[j];
+        fwm_seq_step(R, hops, eps, key1, key1 + m, key1 + 2 * m, rates[b], n,
+                     hop_keys + b * hops * m, k1 + b * R * m, k2 + b * R * m, u + b * R * m,
+                     w + b * R, nsq[b], k1o + b * S * m, k2o + b * S * m, uo + b * S * m,
+                     wo + b * S, nsqo + b);
+        memcpy(n_out + b * m, n, sizeof(REAL) * m);
+    }
+}
+
+/* The LSTM cell's gates to its new state, for B sequences: gates [B, 4D] (i, f, g, o) are the
+   pre-activations with both biases, c [B, D] the cell state before the step and keep [B] (NULL:
+   none) 0 where the sequence resets (its c is zeroed); h_out, c_out [B, D] get the new state and,
+   when base is not NULL, base [B, D] = h_out + bias (the residual output before the memory's). */
+void fwm_lstm_cell(long B, long D, const REAL *gates, const REAL *c, const REAL *keep,
+                   const REAL *bias, REAL *h_out, REAL *c_out, REAL *base) {
+    const long G = 4 * D;
+    REAL act[G];
+    for (long b = 0; b < B; b++) {
+        const REAL kp = keep ? keep[b] : 1, *g = gates + b * G;
+        for (long j = 0; j < 2 * D; j++) act[j] = SIGMOID(g[j]);
+        for (long j = 2 * D; j < 3 * D; j++) act[j] = TANH(g[j]);
+        for (long j = 3 * D; j < G; j++) act[j] = SIGMOID(g[j]);
+        REAL *hb = h_out + b * D, *cb = c_out + b * D;
+        for (long j = 0; j < D; j++) {
+            const REAL cn = act[D + j] * (c[b * D + j] * kp) + act[j] * act[2 * D + j];
+            cb[j] = cn;
+            hb[j] = act[3 * D + j] * TANH(cn);
         }
-        REAL cross = 0, usq = 0, s1 = 0, s2 = 0;
-        REAL *unew = Uo + R * m;
-        for (long j = 0; j < m; j++) unew[j] = rate * (v[j] - vold[j]);
-        SIMD_SUM(cross)
-        for (long j = 0; j < m; j++) cross += vold[j] * unew[j];
-        SIMD_SUM(usq)
-        for (long j = 0; j < m; j++) usq += unew[j] * unew[j];
-        SIMD_SUM(s1)
-        for (long j = 0; j < m; j++) s1 += key1[j] * key1[j];
-        SIMD_SUM(s2)
-        for (long j = 0; j < m; j++) s2 += key2[j] * key2[j];
-        REAL grown = nsq[b] + 2 * cross + s1 * s2 * usq;
-        REAL scale = grown > 1 ? 1 / SQRT(grown) : 1;
-        for (long r = 0; r < R; r++) Wo[r] = W[r] * scale;
-        Wo[R] = scale;
-        nsqo[b] = grown * scale * scale;
-        for (long r = 0; r < S; r++) {
-            const REAL *c = K2o + r * m;
-            for (long i = 0; i < hops; i++) {
-                REAL d = 0;
-                SIMD_SUM(d)
-                for (long j = 0; j < m; j++) d += c[j] * e[i * m + j];
-                q2[i * S + r] = d * Wo[r];
-            }
-        }
-        for (long i = 0; i < hops; i++) {
-            for (long r = 0; r < S; r++) {
-                const REAL *a = K1o + r * m;
-                REAL d = 0;
-                SIMD_SUM(d)
-                for (long j = 0; j < m; j++) d += a[j] * n[j];
-                coef[r] = d * q2[i * S + r];
-            }
-            for (long j = 0; j < m; j++) val[j] = 0;
-            for (long r = 0; r < S; r++) {
-                const REAL *ur = Uo + r * m;
-                for (long j = 0; j < m; j++) val[j] += coef[r] * ur[j];
-            }
-            REAL mean = 0, var = 0;
-            SIMD_SUM(mean)
-            for (long j = 0; j < m; j++) mean += val[j];
-            mean /= m;
-            SIMD_SUM(var)
-            for (long j = 0; j < m; j++) var += (val[j] - mean) * (val[j] - mean);
-            var /= m;
-            REAL inv = 1 / SQRT(var + eps);
-            for (long j = 0; j < m; j++) n[j] = (val[j] - mean) * inv;
-        }
+        if (base)
+            for (long j = 0; j < D; j++) base[b * D + j] = hb[j] + bias[j];
+    }
+}
+
+/* The memory part of FWMCore's acting step on the factors of B sequences: from the write and
+   read projections proj [B, 3m + 1 + (N_r + 1) m] (write_proj's ŝ, r̂, v̂, b̂ then read_proj's
+   n̂₀, ê), the activations (tanh keys and value, rate λσ(b̂ + 1), tanh on the first query with
+   flags & 1, on the hop keys with flags & 2), the reset of the weights and norm (keep [B], NULL:
+   none) and fwm_seq_step; n_out [B, m] gets the last hop's read. */
+void fwm_acting_memory(long B, long R, long hops, long flags, REAL eps, REAL write_scale,
+                       const REAL *proj, const REAL *keep, const REAL *k1, const REAL *k2,
+                       const REAL *u, const REAL *w, const REAL *nsq, REAL *n_out, REAL *k1o,
+                       REAL *k2o, REAL *uo, REAL *wo, REAL *nsqo) {
+    const long m = M, S = R + 1, NW = 3 * m + 1, NR = (hops + 1) * m, P = NW + NR;
+    REAL keys[3 * M], act[NR], n[M], wk[S];
+    for (long b = 0; b < B; b++) {
+        const REAL kp = keep ? keep[b] : 1, *wr = proj + b * P, *rd = wr + NW;
+        for (long j = 0; j < 3 * m; j++) keys[j] = TANH(wr[j]);
+        const REAL rate = write_scale * SIGMOID(wr[3 * m] + 1);
+        for (long j = 0; j < NR; j++) act[j] = TANH(rd[j]);
+        for (long j = 0; j < m; j++) n[j] = (flags & 1) ? act[j] : rd[j];
+        const REAL *e = (flags & 2) ? act + m : rd + m;
+        for (long r = 0; r < R; r++) wk[r] = w[b * R + r] * kp;
+        fwm_seq_step(R, hops, eps, keys, keys + m, keys + 2 * m, rate, n, e, k1 + b * R * m,
+                     k2 + b * R * m, u + b * R * m, wk, nsq[b] * kp, k1o + b * S * m,
+                     k2o + b * S * m, uo + b * S * m, wo + b * S, nsqo + b);
         memcpy(n_out + b * m, n, sizeof(REAL) * m);
     }
 }
@@ -193,32 +255,75 @@ void fwm_delta_backward(long B, long C, const REAL *direct_u, const REAL *direct
     }
 }
 """
-_VARIANTS = {
-    torch.float32: ("f32", "float", "sqrtf", ctypes.c_float),
-    torch.float64: ("f64", "double", "sqrt", ctypes.c_double),
+_HEADER = r"""
+#include <math.h>
+#include <string.h>
+
+/* exp for float without a library call, so that loops over it vectorise: x = n ln 2 + r, a
+   degree-6 polynomial for e^r (Cephes' expf coefficients, within about one ulp), 2^n through the
+   exponent bits; x is clamped to [-87, 88], where float's e^x is normal. */
+static inline float fwm_expf(float x) {
+    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+    const float n = floorf(x * 1.44269504088896341f + 0.5f);
+    float r = x - n * 0.693359375f;
+    r = r + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * (r * r) + r + 1.0f;
+    union { int i; float f; } two_n;
+    two_n.i = ((int)n + 127) << 23;
+    return p * two_n.f;
 }
-"""Per dtype: the functions' name suffix, the C type, its square root and the ctypes type."""
+"""
+"""Shared by both dtypes' functions (included once)."""
+_VARIANTS = {
+    torch.float32: ("f32", "float", "sqrtf", "fwm_expf", ctypes.c_float),
+    torch.float64: ("f64", "double", "sqrt", "exp", ctypes.c_double),
+}
+"""Per dtype: the functions' name suffix, the C type, its square root and exponential (float's:
+the vectorisable ``fwm_expf``), and the ctypes type."""
+_INTERNAL = ["fwm_seq_step"]
+"""Static C functions (one per dtype, named like the exported ones)."""
 _ARGUMENTS = {
     "fwm_lowrank_step": ["long", "long", "long", "real", *(["pointer"] * 15)],
+    "fwm_lstm_cell": ["long", "long", *(["pointer"] * 7)],
+    "fwm_acting_memory": [*(["long"] * 4), "real", "real", *(["pointer"] * 13)],
     "fwm_delta_forward": ["long", "long", *(["pointer"] * 10)],
     "fwm_delta_backward": ["long", "long", *(["pointer"] * 15)],
 }
 """The C functions and their argument types (``real``: the dtype's)."""
-_FLAGS = ["-O3", "-march=native", "-fopenmp-simd", "-fPIC", "-shared", "-std=gnu11"]
+_FLAGS = [
+    "-O3",
+    "-march=native",
+    "-fno-trapping-math",
+    "-fopenmp-simd",
+    "-fPIC",
+    "-shared",
+    "-std=gnu11",
+]
 _libraries: dict[int, ctypes.CDLL | None] = {}
 """Built libraries by ``m`` (``None``: the build failed)."""
 
 
 def _full_source(memory_size: int) -> str:
-    parts = [f"#include <math.h>\n#include <string.h>\n#define M {memory_size}"]
+    parts = [f"{_HEADER}#define M {memory_size}"]
     body = _SOURCE.replace("#include <math.h>\n#include <string.h>\n", "")
-    for suffix, real, sqrt, _ in _VARIANTS.values():
-        names = "".join(f"#define {name} {name}_{suffix}\n" for name in _ARGUMENTS)
-        undo = "".join(f"#undef {name}\n" for name in _ARGUMENTS)
-        parts.append(
-            f"{names}#define REAL {real}\n#define SQRT {sqrt}\n{body}\n{undo}#undef REAL\n"
-            "#undef SQRT\n"
-        )
+    for suffix, real, sqrt, exp, _ in _VARIANTS.values():
+        names = "".join(f"#define {name} {name}_{suffix}\n" for name in [*_ARGUMENTS, *_INTERNAL])
+        undo = "".join(f"#undef {name}\n" for name in [*_ARGUMENTS, *_INTERNAL])
+        macros = {
+            "REAL": real,
+            "SQRT": sqrt,
+            "SIGMOID(x)": f"((REAL)1 / ((REAL)1 + {exp}(-(x))))",
+            "TANH(x)": f"((REAL)2 / ((REAL)1 + {exp}((REAL)-2 * (x))) - (REAL)1)",
+        }
+        define = "".join(f"#define {name} {value}\n" for name, value in macros.items())
+        undefine = "".join(f"#undef {name.split('(')[0]}\n" for name in macros)
+        parts.append(f"{names}{define}{body}\n{undo}{undefine}")
     return "\n".join(parts)
 
 
@@ -246,7 +351,7 @@ def _build(memory_size: int) -> ctypes.CDLL:
                 raise RuntimeError(f"{compiler} failed:\n{done.stderr[-2000:]}")
             os.replace(out, target)  # atomic: processes building at once agree
     library = ctypes.CDLL(str(target))
-    for suffix, _, _, real in _VARIANTS.values():
+    for suffix, _, _, _, real in _VARIANTS.values():
         types = {"long": ctypes.c_long, "pointer": ctypes.c_void_p, "real": real}
         for name, arguments in _ARGUMENTS.items():
             function = getattr(library, f"{name}_{suffix}")
@@ -279,7 +384,7 @@ def _function(name: str, like: Tensor, memory_size: int) -> tuple[Any, Any]:
     library = _load(memory_size)
     if library is None:
         raise RuntimeError("the compiled FWM kernels are unavailable")
-    suffix, _, _, real = _VARIANTS[like.dtype]
+    suffix, _, _, _, real = _VARIANTS[like.dtype]
     return getattr(library, f"{name}_{suffix}"), real
 
 
@@ -330,6 +435,114 @@ def lowrank_step(
         read_hops,
         real(layer_norm_eps),
         *(t.data_ptr() for t in inputs),
+        n.data_ptr(),
+        *(t.data_ptr() for t in outputs),
+    )
+    return n, outputs
+
+
+def lstm_cell(
+    gates: Tensor, c: Tensor, keep: Tensor | None, bias: Tensor | None, memory_size: int
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """The LSTM cell from its gates' pre-activations in the compiled kernel (no autograd).
+
+    Parameters
+    ----------
+    gates:
+        ``[B, 4D]`` (``i, f, g, o``): ``x W_ihᵀ + b_ih + h W_hhᵀ + b_hh`` (``h`` reset).
+    c:
+        ``[B, D]``: the cell state before the step.
+    keep:
+        ``[B]``: 0 where the sequence resets before the step (its ``c`` is zeroed), 1
+        elsewhere; ``None``: no reset.
+    bias:
+        ``[D]`` or ``None``: with it, ``base = h + bias`` is returned too (FWM's residual
+        output before the memory read's projection is added).
+    memory_size:
+        ``m`` of the FWM whose library holds the function (built per ``m``).
+
+    Returns
+    -------
+    ``h, c [B, D]`` after the step and ``base`` (``None`` without ``bias``).
+    """
+    batch, hidden = c.shape
+    function, _ = _function("fwm_lstm_cell", gates, memory_size)
+    gates, c = gates.contiguous(), c.contiguous()
+    keep = None if keep is None else keep.contiguous()
+    bias = None if bias is None else bias.contiguous()
+    h_out, c_out = gates.new_empty(batch, hidden), gates.new_empty(batch, hidden)
+    base = None if bias is None else gates.new_empty(batch, hidden)
+    function(
+        batch,
+        hidden,
+        gates.data_ptr(),
+        c.data_ptr(),
+        _pointer(keep),
+        _pointer(bias),
+        h_out.data_ptr(),
+        c_out.data_ptr(),
+        _pointer(base),
+    )
+    return h_out, c_out, base
+
+
+def acting_memory(
+    proj: Tensor,
+    keep: Tensor | None,
+    memory: tuple[Tensor, Tensor, Tensor, Tensor, Tensor],
+    read_hops: int,
+    flags: int,
+    layer_norm_eps: float,
+    write_scale: float,
+) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor, Tensor, Tensor]]:
+    """The memory part of :class:`fwmrl.memory.fwm.FWMCore`'s acting step in the compiled kernel
+    (no autograd): the activations of the write and read projections, the reset of the factors'
+    weights and norm, and :func:`lowrank_step`'s FWM step, per sequence in one C loop.
+
+    Parameters
+    ----------
+    proj:
+        ``[B, 3m + 1 + (N_r + 1) m]``: ``write_proj``'s outputs ``(ŝ, r̂, v̂, b̂)`` followed by
+        ``read_proj``'s ``(n̂₀, ê₁ … ê_{N_r})``.
+    keep:
+        ``[B]``: 0 where the sequence resets before the step, 1 elsewhere; ``None``: no reset.
+    memory:
+        ``(k1, k2, u [B, R, m], weight [B, R], norm_sq [B])`` before the step (the reset not
+        applied).
+    read_hops, layer_norm_eps, write_scale:
+        ``N_r``, the hops' layer-norm epsilon and ``λ``.
+    flags:
+        1: ``tanh`` on the first query; 2: ``tanh`` on the hop keys.
+
+    Returns
+    -------
+    ``n [B, m]`` (the last hop's read) and the factors after the step (``R + 1`` writes).
+    """
+    k1 = memory[0]
+    batch, writes, m = k1.shape
+    function, real = _function("fwm_acting_memory", proj, m)
+    proj = proj.contiguous()
+    keep = None if keep is None else keep.contiguous()
+    factors = [t.contiguous() for t in memory]
+    n = proj.new_empty(batch, m)
+    k1_out = proj.new_empty(batch, writes + 1, m)
+    outputs = (
+        k1_out,
+        torch.empty_like(k1_out),
+        torch.empty_like(k1_out),
+        proj.new_empty(batch, writes + 1),
+        proj.new_empty(batch),
+    )
+    function(
+        batch,
+        writes,
+        read_hops,
+        flags,
+        real(layer_norm_eps),
+        real(write_scale),
+        proj.data_ptr(),
+        _pointer(keep),
+        *(t.data_ptr() for t in factors),
         n.data_ptr(),
         *(t.data_ptr() for t in outputs),
     )

@@ -1,0 +1,107 @@
+"""FWMCore's fused acting step (``FWMCore._fused_step``: batched products around the compiled
+LSTM-cell and memory kernels) against the eager step, and when it must not run."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fwmrl.memory import fwm_kernel
+from fwmrl.memory.fwm import FWMCore, FWMLowRankState
+
+pytestmark = pytest.mark.skipif(
+    not fwm_kernel.available(torch.zeros(1), 16), reason="no C compiler for the kernel"
+)
+
+
+def _pair(dtype: torch.dtype, **kwargs: object) -> tuple[FWMCore, FWMCore]:
+    torch.manual_seed(0)
+    options = {"input_size": 6, "hidden_size": 12, "memory_size": 8, "read_hops": 2, **kwargs}
+    fused = FWMCore(**options).to(dtype)
+    eager = FWMCore(**options, kernel="eager").to(dtype)
+    eager.load_state_dict(fused.state_dict())
+    return fused, eager
+
+
+def _count_fused(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls = [0]
+    original = fwm_kernel.acting_memory
+
+    def counted(*args: object, **kwargs: object) -> object:
+        calls[0] += 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(fwm_kernel, "acting_memory", counted)
+    return calls
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"residual": False, "tanh_query": True, "tanh_hop_keys": False, "write_scale": 1.0},
+        {"memory_size": 16, "read_hops": 3, "hidden_size": 32, "input_size": 16},
+    ],
+)
+@pytest.mark.parametrize(("dtype", "tol"), [(torch.float64, 1e-9), (torch.float32, 1e-4)])
+def test_fused_steps_equal_eager_with_resets(
+    options: dict, dtype: torch.dtype, tol: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fused, eager = _pair(dtype, **options)
+    calls = _count_fused(monkeypatch)
+    steps, batch = 24, 7
+    gen = torch.Generator().manual_seed(1)
+    x = 2 * torch.randn(steps, 1, batch, fused.input_size, generator=gen, dtype=dtype)
+    resets = torch.rand(steps, 1, batch, generator=gen) < 0.2
+    resets[0] = True
+    resets[11] = True  # every sequence: the factors start again
+    resets[3] = resets[5] = False  # resets given, none of them set; at step 5 none given
+    states = [core.initial_episode_state(batch) for core in (fused, eager)]
+    with torch.no_grad():
+        for t in range(steps):
+            step_resets = None if t == 5 else resets[t]
+            got, states[0], _ = fused(x[t], states[0], step_resets)
+            want, states[1], _ = eager(x[t], states[1], step_resets)
+            torch.testing.assert_close(got, want, rtol=0, atol=tol)
+    assert calls[0] == steps
+    assert isinstance(states[0], FWMLowRankState)
+    assert states[0].k1.shape == states[1].k1.shape == (batch, steps - 11, fused.memory_size)
+    for (_, got), (_, want) in zip(states[0].tensors(), states[1].tensors(), strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=tol)
+    if options.get("write_scale") == 1.0:
+        assert (states[1].weight < 1).any()  # the norm bound acted
+
+
+def test_fused_weights_follow_parameter_changes(monkeypatch: pytest.MonkeyPatch) -> None:
+    fused, eager = _pair(torch.float64)
+    calls = _count_fused(monkeypatch)
+    x = torch.randn(1, 5, 6, dtype=torch.float64)
+    with torch.no_grad():
+        fused(x, fused.initial_episode_state(5))
+        for core in (fused, eager):  # an optimizer step changes the parameters in place
+            core.controller.weight_hh_l0.mul_(1.5)
+            core.read_proj.bias.add_(0.25)
+            core.out_proj.weight.mul_(-1.0)
+        got = fused(x, fused.initial_episode_state(5)).output
+        want = eager(x, eager.initial_episode_state(5)).output
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+    assert calls[0] == 2
+
+
+def test_fused_step_not_taken_with_gradients_or_hooks(monkeypatch: pytest.MonkeyPatch) -> None:
+    fused, _ = _pair(torch.float32)
+    calls = _count_fused(monkeypatch)
+    x = torch.randn(1, 4, 6)
+    y = fused(x, fused.initial_episode_state(4)).output  # gradients needed: the PyTorch step
+    y.sum().backward()
+    assert fused.controller.weight_ih_l0.grad is not None and calls[0] == 0
+    seen = []
+    handle = fused.write_proj.register_forward_hook(lambda module, args, out: seen.append(out))
+    with torch.no_grad():
+        fused(x, fused.initial_episode_state(4))
+    handle.remove()
+    assert len(seen) == 1 and calls[0] == 0  # the hook saw the write (the memory plot's)
+    with torch.no_grad():
+        fused(x, fused.initial_episode_state(4))
+        fused(x, fused.initial_state(4))  # a dense state: the dense scans
+    assert calls[0] == 1
