@@ -12,17 +12,21 @@ variants see the same machine load in turn, which separate processes cannot prom
 
 Variants:
 
-- ``fused``: the acting step of :class:`fwmrl.memory.fwm.FWMCore` as one compiled call
-  (``fwm_kernel.acting_step``) against the same step as PyTorch operations around the compiled
-  FWM step (``B``: ``FWMCore._fused`` returns False).
+- ``fused``: the acting step of :class:`fwmrl.memory.fwm.FWMCore` as four batched products
+  around the compiled LSTM-cell and memory loops (``FWMCore._fused_step``) against the step as
+  PyTorch operations around the compiled FWM step (``B``: ``FWMCore._fused`` returns False).
+- ``inplace``: the fused step appending each write to its buffer in place against copying the
+  old factors into new tensors at every step (``B``: ``fwm_kernel._factor_buffer`` returns None
+  during its updates).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +35,33 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _no_fused(agent: Any) -> None:
+@contextlib.contextmanager
+def _no_fused(agent: Any) -> Iterator[None]:
     agent.policy.core._fused = lambda *args: False
+    try:
+        yield
+    finally:
+        del agent.policy.core._fused
 
 
-VARIANTS: dict[str, Callable[[Any], None]] = {"fused": _no_fused}
-"""``--variant`` name: how agent ``B`` is changed (switching that speed path off)."""
+@contextlib.contextmanager
+def _no_inplace(agent: Any) -> Iterator[None]:
+    from fwmrl.memory import fwm_kernel
+
+    original = fwm_kernel._factor_buffer
+    fwm_kernel._factor_buffer = lambda *args: None
+    try:
+        yield
+    finally:
+        fwm_kernel._factor_buffer = original
+
+
+VARIANTS: dict[str, Callable[[Any], contextlib.AbstractContextManager[None]]] = {
+    "fused": _no_fused,
+    "inplace": _no_inplace,
+}
+"""``--variant`` name: a context manager that switches that speed path off for agent ``B``
+(entered around each of its updates)."""
 
 
 def run(config: str, variant: str, updates: int) -> dict[str, dict[str, float]]:
@@ -50,17 +75,22 @@ def run(config: str, variant: str, updates: int) -> dict[str, dict[str, float]]:
     for name in ("A", "B"):
         overrides = ["logging.wandb=disabled", "train.progress=false"]
         agents[name] = build_agent(load_config(ROOT / "configs" / f"{config}.yaml", overrides))
-    VARIANTS[variant](agents["B"])
-    for agent in agents.values():
-        for _ in range(2):
-            agent.learn_update()
+
+    def switch(name: str) -> contextlib.AbstractContextManager[None]:
+        return VARIANTS[variant](agents[name]) if name == "B" else contextlib.nullcontext()
+
+    for name, agent in agents.items():
+        with switch(name):
+            for _ in range(2):
+                agent.learn_update()
     spent = {name: {"collect": 0.0, "learn": 0.0, "steps": 0.0} for name in agents}
     for _ in range(updates):
         for name, agent in agents.items():
-            before, start = agent.env_steps, time.process_time()
-            rollout = agent.collect_rollout()
-            middle = time.process_time()
-            agent.train_on_rollout(rollout)
+            with switch(name):
+                before, start = agent.env_steps, time.process_time()
+                rollout = agent.collect_rollout()
+                middle = time.process_time()
+                agent.train_on_rollout(rollout)
             spent[name]["collect"] += middle - start
             spent[name]["learn"] += time.process_time() - middle
             spent[name]["steps"] += agent.env_steps - before

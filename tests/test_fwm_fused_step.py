@@ -105,3 +105,30 @@ def test_fused_step_not_taken_with_gradients_or_hooks(monkeypatch: pytest.Monkey
         fused(x, fused.initial_episode_state(4))
         fused(x, fused.initial_state(4))  # a dense state: the dense scans
     assert calls[0] == 1
+
+
+def test_writes_appended_in_place_keep_every_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    fused, eager = _pair(torch.float64)
+    calls = _count_fused(monkeypatch)
+    x = torch.randn(6, 1, 5, 6, dtype=torch.float64)
+    with torch.no_grad():
+        state = fused.initial_episode_state(5)
+        for t in range(4):
+            state = fused(x[t], state).state
+        first = fused(x[4], state).state  # appended in place into the episode's buffer
+        second = fused(x[5], state).state  # the slot is taken: copied, first keeps its values
+        again = fused(x[5], first).state  # in place on first's buffer
+        want = eager.initial_episode_state(5)
+        for t in range(4):
+            want = eager(x[t], want).state
+        want_first = eager(x[4], want).state
+        want_second = eager(x[5], want).state
+        want_again = eager(x[5], want_first).state
+    assert calls[0] == 7
+    assert first.k1._base is state.k1._base is again.k1._base  # one buffer
+    assert second.k1._base is not first.k1._base
+    for got, expected in ((first, want_first), (second, want_second), (again, want_again)):
+        for (_, a), (_, b) in zip(got.tensors(), expected.tensors(), strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+    saved = first.state_dict()  # compact tensors, not the buffer
+    assert saved["k1"].is_contiguous() and saved["k1"].untyped_storage().nbytes() == 5 * 5 * 8 * 8

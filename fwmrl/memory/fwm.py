@@ -77,6 +77,11 @@ class FWMLowRankState(CoreState):
         """The same state with ``F [B, m, m, m]`` formed."""
         return FWMState(h=self.h, c=self.c, F=self.memory.to_dense())
 
+    def state_dict(self) -> dict[str, Tensor]:
+        """Plain ``{field: tensor}`` dict with compact tensors (the acting step's factors are
+        views of a larger buffer, which ``torch.save`` would store whole)."""
+        return {name: t.contiguous() for name, t in self.tensors()}
+
 
 class FWMCore(MemoryCore):
     """LSTM + Fast Weight Memory.

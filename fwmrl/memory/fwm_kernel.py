@@ -43,16 +43,19 @@ _SOURCE = r"""
    fwm_scan.py (write, renormalise, N_r hops on the updated memory) on its activated keys and value
    (key1, key2, v [m] each), write rate (λβ), first query (n, [m], replaced by the last hop's read)
    and hop keys (e, [N_r m]); K1, K2, U [R, m] and W [R] are its factors and weights, nsq ‖F‖².
-   K1o, K2o, Uo get the R old factors followed by the new write, Wo the R + 1 new weights. */
+   K1o, K2o, Uo get the R old factors followed by the new write (the old ones are not copied
+   where K1o is K1: the write is appended in place), Wo the R + 1 new weights. */
 static void fwm_seq_step(long R, long hops, REAL eps, const REAL *key1, const REAL *key2,
                          const REAL *v, REAL rate, REAL *n, const REAL *e, const REAL *K1,
                          const REAL *K2, const REAL *U, const REAL *W, REAL nsq, REAL *K1o,
                          REAL *K2o, REAL *Uo, REAL *Wo, REAL *nsqo) {
     const long m = M, S = R + 1;
     REAL vold[M], val[M], coef[S], q2[hops * S];
-    memcpy(K1o, K1, sizeof(REAL) * R * m);
-    memcpy(K2o, K2, sizeof(REAL) * R * m);
-    memcpy(Uo, U, sizeof(REAL) * R * m);
+    if (K1o != K1) {
+        memcpy(K1o, K1, sizeof(REAL) * R * m);
+        memcpy(K2o, K2, sizeof(REAL) * R * m);
+        memcpy(Uo, U, sizeof(REAL) * R * m);
+    }
     memcpy(K1o + R * m, key1, sizeof(REAL) * m);
     memcpy(K2o + R * m, key2, sizeof(REAL) * m);
     for (long j = 0; j < m; j++) vold[j] = 0;
@@ -162,11 +165,14 @@ void fwm_lstm_cell(long B, long D, const REAL *gates, const REAL *c, const REAL 
    read projections proj [B, 3m + 1 + (N_r + 1) m] (write_proj's ŝ, r̂, v̂, b̂ then read_proj's
    n̂₀, ê), the activations (tanh keys and value, rate λσ(b̂ + 1), tanh on the first query with
    flags & 1, on the hop keys with flags & 2), the reset of the weights and norm (keep [B], NULL:
-   none) and fwm_seq_step; n_out [B, m] gets the last hop's read. */
+   none) and fwm_seq_step; n_out [B, m] gets the last hop's read. Sequence b's factors start at
+   k1 + b * in_stride (and k2, u) and its new ones at k1o + b * out_stride: the same memory
+   appends the write in place. */
 void fwm_acting_memory(long B, long R, long hops, long flags, REAL eps, REAL write_scale,
-                       const REAL *proj, const REAL *keep, const REAL *k1, const REAL *k2,
-                       const REAL *u, const REAL *w, const REAL *nsq, REAL *n_out, REAL *k1o,
-                       REAL *k2o, REAL *uo, REAL *wo, REAL *nsqo) {
+                       long in_stride, long out_stride, const REAL *proj, const REAL *keep,
+                       const REAL *k1, const REAL *k2, const REAL *u, const REAL *w,
+                       const REAL *nsq, REAL *n_out, REAL *k1o, REAL *k2o, REAL *uo, REAL *wo,
+                       REAL *nsqo) {
     const long m = M, S = R + 1, NW = 3 * m + 1, NR = (hops + 1) * m, P = NW + NR;
     REAL keys[3 * M], act[NR], n[M], wk[S];
     for (long b = 0; b < B; b++) {
@@ -177,9 +183,9 @@ void fwm_acting_memory(long B, long R, long hops, long flags, REAL eps, REAL wri
         for (long j = 0; j < m; j++) n[j] = (flags & 1) ? act[j] : rd[j];
         const REAL *e = (flags & 2) ? act + m : rd + m;
         for (long r = 0; r < R; r++) wk[r] = w[b * R + r] * kp;
-        fwm_seq_step(R, hops, eps, keys, keys + m, keys + 2 * m, rate, n, e, k1 + b * R * m,
-                     k2 + b * R * m, u + b * R * m, wk, nsq[b] * kp, k1o + b * S * m,
-                     k2o + b * S * m, uo + b * S * m, wo + b * S, nsqo + b);
+        const long i = b * in_stride, o = b * out_stride;
+        fwm_seq_step(R, hops, eps, keys, keys + m, keys + 2 * m, rate, n, e, k1 + i, k2 + i,
+                     u + i, wk, nsq[b] * kp, k1o + o, k2o + o, uo + o, wo + b * S, nsqo + b);
         memcpy(n_out + b * m, n, sizeof(REAL) * m);
     }
 }
@@ -291,7 +297,7 @@ _INTERNAL = ["fwm_seq_step"]
 _ARGUMENTS = {
     "fwm_lowrank_step": ["long", "long", "long", "real", *(["pointer"] * 15)],
     "fwm_lstm_cell": ["long", "long", *(["pointer"] * 7)],
-    "fwm_acting_memory": [*(["long"] * 4), "real", "real", *(["pointer"] * 13)],
+    "fwm_acting_memory": [*(["long"] * 4), "real", "real", "long", "long", *(["pointer"] * 13)],
     "fwm_delta_forward": ["long", "long", *(["pointer"] * 10)],
     "fwm_delta_backward": ["long", "long", *(["pointer"] * 15)],
 }
@@ -486,6 +492,32 @@ def lstm_cell(
     return h_out, c_out, base
 
 
+def _factor_buffer(k1: Tensor, k2: Tensor, u: Tensor) -> Tensor | None:
+    """The buffer ``[3, B, capacity, m]`` that ``k1, k2, u [B, R, m]`` are the first ``R`` slots
+    of (made by :func:`acting_memory`), if the next write may go into slot ``R`` in place: no
+    step from these factors has claimed it yet and it exists; else ``None``."""
+    base = k1._base
+    batch, writes, m = k1.shape
+    if base is None or getattr(base, "_fwm_filled", None) != writes or base.dim() != 4:
+        return None
+    _, rows, capacity, width = base.shape
+    if rows != batch or width != m or capacity <= writes or k2._base is not base:
+        return None
+    if u._base is not base or k1.stride() != (capacity * m, m, 1):
+        return None
+    step = batch * capacity * m * base.element_size()
+    start = base.data_ptr()
+    if (k1.data_ptr(), k2.data_ptr(), u.data_ptr()) != (start, start + step, start + 2 * step):
+        return None
+    return base
+
+
+def _rows(t: Tensor) -> Tensor:
+    """``t [B, R, m]`` with contiguous ``[R, m]`` rows per sequence (any sequence stride)."""
+    m = t.shape[2]
+    return t if t.stride()[1:] == (m, 1) else t.contiguous()
+
+
 def acting_memory(
     proj: Tensor,
     keep: Tensor | None,
@@ -498,6 +530,13 @@ def acting_memory(
     """The memory part of :class:`fwmrl.memory.fwm.FWMCore`'s acting step in the compiled kernel
     (no autograd): the activations of the write and read projections, the reset of the factors'
     weights and norm, and :func:`lowrank_step`'s FWM step, per sequence in one C loop.
+
+    The new factors ``k1, k2, u`` are the first ``R + 1`` slots of a buffer ``[3, B, capacity,
+    m]`` (views, not contiguous): a step from factors that are such a buffer's first ``R`` slots
+    writes slot ``R`` in place and claims it, so an episode's steps copy no old writes and
+    allocate no memory; a second step from the same factors (whose slot is taken) and factors of
+    any other origin are copied into a new buffer of twice the writes (at least 32). Slots below
+    ``R`` are never written, so every earlier state keeps its values.
 
     Parameters
     ----------
@@ -518,21 +557,25 @@ def acting_memory(
     -------
     ``n [B, m]`` (the last hop's read) and the factors after the step (``R + 1`` writes).
     """
-    k1 = memory[0]
+    k1, k2, u, weight, norm_sq = memory
     batch, writes, m = k1.shape
     function, real = _function("fwm_acting_memory", proj, m)
     proj = proj.contiguous()
     keep = None if keep is None else keep.contiguous()
-    factors = [t.contiguous() for t in memory]
+    buffer = _factor_buffer(k1, k2, u)
+    if buffer is None:
+        k1, k2, u = _rows(k1), _rows(k2), _rows(u)
+        if not k1.stride(0) == k2.stride(0) == u.stride(0):
+            k1, k2, u = k1.contiguous(), k2.contiguous(), u.contiguous()
+        in_stride = k1.stride(0)
+        buffer = proj.new_empty(3, batch, max(32, 2 * (writes + 1)), m)
+    else:
+        in_stride = buffer.shape[2] * m
+    buffer._fwm_filled = writes + 1  # slot R is this step's
+    factors = [t.contiguous() for t in (weight, norm_sq)]
     n = proj.new_empty(batch, m)
-    k1_out = proj.new_empty(batch, writes + 1, m)
-    outputs = (
-        k1_out,
-        torch.empty_like(k1_out),
-        torch.empty_like(k1_out),
-        proj.new_empty(batch, writes + 1),
-        proj.new_empty(batch),
-    )
+    new_k1, new_k2, new_u = buffer[:, :, : writes + 1].unbind(0)
+    outputs = (new_k1, new_k2, new_u, proj.new_empty(batch, writes + 1), proj.new_empty(batch))
     function(
         batch,
         writes,
@@ -540,8 +583,13 @@ def acting_memory(
         flags,
         real(layer_norm_eps),
         real(write_scale),
+        in_stride,
+        buffer.shape[2] * m,
         proj.data_ptr(),
         _pointer(keep),
+        k1.data_ptr(),
+        k2.data_ptr(),
+        u.data_ptr(),
         *(t.data_ptr() for t in factors),
         n.data_ptr(),
         *(t.data_ptr() for t in outputs),
