@@ -132,3 +132,31 @@ def test_writes_appended_in_place_keep_every_state(monkeypatch: pytest.MonkeyPat
             torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
     saved = first.state_dict()  # compact tensors, not the buffer
     assert saved["k1"].is_contiguous() and saved["k1"].untyped_storage().nbytes() == 5 * 5 * 8 * 8
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_episode_window_without_masks_is_bit_identical(dtype: torch.dtype) -> None:
+    """An episode-mode window (no writes, resets at the first step only) runs the chunk scan
+    without its reset masks: the very same values and gradients as with them."""
+    from fwmrl.memory.fwm_scan import (
+        FWMScanOptions,
+        LowRankMemory,
+        _lowrank_chunk_scan,
+        lowrank_scan,
+    )
+
+    torch.manual_seed(0)
+    steps, batch, m, hops = 30, 20, 16, 3
+    opts = FWMScanOptions(memory_size=m, read_hops=hops, write_scale=1.0, chunk_size=64)
+    write = torch.randn(steps, batch, 3 * m + 1, dtype=dtype, requires_grad=True)
+    read = torch.randn(steps, batch, (hops + 1) * m, dtype=dtype, requires_grad=True)
+    resets = torch.zeros(steps, batch, dtype=torch.bool)
+    resets[0] = True
+    weights = torch.randn(steps, batch, m, dtype=dtype)
+    results = []
+    for scan in (lowrank_scan, _lowrank_chunk_scan):
+        n, memory = scan(write, read, LowRankMemory.empty(batch, m, write), resets, opts)
+        grads = torch.autograd.grad((n * weights).sum(), (write, read))
+        results.append((n, *memory, *grads))
+    for got, want in zip(*results, strict=True):
+        assert torch.equal(got, want)

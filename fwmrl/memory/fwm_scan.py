@@ -836,6 +836,10 @@ def lowrank_scan(
         n, memory = step(write[0], read[0], memory, None if resets is None else resets[0], opts)
         return n.unsqueeze(0), memory
     offset = memory.writes
+    if resets is not None and not offset and not bool(resets[1:].any()):
+        # From no writes with resets at the first step only (an episode-mode window), the resets
+        # change nothing: the chunk scans run without their masks (the same values and gradients).
+        resets = None
     outputs = []
     for start in range(0, steps, opts.chunk_size):
         end = start + opts.chunk_size
@@ -846,4 +850,4 @@ def lowrank_scan(
         outputs.append(n)
     if resets is not None and steps > 1:
         memory, _ = _drop_before_full_reset(memory, resets[1:], start=offset + 1)
-    return torch.cat(outputs), memory
+    return (outputs[0] if len(outputs) == 1 else torch.cat(outputs)), memory
