@@ -56,12 +56,30 @@ def _no_inplace(agent: Any) -> Iterator[None]:
         fwm_kernel._factor_buffer = original
 
 
+@contextlib.contextmanager
+def _no_lstm_window(agent: Any) -> Iterator[None]:
+    from fwmrl.memory.lstm import run_lstm_with_resets
+
+    core = agent.policy.core
+    core._controller_window = lambda x, state, resets: run_lstm_with_resets(
+        core.controller, x, state.h, state.c, resets
+    )
+    try:
+        yield
+    finally:
+        del core._controller_window
+
+
 VARIANTS: dict[str, Callable[[Any], contextlib.AbstractContextManager[None]]] = {
     "fused": _no_fused,
     "inplace": _no_inplace,
+    "lstm_window": _no_lstm_window,
 }
 """``--variant`` name: a context manager that switches that speed path off for agent ``B``
-(entered around each of its updates)."""
+(entered around each of its updates).- ``lstm_window``: the controller's windows with gradients (the learning pass) with the input
+  gates in one product and the cells in the compiled kernels (``FWMCore._controller_window``)
+  against ``torch.lstm_cell`` steps (``B``: ``run_lstm_with_resets``).
+"""
 
 
 def run(config: str, variant: str, updates: int) -> dict[str, dict[str, float]]:

@@ -160,3 +160,33 @@ def test_episode_window_without_masks_is_bit_identical(dtype: torch.dtype) -> No
         results.append((n, *memory, *grads))
     for got, want in zip(*results, strict=True):
         assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize(("dtype", "tol"), [(torch.float64, 1e-9), (torch.float32, 1e-4)])
+def test_controller_window_equals_lstm_cells(dtype: torch.dtype, tol: float) -> None:
+    """The learning pass's controller (one input product, the cells in the compiled kernels)
+    gives run_lstm_with_resets' outputs, final state and gradients, with resets inside."""
+    from fwmrl.memory.lstm import run_lstm_with_resets
+
+    torch.manual_seed(0)
+    core = FWMCore(input_size=6, hidden_size=12, memory_size=8).to(dtype)
+    steps, batch = 20, 5
+    x = torch.randn(steps, batch, 6, dtype=dtype, requires_grad=True)
+    h = torch.randn(batch, 1, 12, dtype=dtype, requires_grad=True)
+    c = torch.randn(batch, 1, 12, dtype=dtype, requires_grad=True)
+    state = core.initial_state(batch).to(dtype=dtype)
+    state.h, state.c = h, c
+    resets = torch.rand(steps, batch) < 0.2
+    weights = [torch.randn(steps, batch, 12, dtype=dtype), *torch.randn(2, batch, 1, 12)]
+    results = []
+    for window in (True, False):
+        if window:
+            outputs = core._controller_window(x, state, resets)
+        else:
+            outputs = run_lstm_with_resets(core.controller, x, h, c, resets)
+        loss = sum((out * w.to(dtype)).sum() for out, w in zip(outputs, weights, strict=True))
+        grads = torch.autograd.grad(loss, [x, h, c, *core.controller.parameters()])
+        results.append((*outputs, *grads))
+    for got, want in zip(*results, strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=tol)
+    assert results[0][3].abs().sum() > 0

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from typing_extensions import override
 
 from fwmrl.memory import fwm_kernel
+from fwmrl.memory import lstm as lstm_module
 from fwmrl.memory.base import (
     CoreOutput,
     CoreState,
@@ -386,9 +387,40 @@ class FWMCore(MemoryCore):
             )
             z = h.view(1, batch, d)
             h, c = h.view(batch, 1, d), c.view(batch, 1, d)
+        elif (
+            torch.is_grad_enabled()
+            and not lstm_module._fused_windows
+            and _compiled(self.scan_options, x)
+        ):  # (within fused_lstm_windows, PPO's few-sequence windows run fused nn.LSTM calls)
+            z, h, c = self._controller_window(x, state, resets)
         else:
             z, h, c = run_lstm_with_resets(self.controller, x, state.h, state.c, resets)
         return z, h, c, self.write_proj(z), self.read_proj(z)
+
+    def _controller_window(
+        self, x: Tensor, state: FWMState | FWMLowRankState, resets: Tensor | None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """:func:`run_lstm_with_resets`'s cells for a window with gradients, with the input
+        gates of every step in one matrix product and each step's gates to its state (forward and
+        backward) in the compiled kernels (:class:`_LSTMCellFromGates`): per step one batched
+        product and one kernel call instead of ``torch.lstm_cell``'s dozen operations. The same
+        values and gradients to float rounding."""
+        steps, batch, d = x.shape[0], x.shape[1], self.hidden_size
+        lstm = self.controller
+        inputs = torch.addmm(
+            lstm.bias_ih_l0 + lstm.bias_hh_l0, x.reshape(steps * batch, -1), lstm.weight_ih_l0.t()
+        ).view(steps, batch, 4 * d)
+        recurrent = lstm.weight_hh_l0.t()
+        h, c = state.h.reshape(batch, d), state.c.reshape(batch, d)
+        any_reset = [False] * steps if resets is None else resets.any(dim=1).tolist()
+        outputs = []
+        for t, gates in enumerate(inputs.unbind(0)):
+            if any_reset[t]:
+                keep = (~resets[t]).to(h.dtype).unsqueeze(1)  # type: ignore[index]
+                h, c = h * keep, c * keep
+            h, c = _LSTMCellFromGates.apply(torch.addmm(gates, h, recurrent), c, self.memory_size)
+            outputs.append(h)
+        return torch.stack(outputs), h.view(batch, 1, d), c.view(batch, 1, d)
 
     def _memory(
         self,
@@ -459,6 +491,31 @@ class FWMCore(MemoryCore):
         if torch.is_grad_enabled() and state.F.requires_grad:
             return False
         return bool(resets[0].all())
+
+
+class _LSTMCellFromGates(torch.autograd.Function):
+    """An LSTM cell's new ``h, c [B, D]`` from its gates' pre-activations ``[B, 4D]`` (both
+    products and biases added) and ``c [B, D]``, forward and backward in the compiled kernels
+    (:func:`fwmrl.memory.fwm_kernel.lstm_cell`, :func:`~fwmrl.memory.fwm_kernel.lstm_cell_backward`;
+    the backward recomputes the activations)."""
+
+    @staticmethod
+    def forward(ctx, gates, c_prev, memory_size):  # noqa: ANN001, ANN205
+        h, c, _ = fwm_kernel.lstm_cell(gates, c_prev, None, None, memory_size)
+        ctx.save_for_backward(gates, c_prev, c)
+        ctx.memory_size = memory_size
+        return h, c
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_h, grad_c):  # noqa: ANN001, ANN205
+        gates, c_prev, c = ctx.saved_tensors
+        if grad_h is None:
+            grad_h = torch.zeros_like(c)
+        grad_gates, grad_c_prev = fwm_kernel.lstm_cell_backward(
+            gates, c_prev, c, grad_h, grad_c, ctx.memory_size
+        )
+        return grad_gates, grad_c_prev, None
 
 
 def can_run_jointly(

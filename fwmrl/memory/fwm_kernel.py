@@ -161,6 +161,33 @@ void fwm_lstm_cell(long B, long D, const REAL *gates, const REAL *c, const REAL 
     }
 }
 
+/* The backward of fwm_lstm_cell (without keep or base): from the gates' pre-activations
+   [B, 4D], the cell state before (c_prev) and after (c) the step and the adjoints of the new h
+   and c ([B, D]; dc may be NULL: zero), the adjoints of the gates (dgates [B, 4D]) and of c_prev
+   (dc_prev [B, D]). The activations are recomputed from the gates. */
+void fwm_lstm_cell_backward(long B, long D, const REAL *gates, const REAL *c_prev, const REAL *c,
+                            const REAL *dh, const REAL *dc, REAL *dgates, REAL *dc_prev) {
+    const long G = 4 * D;
+    REAL act[G], tc[D];
+    for (long b = 0; b < B; b++) {
+        const REAL *g = gates + b * G, *cb = c + b * D, *cp = c_prev + b * D, *dhb = dh + b * D;
+        REAL *dg = dgates + b * G, *dcp = dc_prev + b * D;
+        for (long j = 0; j < 2 * D; j++) act[j] = SIGMOID(g[j]);
+        for (long j = 2 * D; j < 3 * D; j++) act[j] = TANH(g[j]);
+        for (long j = 3 * D; j < G; j++) act[j] = SIGMOID(g[j]);
+        for (long j = 0; j < D; j++) tc[j] = TANH(cb[j]);
+        for (long j = 0; j < D; j++) {
+            const REAL i = act[j], f = act[D + j], gg = act[2 * D + j], o = act[3 * D + j];
+            const REAL total = (dc ? dc[b * D + j] : 0) + dhb[j] * o * (1 - tc[j] * tc[j]);
+            dg[j] = total * gg * i * (1 - i);
+            dg[D + j] = total * cp[j] * f * (1 - f);
+            dg[2 * D + j] = total * i * (1 - gg * gg);
+            dg[3 * D + j] = dhb[j] * tc[j] * o * (1 - o);
+            dcp[j] = total * f;
+        }
+    }
+}
+
 /* The memory part of FWMCore's acting step on the factors of B sequences: from the write and
    read projections proj [B, 3m + 1 + (N_r + 1) m] (write_proj's ŝ, r̂, v̂, b̂ then read_proj's
    n̂₀, ê), the activations (tanh keys and value, rate λσ(b̂ + 1), tanh on the first query with
@@ -297,6 +324,7 @@ _INTERNAL = ["fwm_seq_step"]
 _ARGUMENTS = {
     "fwm_lowrank_step": ["long", "long", "long", "real", *(["pointer"] * 15)],
     "fwm_lstm_cell": ["long", "long", *(["pointer"] * 7)],
+    "fwm_lstm_cell_backward": ["long", "long", *(["pointer"] * 7)],
     "fwm_acting_memory": [*(["long"] * 4), "real", "real", "long", "long", *(["pointer"] * 13)],
     "fwm_delta_forward": ["long", "long", *(["pointer"] * 10)],
     "fwm_delta_backward": ["long", "long", *(["pointer"] * 15)],
@@ -516,6 +544,28 @@ def _rows(t: Tensor) -> Tensor:
     """``t [B, R, m]`` with contiguous ``[R, m]`` rows per sequence (any sequence stride)."""
     m = t.shape[2]
     return t if t.stride()[1:] == (m, 1) else t.contiguous()
+
+
+def lstm_cell_backward(
+    gates: Tensor, c_prev: Tensor, c: Tensor, dh: Tensor, dc: Tensor | None, memory_size: int
+) -> tuple[Tensor, Tensor]:
+    """The gradients of :func:`lstm_cell` (without ``keep`` or ``bias``) in the compiled kernel:
+    ``(d gates [B, 4D], d c_prev [B, D])`` from the gates, the cell states before and after the
+    step and the adjoints of the new ``h`` and ``c`` (``dc`` ``None``: zero)."""
+    batch, hidden = c.shape
+    function, _ = _function("fwm_lstm_cell_backward", gates, memory_size)
+    tensors = [t.contiguous() for t in (gates, c_prev, c, dh)]
+    dc = None if dc is None else dc.contiguous()
+    dgates, dc_prev = torch.empty_like(tensors[0]), torch.empty_like(tensors[1])
+    function(
+        batch,
+        hidden,
+        *(t.data_ptr() for t in tensors),
+        _pointer(dc),
+        dgates.data_ptr(),
+        dc_prev.data_ptr(),
+    )
+    return dgates, dc_prev
 
 
 def acting_memory(

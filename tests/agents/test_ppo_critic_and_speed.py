@@ -20,6 +20,7 @@ from fwmrl.agents.job import build_agent
 from fwmrl.agents.policy import MemoryActorCritic
 from fwmrl.config import ConfigError, load_config
 from fwmrl.memory import lstm as lstm_module
+from fwmrl.memory.fwm import FWMCore
 from fwmrl.memory.lstm import fused_lstm_windows, run_lstm_with_resets
 
 OBS = spaces.Box(-1.0, 1.0, (3,))
@@ -184,13 +185,18 @@ def test_ppo_epochs_run_fused_lstm_windows(monkeypatch: pytest.MonkeyPatch) -> N
             "_run_cells",
             lambda lstm, x, *rest: windows_by_cells.append(x.shape[0]) or cells(lstm, x, *rest),
         )
+        monkeypatch.setattr(  # FWM's controller steps its cells in its own window loop
+            FWMCore,
+            "_controller_window",
+            lambda core, x, *rest: windows_by_cells.append(x.shape[0]) or window(core, x, *rest),
+        )
         agent = build_agent(load_config(None, overrides))
         metrics = [agent.learn_update() for _ in range(2)]  # the second window has a reset
         params = [p.detach().clone() for p in agent.policy.parameters()]
         agent.close()
         return metrics, params, windows_by_cells
 
-    cells = lstm_module._run_cells
+    cells, window = lstm_module._run_cells, FWMCore._controller_window
     expected, expected_params, by_cells = two_updates(contextlib.nullcontext)
     assert len(by_cells) == 2 * 2 * 2  # without the block: every minibatch window as cells
     metrics, params, by_cells = two_updates(fused_lstm_windows)
