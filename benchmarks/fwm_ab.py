@@ -3,8 +3,8 @@
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/fwm_ab.py --variant fused [--updates 8]
         [--config graphnav_fwm_paper]
 
-Two agents of the config, seeded alike, alternate updates in one process after two warm-up
-updates each: ``A`` runs the code as it is, ``B`` with the speed path named by ``--variant``
+Two agents of the config, seeded alike, alternate updates in one process (in the order ABBA...)
+after two warm-up updates each: ``A`` runs the code as it is, ``B`` with the speed path named by ``--variant``
 switched off on its core (patched on that instance only). Each update's process CPU time
 (``time.process_time``: the waits for a core of a loaded machine do not enter it) is split into
 collecting and learning; the table gives env steps per CPU second and the ratio A / B. Both
@@ -102,8 +102,9 @@ def run(config: str, variant: str, updates: int) -> dict[str, dict[str, float]]:
             for _ in range(2):
                 agent.learn_update()
     spent = {name: {"collect": 0.0, "learn": 0.0, "steps": 0.0} for name in agents}
-    for _ in range(updates):
-        for name, agent in agents.items():
+    for round_ in range(updates):
+        for name in ("A", "B") if round_ % 2 == 0 else ("B", "A"):  # ABBA: no order bias
+            agent = agents[name]
             with switch(name):
                 before, start = agent.env_steps, time.process_time()
                 rollout = agent.collect_rollout()
