@@ -13,9 +13,9 @@ LSTM(64) or FWM(hidden 32, memory 16)):
 - sb3-contrib's ``RecurrentPPO`` + ``MlpLstmPolicy`` (LSTM(64), ``net_arch`` [64]),
   ``batch_size`` 512; both SB3 rows on SB3's ``DummyVecEnv`` of ``fwmrl.envs.make_env`` envs.
 
-Two more native rows run the epochs' LSTM windows (the FWM controller's, the LSTM core's) as
-``torch.lstm_cell`` steps, as PPO did before ``memory.lstm.fused_lstm_windows`` (commit bb08115):
-the same-run effect of the fused windows.
+One more native row runs the epochs' LSTM windows (FWM's controller) as ``lstm_cell`` steps, as
+PPO did before ``memory.lstm.fused_lstm_windows`` (commit bb08115): the same-run effect of the
+fused windows (PPO keeps the cells for the LSTM core, ``PPO._epoch_windows``).
 
 Each row is a fresh process with one torch thread: one warm-up update, then ``--timesteps`` timed
 env steps (collection and training); the row is the best of ``--repeats`` runs by the process's
@@ -56,7 +56,6 @@ ROWS = [
     ("fwmrl PPO (native) + fwm", "native", "fwm"),
     ("fwmrl PPO (native) + lstm", "native", "lstm"),
     ("fwmrl PPO (native) + fwm, epoch windows as LSTM cells (before bb08115)", "cells", "fwm"),
-    ("fwmrl PPO (native) + lstm, epoch windows as LSTM cells (before bb08115)", "cells", "lstm"),
     ("MemoryRecurrentPPO + MemoryPolicy(fwm)", "sb3", "fwm"),
     ("MemoryRecurrentPPO + MemoryPolicy(lstm)", "sb3", "lstm"),
     ("RecurrentPPO + MlpLstmPolicy (sb3-contrib)", "contrib", "lstm"),

@@ -206,3 +206,20 @@ def test_ppo_epochs_run_fused_lstm_windows(monkeypatch: pytest.MonkeyPatch) -> N
             assert got[key] == pytest.approx(want[key], rel=1e-3, abs=1e-6), key
     for a, b in zip(params, expected_params, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_ppo_keeps_the_cells_for_the_lstm_core() -> None:
+    """The LSTM core's epoch windows stay lstm_cell steps (its CartPole runs were measured so);
+    FWM's controller windows run fused."""
+    overrides = [*BASE, "algo.name=ppo", "algo.n_epochs=1", "algo.num_minibatches=2"]
+    lstm_overrides = [o for o in overrides if not o.startswith("core.")]
+    lstm = build_agent(load_config(None, [*lstm_overrides, "core.name=lstm", "core.hidden_size=8"]))
+    fwm = build_agent(load_config(None, overrides))
+    try:
+        with lstm._epoch_windows():
+            assert not lstm_module._fused_windows
+        with fwm._epoch_windows():
+            assert lstm_module._fused_windows
+    finally:
+        lstm.close()
+        fwm.close()
