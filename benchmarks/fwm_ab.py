@@ -76,9 +76,10 @@ VARIANTS: dict[str, Callable[[Any], contextlib.AbstractContextManager[None]]] = 
     "lstm_window": _no_lstm_window,
 }
 """``--variant`` name: a context manager that switches that speed path off for agent ``B``
-(entered around each of its updates).- ``lstm_window``: the controller's windows with gradients (the learning pass) with the input
-  gates in one product and the cells in the compiled kernels (``FWMCore._controller_window``)
-  against ``torch.lstm_cell`` steps (``B``: ``run_lstm_with_resets``).
+(entered around each of its updates).- ``lstm_window``: the controller's windows with gradients (the learning pass) with each step's
+  gates as two batched products and the cells in the compiled kernels
+  (``FWMCore._controller_window``) against ``torch.lstm_cell`` steps (``B``:
+  ``run_lstm_with_resets``).
 """
 
 

@@ -400,25 +400,25 @@ class FWMCore(MemoryCore):
     def _controller_window(
         self, x: Tensor, state: FWMState | FWMLowRankState, resets: Tensor | None
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """:func:`run_lstm_with_resets`'s cells for a window with gradients, with the input
-        gates of every step in one matrix product and each step's gates to its state (forward and
-        backward) in the compiled kernels (:class:`_LSTMCellFromGates`): per step one batched
-        product and one kernel call instead of ``torch.lstm_cell``'s dozen operations. The same
-        values and gradients to float rounding."""
+        """:func:`run_lstm_with_resets`'s cells for a window with gradients, each step's gates as
+        two batched products and the gates to the state (forward and backward) in the compiled
+        kernels (:class:`_LSTMCellFromGates`): per step three operations instead of
+        ``torch.lstm_cell``'s dozen (one product for every step's input gates was measured
+        slower: its ``[T, B, 4D]`` gradient is stacked from the steps'). The same values and
+        gradients to float rounding."""
         steps, batch, d = x.shape[0], x.shape[1], self.hidden_size
         lstm = self.controller
-        inputs = torch.addmm(
-            lstm.bias_ih_l0 + lstm.bias_hh_l0, x.reshape(steps * batch, -1), lstm.weight_ih_l0.t()
-        ).view(steps, batch, 4 * d)
-        recurrent = lstm.weight_hh_l0.t()
+        bias = lstm.bias_ih_l0 + lstm.bias_hh_l0
+        w_ih, w_hh = lstm.weight_ih_l0.t(), lstm.weight_hh_l0.t()
         h, c = state.h.reshape(batch, d), state.c.reshape(batch, d)
         any_reset = [False] * steps if resets is None else resets.any(dim=1).tolist()
         outputs = []
-        for t, gates in enumerate(inputs.unbind(0)):
+        for t, x_t in enumerate(x.unbind(0)):
             if any_reset[t]:
                 keep = (~resets[t]).to(h.dtype).unsqueeze(1)  # type: ignore[index]
                 h, c = h * keep, c * keep
-            h, c = _LSTMCellFromGates.apply(torch.addmm(gates, h, recurrent), c, self.memory_size)
+            gates = torch.addmm(torch.addmm(bias, x_t, w_ih), h, w_hh)
+            h, c = _LSTMCellFromGates.apply(gates, c, self.memory_size)
             outputs.append(h)
         return torch.stack(outputs), h.view(batch, 1, d), c.view(batch, 1, d)
 
