@@ -787,6 +787,8 @@ def _lowrank_chunk_scan(
     if memory.writes:
         norm_sq = norm_sq + g.square() * memory.norm_sq
         norm_sq = norm_sq + 2 * g * (w * (v_old_initial * U).sum(-1)).sum(-1)
+    if not memory.writes:  # the chunk's writes alone (no copies of them)
+        return n.transpose(0, 1), LowRankMemory(k1, k2, U, w, norm_sq)
     end = LowRankMemory(
         torch.cat([memory.k1, k1], dim=1),
         torch.cat([memory.k2, k2], dim=1),
