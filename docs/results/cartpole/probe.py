@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch
 
-from fwmrl.agents.evaluation import evaluate
 from fwmrl.agents.job import build_agent
+from fwmrl.agents.job import evaluate_from_config as evaluate
 from fwmrl.config import load_config
 
 ROOT = Path(__file__).resolve().parents[3]
