@@ -10,7 +10,7 @@
     fwmrl plot-memory RUN_DIR [--input TEXT] [-o memory.png]  write-key / value similarity (FWM, MNM)
     fwmrl envs                                             list the registered fwmrl env ids
     fwmrl export RUN_DIR -o docs/results/EXP/RUN.csv       evaluation history as CSV (+ config)
-    fwmrl compare A_s0.csv A_s1.csv B_s0.csv ... [--plot bands.png]   mean ± std over seeds
+    fwmrl compare A_s0.csv B_s0.csv ... [--plot PNG] [--parameters]  mean ± std over seeds
     fwmrl sweep SWEEP.yaml [--address ADDR] [KEY=VALUE ...]   Ray Tune sweep (pip install fwmrl[sweep])
 
 The same commands train and evaluate the supervised and language-modelling trainers
@@ -272,7 +272,12 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
     column, x_label = X_AXES[args.x]
     groups = seed_groups(args.csvs, x=column)
-    print(seed_table(groups, random=args.random, oracle=args.oracle))
+    parameters = (
+        {g.label: _policy_parameters(g.paths[0].with_suffix(".yaml")) for g in groups}
+        if args.parameters
+        else None
+    )
+    print(seed_table(groups, random=args.random, oracle=args.oracle, parameters=parameters))
     if args.plot:
         references = {
             name: value
@@ -281,6 +286,19 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         }
         print(plot_seed_bands(groups, args.plot, x_label, references, args.title))
     return 0
+
+
+def _policy_parameters(config_path: Path) -> int:
+    """The parameter count of the policy an exported run's config builds (on its eval env)."""
+    from fwmrl.agents.job import make_eval_env, policy_from_config
+    from fwmrl.config import load_config
+
+    config = load_config(config_path)
+    env = make_eval_env(config, 1)
+    try:
+        return sum(p.numel() for p in policy_from_config(config, env).parameters())
+    finally:
+        env.close()
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
@@ -440,6 +458,11 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--random", type=float, default=None, help="random policy's return")
     cp.add_argument("--oracle", type=float, default=None, help="oracle's return")
     cp.add_argument("--plot", default=None, metavar="PNG", help="curves with a ± std band")
+    cp.add_argument(
+        "--parameters",
+        action="store_true",
+        help="add each agent's policy parameter count (builds the policy from its config)",
+    )
     cp.add_argument("--title", default=None)
     cp.set_defaults(func=_cmd_compare)
 

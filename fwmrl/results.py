@@ -97,14 +97,17 @@ class SeedGroup:
     """The exported runs of one agent that differ only in ``train.seed``.
 
     ``label`` is the files' common name without the seed suffix; ``seeds`` the seeds, ``finals``
-    each run's last evaluation return and ``final_x`` its ``x`` there; ``curve_x`` the ``x`` values
-    that every run evaluated at, with ``curve_mean`` / ``curve_std`` over the runs there."""
+    each run's last evaluation return and ``final_x`` its ``x`` there; ``steps_per_cpu_s`` each
+    run's env steps per CPU second up to its last evaluation (``None`` where the export has no CPU
+    time); ``curve_x`` the ``x`` values that every run evaluated at, with ``curve_mean`` /
+    ``curve_std`` over the runs there."""
 
     label: str
     paths: list[Path]
     seeds: list[int]
     finals: list[float]
     final_x: list[float]
+    steps_per_cpu_s: list[float | None] = field(default_factory=list)
     curve_x: list[float] = field(default_factory=list)
     curve_mean: list[float] = field(default_factory=list)
     curve_std: list[float] = field(default_factory=list)
@@ -118,16 +121,23 @@ def _std(values: list[float]) -> float:
     return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
-def _read_rows(path: Path, x: str) -> list[tuple[float, float]]:
+def _read_rows(path: Path, x: str) -> tuple[list[tuple[float, float]], float | None]:
+    """The ``(x, eval return)`` rows of an export and its env steps per CPU second at the last row."""
     with path.open() as f:
         reader = csv.DictReader(f)
         missing = {x, "eval_return_mean"} - set(reader.fieldnames or [])
         if missing:
             raise RunError(f"{path}: not an `fwmrl export` CSV (no column {sorted(missing)[0]})")
-        rows = [(float(r[x]), float(r["eval_return_mean"])) for r in reader if r.get(x) != ""]
-    if not rows:
+        records = [r for r in reader if r.get(x) != ""]
+    if not records:
         raise RunError(f"{path}: no evaluation rows")
-    return rows
+    rows = [(float(r[x]), float(r["eval_return_mean"])) for r in records]
+    last = records[-1]
+    try:
+        speed = float(last["env_steps"]) / float(last["cpu_time_s"])
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        speed = None
+    return rows, speed
 
 
 def seed_groups(csv_paths: list[str | Path], x: str = "env_steps") -> list[SeedGroup]:
@@ -141,7 +151,7 @@ def seed_groups(csv_paths: list[str | Path], x: str = "env_steps") -> list[SeedG
     """
     if x not in COLUMNS:
         raise RunError(f"x: {x!r} is not a column of an export; allowed: {', '.join(COLUMNS)}")
-    groups: dict[str, list[tuple[Path, int, list[tuple[float, float]]]]] = {}
+    groups: dict[str, list[tuple[Path, int, list[tuple[float, float]], float | None]]] = {}
     for path in map(Path, csv_paths):
         config_path = path.with_suffix(".yaml")
         if not path.is_file() or not config_path.is_file():
@@ -149,22 +159,23 @@ def seed_groups(csv_paths: list[str | Path], x: str = "env_steps") -> list[SeedG
         config = yaml.safe_load(config_path.read_text()) or {}
         seed = int((config.get("train") or {}).pop("seed", 0))
         key = json.dumps(config, sort_keys=True, default=str)
-        groups.setdefault(key, []).append((path, seed, _read_rows(path, x)))
+        groups.setdefault(key, []).append((path, seed, *_read_rows(path, x)))
     out = []
     for runs in groups.values():
         runs.sort(key=lambda run: run[1])
-        stems = {SEED_SUFFIX.sub("", path.stem) for path, _, _ in runs}
+        stems = {SEED_SUFFIX.sub("", path.stem) for path, *_ in runs}
         label = stems.pop() if len(stems) == 1 else runs[0][0].stem
-        common = sorted(set.intersection(*({xv for xv, _ in rows} for _, _, rows in runs)))
-        by_x = [dict(rows) for _, _, rows in runs]
+        common = sorted(set.intersection(*({xv for xv, _ in rows} for _, _, rows, _ in runs)))
+        by_x = [dict(rows) for _, _, rows, _ in runs]
         values = [[run[xv] for run in by_x] for xv in common]
         out.append(
             SeedGroup(
                 label=label,
-                paths=[path for path, _, _ in runs],
-                seeds=[seed for _, seed, _ in runs],
-                finals=[rows[-1][1] for _, _, rows in runs],
-                final_x=[rows[-1][0] for _, _, rows in runs],
+                paths=[path for path, *_ in runs],
+                seeds=[seed for _, seed, *_ in runs],
+                finals=[rows[-1][1] for _, _, rows, _ in runs],
+                final_x=[rows[-1][0] for _, _, rows, _ in runs],
+                steps_per_cpu_s=[speed for *_, speed in runs],
                 curve_x=common,
                 curve_mean=[sum(v) / len(v) for v in values],
                 curve_std=[_std(v) for v in values],
@@ -174,17 +185,25 @@ def seed_groups(csv_paths: list[str | Path], x: str = "env_steps") -> list[SeedG
 
 
 def seed_table(
-    groups: list[SeedGroup], random: float | None = None, oracle: float | None = None
+    groups: list[SeedGroup],
+    random: float | None = None,
+    oracle: float | None = None,
+    parameters: dict[str, int] | None = None,
 ) -> str:
     """A Markdown table of :func:`seed_groups`: per agent the seeds, the budget (``x`` of the last
     evaluations), the final evaluation return as mean ± std over seeds (the value alone for one
-    seed), each seed's, and with both references the normalised score
-    ``(R − random) / (oracle − random)`` as mean ± std."""
+    seed), each seed's, with both references the normalised score
+    ``(R − random) / (oracle − random)`` as mean ± std, then the env steps per CPU second (mean over
+    the seeds whose export has CPU times; ``—`` without) and, given ``parameters`` (agent label →
+    count), each agent's parameter count."""
     if (random is None) != (oracle is None) or (random is not None and oracle == random):
         raise RunError("random/oracle: give both references, with oracle ≠ random, or neither")
     head = ["agent", "seeds", "last x", "final return", "per seed"]
     if random is not None:
         head.append("normalised score")
+    head.append("env steps / CPU s")
+    if parameters is not None:
+        head.append("parameters")
     lines = ["| " + " | ".join(head) + " |", "|---|---:|---:|---:|---|" + "---:|" * (len(head) - 5)]
     for g in groups:
         mean = sum(g.finals) / len(g.finals)
@@ -201,5 +220,10 @@ def seed_table(
             scores = [(v - random) / (oracle - random) for v in g.finals]
             score = sum(scores) / len(scores)
             cells.append(f"{score:.2f} ± {_std(scores):.2f}" if len(scores) > 1 else f"{score:.2f}")
+        speeds = [v for v in g.steps_per_cpu_s if v is not None]
+        cells.append(f"{sum(speeds) / len(speeds):,.0f}" if speeds else "—")
+        if parameters is not None:
+            count = parameters.get(g.label)
+            cells.append("—" if count is None else f"{count:,}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

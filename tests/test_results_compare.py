@@ -75,3 +75,36 @@ def test_cli_prints_the_table_and_draws_bands(runs, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "| fwm | 0, 1 |" in printed and "| lstm | 0, 1 |" in printed
     assert out.stat().st_size > 1000
+
+
+def test_table_gives_env_steps_per_cpu_second_where_the_export_has_cpu_times(tmp_path, runs):
+    timed = export(tmp_path, "mlp_s0", "none", 0, [1.0, 2.0])
+    rows = list(csv.DictReader(timed.open()))
+    rows[-1]["cpu_time_s"] = "4.0"  # 2,000 env steps in 4 CPU seconds
+    with timed.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    groups = seed_groups([*runs, timed])
+    assert groups[-1].steps_per_cpu_s == [500.0]
+    assert groups[0].steps_per_cpu_s == [None, None]
+    table = seed_table(groups, parameters={"fwm": 12345})
+    lines = table.splitlines()
+    assert lines[0].endswith("| env steps / CPU s | parameters |")
+    assert next(line for line in lines if line.startswith("| mlp ")).endswith("| 500 | — |")
+    assert next(line for line in lines if line.startswith("| fwm ")).endswith("| — | 12,345 |")
+
+
+def test_cli_counts_each_agents_policy_parameters(runs, capsys):
+    from fwmrl.agents.job import make_eval_env, policy_from_config
+    from fwmrl.config import load_config
+
+    assert main(["compare", *map(str, runs), "--parameters"]) == 0
+    printed = capsys.readouterr().out
+    for name in ("fwm", "lstm"):
+        config = load_config(runs[0].parent / f"{name}_s0.yaml")
+        env = make_eval_env(config, 1)
+        count = sum(p.numel() for p in policy_from_config(config, env).parameters())
+        env.close()
+        row = next(line for line in printed.splitlines() if line.startswith(f"| {name} "))
+        assert row.endswith(f"| {count:,} |")
