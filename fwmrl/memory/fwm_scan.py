@@ -232,7 +232,35 @@ def hop_many(F: Tensor, n: Tensor, e: Tensor) -> Tensor:
     """:func:`hop` for ``C`` queries per sequence in one pass over ``F``: ``n, e [B, C, m]`` → ``[B, C, m]``."""
     batch, chunk, m = n.shape
     t = torch.bmm(n, F.reshape(batch, m, m * m)).view(batch, chunk, m, m)
+    if torch.is_grad_enabled() and (e.requires_grad or t.requires_grad):
+        return _RowTimesMatrix.apply(e, t)
     return (e.unsqueeze(2) @ t).squeeze(2)
+
+
+class _RowTimesMatrix(torch.autograd.Function):
+    """``(e.unsqueeze(2) @ t).squeeze(2)`` for ``e [B, C, m]``, ``t [B, C, m, m]`` with the
+    gradient of ``t`` as a broadcast product ``e ⊗ grad`` instead of autograd's ``B·C`` batched
+    ``m × 1 × m`` matrix products (0.6 ms a call for 4 × 64 queries, m = 16: a PPO minibatch's
+    forward and backward 1.07x faster, same process).
+    The same values and gradients bit for bit: an inner dimension of one is a single product."""
+
+    @staticmethod
+    def forward(ctx, e, t):  # noqa: ANN001, ANN205
+        ctx.save_for_backward(e, t)
+        return (e.unsqueeze(2) @ t).squeeze(2)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):  # noqa: ANN001, ANN205
+        e, t = ctx.saved_tensors
+        m = t.shape[-1]
+        grad_e = grad_t = None
+        if ctx.needs_input_grad[0]:  # what autograd's bmm backward computes
+            rows = grad.reshape(-1, 1, m)
+            grad_e = torch.bmm(rows, t.reshape(-1, m, m).transpose(1, 2)).view_as(e)
+        if ctx.needs_input_grad[1]:
+            grad_t = e.unsqueeze(3) * grad.unsqueeze(2)
+        return grad_e, grad_t
 
 
 def _scale(norm_sq: Tensor) -> Tensor:
