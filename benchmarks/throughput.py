@@ -36,7 +36,11 @@ updates. The speed-up can only show when ``N`` cores are idle: the table's heade
 average before and after, then the ceiling on ``N`` idle cores, ``N`` times the rate of one process
 that steps ``num_envs / N`` envs (a rank's own work, without communication), and last the ratio
 that ``N`` such processes reach together when they run side by side without a process group (the
-ceiling on this machine, where processes on different cores also slow each other down).
+ceiling on this machine, where processes on different cores also slow each other down). The side
+by side processes start their timed updates together (a file barrier) and keep training until
+every one has timed its own, so that their timed windows overlap completely. The second table
+splits rank 0's CPU time by thread (``/proc/self/task``: the main thread, gloo's threads) next to
+the CPU time of one side-by-side process for the same envs and updates.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -55,6 +60,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _revision import revision as commit_label  # benchmarks/_revision.py (run as a script)
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV_KWARGS = {"size": 5, "view": 3, "max_steps": 50}
@@ -171,17 +177,64 @@ def data_parallel_worker(
 
     for name in COLLECTIVES:
         setattr(distributed, name, timed(getattr(distributed, name)))
+    meet = os.environ.get("FWMRL_BENCH_MEET")  # independent processes: start together
+    if meet:
+        file_barrier(meet, "start")
     distributed.barrier()
+    threads_before = thread_cpu()
     start, steps, cpu = time.perf_counter(), agent.env_steps, time.process_time()
     for _ in range(updates):
         agent.learn_update()
     cpu = time.process_time() - cpu
+    threads = thread_cpu_spent(threads_before, thread_cpu())
     distributed.barrier()  # the slowest rank's time
     wall = time.perf_counter() - start
     rate = (agent.env_steps - steps) / wall
+    if meet:  # keep the core busy until every process has timed its updates
+        file_barrier(meet, "done", agent.learn_update)
     agent.close()
     distributed.shutdown()
-    return {"rate": rate, "cpu": cpu, "comm": spent["comm"], "wall": wall}
+    return {"rate": rate, "cpu": cpu, "comm": spent["comm"], "wall": wall, "threads": threads}
+
+
+def file_barrier(folder: str, name: str, work: Callable[[], Any] | None = None) -> None:
+    """Wait until all ``FWMRL_BENCH_NPROC`` processes sharing ``folder`` have reached the barrier
+    ``name`` (a file per process); ``work`` is called while waiting (to keep this core loaded)."""
+    total = int(os.environ["FWMRL_BENCH_NPROC"])
+    Path(folder, f"{name}-{os.getpid()}").touch()
+    while len(list(Path(folder).glob(f"{name}-*"))) < total:
+        if work is None:
+            time.sleep(0.001)
+        else:
+            work()
+
+
+def thread_cpu() -> dict[int, tuple[str, float]]:
+    """CPU seconds (user + system) of every thread of this process, ``{tid: (name, seconds)}``
+    (``/proc/self/task/*/stat``; empty where there is no ``/proc``)."""
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    result = {}
+    for task in Path("/proc/self/task").glob("*"):
+        try:
+            text = (task / "stat").read_text()
+        except OSError:  # the thread ended
+            continue
+        name = text[text.index("(") + 1 : text.rindex(")")]
+        fields = text[text.rindex(")") + 2 :].split()
+        result[int(task.name)] = (name, (int(fields[11]) + int(fields[12])) / tick)
+    return result
+
+
+def thread_cpu_spent(
+    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]
+) -> dict[str, float]:
+    """CPU seconds spent between two :func:`thread_cpu` readings: the main thread (``main``) and
+    the others summed by thread name."""
+    spent: dict[str, float] = {}
+    for tid, (name, seconds) in after.items():
+        key = "main" if tid == os.getpid() else name
+        spent[key] = spent.get(key, 0.0) + seconds - before.get(tid, (name, 0.0))[1]
+    return spent
 
 
 def run_data_parallel(
@@ -205,6 +258,7 @@ def run_data_parallel(
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     ranks = []
+    meet = tempfile.mkdtemp(prefix="fwmrl-meet-")  # independent processes start together
     for rank in range(nproc):
         env = {
             **os.environ,
@@ -212,6 +266,8 @@ def run_data_parallel(
             "OMP_NUM_THREADS": str(threads),
             "MKL_NUM_THREADS": str(threads),
         }
+        if nproc > 1 and not group:
+            env.update(FWMRL_BENCH_MEET=meet, FWMRL_BENCH_NPROC=str(nproc))
         if nproc > 1 and group:
             env.update(
                 RANK=str(rank),
@@ -231,25 +287,21 @@ def run_data_parallel(
             )
         )
     outputs = [rank.communicate() for rank in ranks]
+    shutil.rmtree(meet, ignore_errors=True)
     results = []
     for (out, err), rank in zip(outputs, ranks, strict=True):
         lines = [line for line in out.splitlines() if line.startswith("RESULT ")]
         if rank.returncode or not lines:
             raise RuntimeError(f"{config} on {nproc} processes failed:\n{err[-3000:]}")
         results.append(json.loads(lines[-1][len("RESULT ") :]))
-    return {**results[0], "rates": [r["rate"] for r in results]}
+    return {**results[0], "rates": [r["rate"] for r in results], "processes": results}
 
 
 def data_parallel(nproc: int, repeats: int, threads: int, only: list[str] | None) -> None:
     """Env steps/s of the target configs on one process and on ``nproc``, their ratio, and the
     ceiling of that ratio on ``nproc`` idle cores: ``nproc`` times the rate of one process that
     steps only ``num_envs / nproc`` envs (a rank's work without communication or waiting)."""
-    commit = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    commit = commit_label("benchmarks/throughput.py")
     load_before = os.getloadavg()
     rows = [row for row in TARGETS if only is None or row[1] in only]
     table = []
@@ -294,27 +346,30 @@ def data_parallel(nproc: int, repeats: int, threads: int, only: list[str] | None
             f"| {side['rate'] / one['rate']:.2f} |"
         )
     print(
-        f"\nThe last column: {nproc} one-process jobs of num_envs / {nproc} envs each, started "
-        "together with no process group; the sum of their rates over the one-process rate is the "
-        "ceiling on this machine when the processes slow each other down (shared caches, memory "
-        "bandwidth, a hypervisor's scheduling) but never wait for each other."
+        f"\nThe last column: {nproc} one-process jobs of num_envs / {nproc} envs each with no "
+        "process group, their timed updates started together and overlapping throughout; the sum "
+        "of their rates over the one-process rate is the ceiling on this machine when the "
+        "processes slow each other down (shared caches, memory bandwidth, a hypervisor's "
+        "scheduling) but never wait for each other."
     )
     print(
-        f"\nWhere rank 0's time goes ({nproc} processes), against one process stepping the same "
-        f"num_envs / {nproc} envs alone (its CPU time for the same updates): compute is rank 0's CPU "
-        "time, collectives the wall time inside fwmrl.distributed calls (waiting for the other "
-        "ranks included).\n"
+        f"\nWhere rank 0's time goes ({nproc} processes): its CPU time, of it the main thread's "
+        "and gloo's threads', and the wall time inside fwmrl.distributed calls (waiting for the "
+        f"other ranks included), against one process stepping the same num_envs / {nproc} envs "
+        f"alone (the other cores idle) and side by side with {nproc - 1} other such processes.\n"
     )
     print(
-        "| row | wall s | rank 0 CPU s | the same envs alone, CPU s | in collectives s "
-        "| neither (descheduled) s |"
+        "| row | wall s | rank 0 CPU s | main thread s | gloo threads s | in collectives s "
+        "| the same envs alone, CPU s | side by side, CPU s |"
     )
-    print("|---|---:|---:|---:|---:|---:|")
-    for label, _, many, alone, _ in table:
-        idle = max(many["wall"] - many["cpu"] - many["comm"], 0.0)
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for label, _, many, alone, side in table:
+        threads = many.get("threads", {})
+        main = threads.get("main", 0.0)
+        gloo = sum(v for k, v in threads.items() if k != "main")
         print(
-            f"| {label} | {many['wall']:.2f} | {many['cpu']:.2f} | {alone['cpu']:.2f} | "
-            f"{many['comm']:.2f} | {idle:.2f} |"
+            f"| {label} | {many['wall']:.2f} | {many['cpu']:.2f} | {main:.2f} | {gloo:.2f} | "
+            f"{many['comm']:.2f} | {alone['cpu']:.2f} | {side['cpu']:.2f} |"
         )
 
 

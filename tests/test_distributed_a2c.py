@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 GRIDWORLD = str(ROOT / "configs/gridworld_fwm.yaml")  # truncated BPTT, 20 steps per update
 GRAPHNAV = str(ROOT / "configs/graphnav_fwm_paper.yaml")  # episode mode, Monte-Carlo returns
 MNM_P = str(ROOT / "configs/gridworld_mnm_p.yaml")  # learned initial memory, meta (aux) loss
+KEYVALUE = str(ROOT / "configs/keyvalue_fwm.yaml")  # episode mode, episodes of varying length
 SMALL = [
     "env.num_envs=8",
     "train.num_threads=1",
@@ -211,6 +212,22 @@ def test_two_processes_take_the_one_process_updates(request, runs):
     assert sorted(p.name for p in (root / "two").iterdir()) == sorted(
         p.name for p in (root / "one").iterdir()
     )
+
+
+def test_episodes_of_varying_length_end_the_rollout_on_every_rank_together(tmp_path):
+    """Episode mode where one rank's envs finish before the other's: the finished rank keeps
+    stepping until every env of every rank has finished, as the one-process run does (a rank
+    whose own envs still run never waits for the per-step question)."""
+    args = [*SMALL, "train.total_steps=2400", "env.kwargs.max_items=6"]
+    fork_ranks("train", KEYVALUE, "--run-dir", str(tmp_path / "two"), *args, log=tmp_path / "log")
+    train_run(load_config(KEYVALUE, args), tmp_path / "one")
+    two = load_checkpoint(tmp_path / "two/checkpoint.pt")
+    one = load_checkpoint(tmp_path / "one/checkpoint.pt")
+    assert two["update"] == one["update"] >= 2
+    assert_same_run(two, one)
+    lengths = [r["rollout_steps"] for r in read_metrics(tmp_path / "one")]
+    assert lengths == [r["rollout_steps"] for r in read_metrics(tmp_path / "two")]
+    assert len(set(lengths)) > 1  # the rollouts' lengths vary: episodes of varying length
 
 
 def test_resume_is_bit_identical_on_two_processes_and_close_on_one(tmp_path, gridworld):

@@ -508,9 +508,12 @@ class A2C:
         record: dict[str, list[Any]] = collections.defaultdict(list)
         versions = PolicyOutputs.parameter_versions(self.policy) if record_graph else ()
         # Under torchrun, episode mode: whether any rank's envs still run after a step is asked
-        # without waiting, and the answer awaited after the next policy step, which overlaps the
-        # collective; when no env runs any more, that policy step is the bootstrap's.
+        # without waiting. A rank whose own envs still run knows the answer (yes) and never waits
+        # for it inside the loop (the answers are collected after it, `unread`); a rank whose envs
+        # have all finished awaits it after the next policy step, which overlaps the collective;
+        # when no env runs any more, that policy step is the bootstrap's.
         running: distributed.PendingFlag | None = None
+        unread: list[distributed.PendingFlag] = []
         bootstrap: Tensor | None = None
         for _ in range(max_steps):
             obs, starts = self._tensor(self.obs), self._tensor(self.starts)
@@ -556,11 +559,15 @@ class A2C:
             if episode_mode:
                 alive &= ~ended
                 if self.world > 1:
-                    running = distributed.any_rank_started(bool(alive.any()), self.device)
+                    question = distributed.any_rank_started(bool(alive.any()), self.device)
+                    if alive.any():  # the answer is yes: read it after the rollout
+                        unread.append(question)
+                    else:
+                        running = question
                 elif not alive.any():
                     break
-        if running is not None:  # max_steps reached: the last question is still open
-            running.wait()
+        for question in [*unread, *([running] if running is not None else [])]:
+            question.wait()  # (max_steps reached: the last question is still open)
         self._flush_episodes()
         outputs = None
         if record_graph:
