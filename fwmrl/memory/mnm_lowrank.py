@@ -20,8 +20,15 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from fwmrl.memory import fwm_kernel
+
 if TYPE_CHECKING:
     from fwmrl.memory.mnm import MNMCore, MNMState
+
+
+_KERNEL_SIZE = 16
+"""The ``m`` of the :mod:`fwmrl.memory.fwm_kernel` library whose LSTM cell the controller uses
+(the cell does not depend on it; the libraries are built per ``m``)."""
 
 
 class _GradStore(list):
@@ -51,42 +58,52 @@ class _DeferredWeight(torch.autograd.Function):
 
 class _DeferredProduct(torch.autograd.Function):
     """``X Wᵀ`` (``transpose=True``) or ``X W`` whose weight gradient is left to
-    :class:`_DeferredWeight` (``W`` must be that Function's output)."""
+    :class:`_DeferredWeight` (``W`` must be that Function's output). ``weight_t`` is ``Wᵀ`` as a
+    contiguous tensor (outside the graph): every product, forward and backward, then runs on a
+    contiguous right operand (a strided one made the batched products 2-2.5× slower)."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, store: list, transpose: bool) -> Tensor:  # noqa: ANN001
-        ctx.save_for_backward(x, weight)
+    def forward(
+        ctx, x: Tensor, weight: Tensor, weight_t: Tensor, store: list, transpose: bool
+    ) -> Tensor:  # noqa: ANN001
+        ctx.save_for_backward(x, weight, weight_t)
         ctx.store, ctx.transpose = store, transpose
-        return x @ (weight.transpose(1, 2) if transpose else weight)
+        return torch.bmm(x, weight_t if transpose else weight)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None, None]:  # noqa: ANN001
-        x, weight = ctx.saved_tensors
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None, None, None]:  # noqa: ANN001
+        x, weight, weight_t = ctx.saved_tensors
         # Detached: a stored tensor that kept its graph would form a reference cycle through
         # autograd's C++ nodes, which Python's garbage collector cannot free.
         x, grad = x.detach(), grad.detach()
         if ctx.transpose:  # y = x Wᵀ: dW = gradᵀ x
             ctx.store.append((grad, x))
-            return grad @ weight, None, None, None
+            return torch.bmm(grad, weight), None, None, None, None
         ctx.store.append((x, grad))  # y = x W: dW = xᵀ grad
-        return grad @ weight.transpose(1, 2), None, None, None
+        return torch.bmm(grad, weight_t), None, None, None, None
 
 
 class _Layer:
     """One memory layer inside a chunk: ``W_0`` and the factors written so far."""
 
-    def __init__(self, weight: Tensor, deferred: bool) -> None:
+    def __init__(self, weight: Tensor, deferred: bool, steps: int) -> None:
         self.store = _GradStore()
         self.deferred = deferred
         self.weight = _DeferredWeight.apply(weight, self.store) if deferred else weight
+        if deferred:  # outside the graph: W_0's gradient is the store's
+            self.weight_t = weight.detach().transpose(1, 2).contiguous()
+        elif steps > 1:  # a contiguous copy pays for itself over a few steps' products
+            self.weight_t = weight.transpose(1, 2).contiguous()
+        else:
+            self.weight_t = weight.transpose(1, 2)
         self.P: Tensor | None = None  # [B, n, d_out]
         self.Q: Tensor | None = None  # [B, n, d_in]
 
     def _product(self, x: Tensor, transpose: bool) -> Tensor:
         if self.deferred:
-            return _DeferredProduct.apply(x, self.weight, self.store, transpose)
-        return x @ (self.weight.transpose(1, 2) if transpose else self.weight)
+            return _DeferredProduct.apply(x, self.weight, self.weight_t, self.store, transpose)
+        return torch.bmm(x, self.weight_t if transpose else self.weight)
 
     def apply(self, x: Tensor) -> Tensor:
         """``x W_tᵀ`` for ``x [B, N, d_in]``."""
@@ -120,6 +137,9 @@ def lowrank_scan(
     steps = x.shape[0]
     any_reset = [False] * steps if resets is None else resets.any(dim=1).tolist()
     outputs, metas = [], []
+    cell = core.controller
+    plain = type(cell) is torch.nn.LSTMCell and cell.bias  # the cell's own weights, as built
+    controller = _ControllerWindow(core, x) if steps > 1 and plain else None
     start = 0
     while start < steps:
         if any_reset[start]:
@@ -129,21 +149,59 @@ def lowrank_scan(
             if any_reset[t]:
                 end = t
                 break
-        y, state, meta = _chunk(core, x[start:end], state)
+        y, state, meta = _chunk(core, x[start:end], state, controller, start)
         outputs.append(y)
         metas.append(meta)
         start = end
     return torch.cat(outputs), state, torch.cat(metas)
 
 
-def _chunk(core: MNMCore, x: Tensor, state: MNMState) -> tuple[Tensor, MNMState, Tensor]:
+class _ControllerWindow:
+    """The controller's cell over a window with its input products done once: ``x W_xᵀ + b_ih +
+    b_hh`` for every step in one product (``W_x``: the input columns of ``W_ih``), and the
+    transposed read columns of ``W_ih`` and ``W_hh`` formed once (so that their gradients are
+    summed over the steps before one slice's backward, not a zero-filled ``W_ih`` per step)."""
+
+    def __init__(self, core: MNMCore, x: Tensor) -> None:
+        cell = core.controller
+        w_x, w_read = cell.weight_ih.split([core.input_size, core.key_size], dim=1)
+        bias = cell.bias_ih + cell.bias_hh
+        gates = torch.addmm(bias, x.reshape(-1, x.shape[2]), w_x.t()).view(*x.shape[:2], -1)
+        self.gates = gates.unbind(0)  # unbind: one stacking backward, not a zero tensor per step
+        self.w_read_t, self.w_hh_t = w_read.t(), cell.weight_hh.t()
+        self.compiled = fwm_kernel.available(gates, _KERNEL_SIZE)
+
+    def step(self, t: int, read: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`MNMCore.controller_step`'s ``(h, c)`` at step ``t`` of the window (the gates
+        to the state in the compiled C cell of :mod:`fwmrl.memory.fwm_kernel` where it builds,
+        else ``torch.lstm_cell``'s equations)."""
+        gates = torch.addmm(torch.addmm(self.gates[t], read, self.w_read_t), h, self.w_hh_t)
+        if self.compiled:
+            from fwmrl.memory.fwm import _LSTMCellFromGates  # noqa: PLC0415 (import cycle)
+
+            return _LSTMCellFromGates.apply(gates, c, _KERNEL_SIZE)
+        i, f, g, o = gates.chunk(4, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        return torch.sigmoid(o) * torch.tanh(c), c
+
+
+def _chunk(
+    core: MNMCore, x: Tensor, state: MNMState, controller: _ControllerWindow | None, offset: int
+) -> tuple[Tensor, MNMState, Tensor]:
     d_k, heads = core.key_size, core.num_heads
     deferred = torch.is_grad_enabled() and x.shape[0] > 1
-    layers = [_Layer(w, deferred and w.requires_grad) for w in (state.w1, state.w2, state.w3)]
+    steps = x.shape[0]
+    layers = [
+        _Layer(w, deferred and w.requires_grad, steps) for w in (state.w1, state.w2, state.w3)
+    ]
     h, c, read = state.h, state.c, state.read
     outputs, metas = [], []
-    for x_t in x:
-        h, c, k_w, v_w, k_r, beta = core.controller_step(x_t, read, h, c)  # [B, H, d_k] keys
+    for t in range(steps):
+        if controller is None:
+            h, c, k_w, v_w, k_r, beta = core.controller_step(x[t], read, h, c)  # [B, H, d_k]
+        else:
+            h, c = controller.step(offset + t, read, h, c)
+            k_w, v_w, k_r, beta = core.interface(h)
 
         # First layer at W_{t-1} and at W_t share W_0's product with the keys.
         keys = torch.cat([k_w, k_r], dim=1)
