@@ -185,6 +185,47 @@ def test_dense_window_that_resets_everywhere_at_start_runs_on_factors_exactly() 
     torch.testing.assert_close(s_fast.F, s_dense.F, rtol=0, atol=1e-10)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("with_resets", [False, True])
+def test_dense_zero_memory_window_runs_on_factors_with_the_dense_gradients(
+    dtype: torch.dtype, with_resets: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A window from ``initial_state`` (a dense zero ``F``, no reset at its first step) runs on
+    the factors: the dense scan's values, end state and parameter gradients, resets inside."""
+    from fwmrl.memory import fwm as fwm_module
+
+    steps, batch = 9, 3
+    fast = make_core(dtype, lowrank_max_writes=steps)
+    dense = make_core(dtype, state_form="dense")
+    x = torch.randn(steps, batch, 5, generator=torch.Generator().manual_seed(8), dtype=dtype)
+    resets = None
+    if with_resets:
+        resets = torch.zeros(steps, batch, dtype=torch.bool)
+        resets[3, 0] = resets[5, 1:] = True
+    calls = []
+    original = fwm_module.lowrank_scan
+    monkeypatch.setattr(fwm_module, "lowrank_scan", lambda *a: calls.append(1) or original(*a))
+    y_fast, s_fast, _ = fast(x, fast.initial_state(batch).to(dtype=dtype), resets)
+    assert calls, "the zero F ran the dense scan"
+    y_dense, s_dense, _ = dense(x, dense.initial_state(batch).to(dtype=dtype), resets)
+    assert isinstance(s_fast, FWMState)
+    tol = TOLERANCE[dtype]
+    torch.testing.assert_close(y_fast, y_dense, rtol=tol, atol=tol)
+    torch.testing.assert_close(s_fast.F, s_dense.F, rtol=tol, atol=tol)
+    (y_fast.square().sum() + s_fast.F.sum() + s_fast.h.sum()).backward()
+    (y_dense.square().sum() + s_dense.F.sum() + s_dense.h.sum()).backward()
+    for (name, p_fast), p_dense in zip(fast.named_parameters(), dense.parameters(), strict=True):
+        torch.testing.assert_close(p_fast.grad, p_dense.grad, rtol=tol, atol=tol, msg=name)
+    # a nonzero F, or one that needs a gradient, stays on the dense scan
+    calls.clear()
+    warm = fast.initial_state(batch).to(dtype=dtype)
+    warm.F = s_dense.F.detach()
+    fast(x, warm, resets)
+    warm.F = torch.zeros_like(warm.F).requires_grad_(True)
+    fast(x, warm, resets)
+    assert not calls
+
+
 def test_lowrank_state_round_trips_through_a_state_dict() -> None:
     core = make_core(torch.float32)
     state = core.initial_episode_state(2)

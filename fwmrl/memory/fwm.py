@@ -118,8 +118,9 @@ class FWMCore(MemoryCore):
         values and gradients (tested). They run on the dense ``F`` of an :class:`FWMState`.
     state_form:
         ``"auto"`` (default): a window that starts from a zero ``F`` (an
-        :class:`FWMLowRankState` from :meth:`initial_episode_state`, or a dense state that every
-        sequence resets at the first step) keeps ``F`` as its writes' factors while ``R`` writes
+        :class:`FWMLowRankState` from :meth:`initial_episode_state`, a dense state that every
+        sequence resets at the first step, or a dense ``F`` of zeros without a gradient in a window
+        of two or more steps, e.g. :meth:`initial_state`'s) keeps ``F`` as its writes' factors while ``R`` writes
         cost less than the dense tensor (``R ≤ lowrank_max_writes``), then continues dense.
         ``"dense"``: always the dense tensor (the implementation before the factor form). Same
         values and gradients (tested).
@@ -400,27 +401,28 @@ class FWMCore(MemoryCore):
     def _controller_window(
         self, x: Tensor, state: FWMState | FWMLowRankState, resets: Tensor | None
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """:func:`run_lstm_with_resets`'s cells for a window with gradients, each step's gates as
-        two batched products and the gates to the state (forward and backward) in the compiled
-        kernels (:class:`_LSTMCellFromGates`): per step three operations instead of
-        ``torch.lstm_cell``'s dozen (one product for every step's input gates was measured
-        slower: its ``[T, B, 4D]`` gradient is stacked from the steps'). The same values and
-        gradients to float rounding."""
+        """:func:`run_lstm_with_resets`'s cells for a window with gradients: every step's input
+        gates in one product (``x W_ihᵀ + b [T, B, 4D]``), then :class:`_LSTMWindow` steps the
+        recurrent product and the compiled cell (:mod:`fwmrl.memory.fwm_kernel`) forward and
+        backward, and forms ``W_hh``'s gradient as one product over the window (per-step weight
+        gradients, ``[4D, B] × [B, D]`` products accumulated step by step, were 40 % of the
+        reference-size training step). The same values and gradients to float rounding."""
         steps, batch, d = x.shape[0], x.shape[1], self.hidden_size
         lstm = self.controller
         bias = lstm.bias_ih_l0 + lstm.bias_hh_l0
-        w_ih, w_hh = lstm.weight_ih_l0.t(), lstm.weight_hh_l0.t()
-        h, c = state.h.reshape(batch, d), state.c.reshape(batch, d)
-        any_reset = [False] * steps if resets is None else resets.any(dim=1).tolist()
-        outputs = []
-        for t, x_t in enumerate(x.unbind(0)):
-            if any_reset[t]:
-                keep = (~resets[t]).to(h.dtype).unsqueeze(1)  # type: ignore[index]
-                h, c = h * keep, c * keep
-            gates = torch.addmm(torch.addmm(bias, x_t, w_ih), h, w_hh)
-            h, c = _LSTMCellFromGates.apply(gates, c, self.memory_size)
-            outputs.append(h)
-        return torch.stack(outputs), h.view(batch, 1, d), c.view(batch, 1, d)
+        gates = torch.addmm(bias, x.reshape(steps * batch, -1), lstm.weight_ih_l0.t())
+        keep = None
+        if resets is not None and bool(resets.any()):
+            keep = (~resets).to(x.dtype)
+        hs, c = _LSTMWindow.apply(
+            gates.view(steps, batch, 4 * d),
+            state.h.reshape(batch, d),
+            state.c.reshape(batch, d),
+            lstm.weight_hh_l0,
+            keep,
+            self.memory_size,
+        )
+        return hs, hs[-1].view(batch, 1, d), c.view(batch, 1, d)
 
     def _memory(
         self,
@@ -438,7 +440,7 @@ class FWMCore(MemoryCore):
         if isinstance(state, FWMLowRankState):
             return scan(write, read, state.memory.to_dense(), resets, opts)
         if self._starts_fresh(state, resets, steps):
-            # every sequence resets at the first step: F_0 is zero, the window runs on factors
+            # F_0 is zero (or every sequence resets at the first step): the window runs on factors
             empty = LowRankMemory.empty(write.shape[1], self.memory_size, write)
             n, memory = lowrank_scan(write, read, empty, resets, opts)
             return n, memory.to_dense()
@@ -484,13 +486,17 @@ class FWMCore(MemoryCore):
         return writes + steps <= self.lowrank_max_writes
 
     def _starts_fresh(self, state: FWMState, resets: Tensor | None, steps: int) -> bool:
-        """Whether a dense window starts from zero everywhere and is cheaper on factors (its
-        ``F`` input then needs no gradient: the reset discards it)."""
-        if self.state_form == "dense" or resets is None or steps > self.lowrank_max_writes:
+        """Whether a dense window starts from zero everywhere and is cheaper on factors: every
+        sequence resets at the first step, or (windows of two or more steps) ``F`` is zero, as in
+        :meth:`initial_state` (one pass over ``F`` to check). Its ``F`` input then needs no
+        gradient (the reset discards it; a zero ``F`` must not require one)."""
+        if self.state_form == "dense" or steps > self.lowrank_max_writes:
             return False
         if torch.is_grad_enabled() and state.F.requires_grad:
             return False
-        return bool(resets[0].all())
+        if resets is not None and bool(resets[0].all()):
+            return True
+        return steps > 1 and not bool(state.F.any())
 
 
 class _LSTMCellFromGates(torch.autograd.Function):
@@ -516,6 +522,63 @@ class _LSTMCellFromGates(torch.autograd.Function):
             gates, c_prev, c, grad_h, grad_c, ctx.memory_size
         )
         return grad_gates, grad_c_prev, None
+
+
+class _LSTMWindow(torch.autograd.Function):
+    """An LSTM over a window from its input gates ``[T, B, 4D]`` (``x W_ihᵀ + b_ih + b_hh``),
+    ``h_0, c_0 [B, D]``, ``W_hh [4D, D]`` and ``keep [T, B]`` (0 where a sequence resets before
+    the step, ``None``: no resets): ``h_t`` for every step ``[T, B, D]`` and the last ``c``.
+
+    Forward: per step one ``addmm`` and the compiled cell; backward: per step the cell's
+    backward and one product with ``W_hh``, then ``W_hh``'s gradient as one ``[4D, TB] × [TB, D]``
+    product (the input gates' gradient is returned whole, so ``W_ih``'s is one product too)."""
+
+    @staticmethod
+    def forward(ctx, gates_x, h, c, w_hh, keep, memory_size):  # noqa: ANN001, ANN205
+        steps, batch, width = gates_x.shape
+        gates = torch.empty_like(gates_x)
+        hs = gates_x.new_empty(steps, batch, width // 4)
+        cs = torch.empty_like(hs)
+        resets_at = [False] * steps if keep is None else (keep != 1).any(1).tolist()
+        w_hh_t = w_hh.t()
+        h0, c0 = h, c
+        for t in range(steps):
+            if resets_at[t]:
+                column = keep[t].unsqueeze(1)
+                h, c = h * column, c * column
+            torch.addmm(gates_x[t], h, w_hh_t, out=gates[t])
+            h, c, _ = fwm_kernel.lstm_cell(gates[t], c, None, None, memory_size)
+            hs[t], cs[t] = h, c
+        ctx.save_for_backward(gates, h0, c0, hs, cs, w_hh, keep)
+        ctx.memory_size, ctx.resets_at = memory_size, resets_at
+        return hs, cs[-1]
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_hs, grad_c):  # noqa: ANN001, ANN205
+        gates, h0, c0, hs, cs, w_hh, keep = ctx.saved_tensors
+        steps, memory_size, resets_at = gates.shape[0], ctx.memory_size, ctx.resets_at
+        grad_gates = torch.empty_like(gates)
+        grad_h = torch.zeros_like(h0)  # from step t + 1 into h_t
+        if grad_hs is None:
+            grad_hs = torch.zeros_like(hs)
+        for t in range(steps - 1, -1, -1):
+            c_prev = cs[t - 1] if t else c0
+            if resets_at[t]:
+                c_prev = c_prev * keep[t].unsqueeze(1)
+            grad_gates[t], grad_c = fwm_kernel.lstm_cell_backward(
+                gates[t], c_prev, cs[t], grad_hs[t] + grad_h, grad_c, memory_size
+            )
+            grad_h = grad_gates[t] @ w_hh
+            if resets_at[t]:
+                column = keep[t].unsqueeze(1)
+                grad_h, grad_c = grad_h * column, grad_c * column
+        h_prev = torch.cat([h0.unsqueeze(0), hs[:-1]])  # the h each step's gates used
+        if keep is not None:
+            h_prev = h_prev * keep.unsqueeze(2)
+        width = gates.shape[2]
+        grad_w_hh = grad_gates.view(-1, width).t() @ h_prev.view(-1, h_prev.shape[2])
+        return grad_gates, grad_h, grad_c, grad_w_hh, None, None
 
 
 def can_run_jointly(
