@@ -18,6 +18,14 @@ Variants:
 - ``inplace``: the fused step appending each write to its buffer in place against copying the
   old factors into new tensors at every step (``B``: ``fwm_kernel._factor_buffer`` returns None
   during its updates).
+- ``lstm_window``: the controller's windows with gradients (the learning pass) with each step's
+  gates as two batched products and the cells in the compiled kernels
+  (``FWMCore._controller_window``) against ``torch.lstm_cell`` steps (``B``:
+  ``run_lstm_with_resets``).
+- ``lstm_cells``: A2C's LSTM-core steps (collecting with their graph recorded, and the backward
+  through them) with the gates as two batched products and the cells in the compiled kernels
+  (:func:`fwmrl.memory.lstm.compiled_lstm_cells`) against ``torch.lstm_cell`` (``B``: the agent's
+  ``_cells`` context is a null context); for the LSTM configs, e.g. ``--config graphnav_lstm``.
 """
 
 from __future__ import annotations
@@ -70,17 +78,23 @@ def _no_lstm_window(agent: Any) -> Iterator[None]:
         del core._controller_window
 
 
+@contextlib.contextmanager
+def _no_lstm_cells(agent: Any) -> Iterator[None]:
+    agent._cells = contextlib.nullcontext
+    try:
+        yield
+    finally:
+        del agent._cells
+
+
 VARIANTS: dict[str, Callable[[Any], contextlib.AbstractContextManager[None]]] = {
     "fused": _no_fused,
     "inplace": _no_inplace,
     "lstm_window": _no_lstm_window,
+    "lstm_cells": _no_lstm_cells,
 }
 """``--variant`` name: a context manager that switches that speed path off for agent ``B``
-(entered around each of its updates).- ``lstm_window``: the controller's windows with gradients (the learning pass) with each step's
-  gates as two batched products and the cells in the compiled kernels
-  (``FWMCore._controller_window``) against ``torch.lstm_cell`` steps (``B``:
-  ``run_lstm_with_resets``).
-"""
+(entered around each of its updates)."""
 
 
 def run(config: str, variant: str, updates: int) -> dict[str, dict[str, float]]:

@@ -32,7 +32,9 @@ global ``env.num_envs`` of the config, on one process and on ``N`` processes of 
 group (each stepping ``num_envs / N`` envs, gradients all-reduced: what ``torchrun
 --nproc_per_node=N -m fwmrl train`` runs), ``--threads`` torch threads per process, alternating in
 the same run; the rate is the global env steps over the slowest rank's wall time of the timed
-updates. The speed-up can only show when ``N`` cores are idle: the table's header gives the load
+updates (``FWMRL_BENCH_PROFILE=DIR``: every process also writes a :mod:`cProfile` file of its
+timed updates, timed by its main thread's CPU clock, into ``DIR``). The speed-up can only show
+when ``N`` cores are idle: the table's header gives the load
 average before and after, then the ceiling on ``N`` idle cores, ``N`` times the rate of one process
 that steps ``num_envs / N`` envs (a rank's own work, without communication), and last the ratio
 that ``N`` such processes reach together when they run side by side without a process group (the
@@ -46,6 +48,7 @@ the CPU time of one side-by-side process for the same envs and updates.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import os
 import shutil
@@ -181,10 +184,18 @@ def data_parallel_worker(
     if meet:
         file_barrier(meet, "start")
     distributed.barrier()
+    profile_dir = os.environ.get("FWMRL_BENCH_PROFILE")  # the main thread's CPU time by function
+    profiler = cProfile.Profile(time.thread_time) if profile_dir else None
     threads_before = thread_cpu()
     start, steps, cpu = time.perf_counter(), agent.env_steps, time.process_time()
+    if profiler is not None:
+        profiler.enable()
     for _ in range(updates):
         agent.learn_update()
+    if profiler is not None:
+        profiler.disable()
+        role = f"rank{distributed.rank()}of{distributed.world_size()}-{agent.num_envs}envs"
+        profiler.dump_stats(Path(profile_dir, f"{config}-{role}-{os.getpid()}.prof"))
     cpu = time.process_time() - cpu
     threads = thread_cpu_spent(threads_before, thread_cpu())
     distributed.barrier()  # the slowest rank's time

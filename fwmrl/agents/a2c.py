@@ -29,6 +29,7 @@ there and the core resets its state before that step.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import math
 from collections.abc import Callable
@@ -52,6 +53,7 @@ from fwmrl.envs import (
 )
 from fwmrl.errors import NonFiniteLossError
 from fwmrl.memory import CoreState
+from fwmrl.memory.lstm import compiled_lstm_cells
 
 CHECKPOINT_FORMAT = 2
 """Version of :meth:`A2C.state_dict` (1: the env was pickled, which is never loaded any more)."""
@@ -492,8 +494,15 @@ class A2C:
             and not self.record_log_probs
             and getattr(self.policy.core, "step_graph_is_cheap", True)
         )
-        with torch.no_grad():
+        with torch.no_grad(), self._cells():
             return self._collect(record_graph)
+
+    def _cells(self) -> contextlib.AbstractContextManager[None]:
+        """The context the policy runs in while collecting and learning: LSTM cells (the LSTM
+        core's steps) in the compiled kernels (:func:`fwmrl.memory.lstm.compiled_lstm_cells`,
+        the same values to float rounding); a trainer that records log-probabilities (PPO) keeps
+        ``torch.lstm_cell``."""
+        return contextlib.nullcontext() if self.record_log_probs else compiled_lstm_cells()
 
     def _collect(self, record_graph: bool) -> Rollout:
         episode_mode = self.algo.n_steps == "episode"
@@ -771,9 +780,10 @@ class A2C:
         outputs, rollout.outputs = rollout.outputs, None
         if outputs is not None and outputs.current(self.policy):
             return outputs.params, outputs.values, outputs.aux
-        params, values, _, aux = self.policy.forward_flat(
-            rollout.obs, rollout.initial_state, rollout.starts
-        )
+        with self._cells():
+            params, values, _, aux = self.policy.forward_flat(
+                rollout.obs, rollout.initial_state, rollout.starts
+            )
         return params, values, aux  # aux: MNM's meta loss, per step
 
     def _check_loss(self, terms: Tensor) -> None:

@@ -10,7 +10,13 @@ import torch
 from torch import Tensor, nn
 from typing_extensions import override
 
+from fwmrl.memory import fwm_kernel
 from fwmrl.memory.base import CoreOutput, CoreState, MemoryCore, check_positive_int
+
+CELL_LIBRARY = 16
+"""The ``m`` whose compiled FWM library (:mod:`fwmrl.memory.fwm_kernel`, built per ``m``) runs
+the LSTM cells of :func:`compiled_lstm_cells`: the cell kernels do not depend on ``m``, and 16 is
+the FWM configs' memory size, so a process that runs both builds one library."""
 
 
 @dataclasses.dataclass
@@ -48,16 +54,77 @@ def _run_cells(
     ]
     hs, cs = list(h.unbind(1)), list(c.unbind(1))
     any_reset = [False] * x.shape[0] if resets is None else resets.any(dim=1).tolist()
+    compiled = _compiled_cells and fwm_kernel.available(x, CELL_LIBRARY)
+    if compiled:  # each layer's gates as two products with the biases summed once
+        layers = [(w_ih.t(), w_hh.t(), b_ih + b_hh) for w_ih, w_hh, b_ih, b_hh in layers]
     outputs = []
     for t, x_t in enumerate(x.unbind(0)):
         if any_reset[t]:
             keep = (~resets[t]).to(h.dtype).unsqueeze(1)
             hs, cs = [v * keep for v in hs], [v * keep for v in cs]
         for k, weights in enumerate(layers):
-            hs[k], cs[k] = torch.lstm_cell(x_t, (hs[k], cs[k]), *weights)
+            if compiled:
+                w_ih_t, w_hh_t, bias = weights
+                gates = torch.addmm(torch.addmm(bias, x_t, w_ih_t), hs[k], w_hh_t)
+                hs[k], cs[k] = _cell_from_gates(gates, cs[k])
+            else:
+                hs[k], cs[k] = torch.lstm_cell(x_t, (hs[k], cs[k]), *weights)
             x_t = hs[k]
         outputs.append(x_t)
     return torch.stack(outputs), torch.stack(hs, dim=1), torch.stack(cs, dim=1)
+
+
+def _cell_from_gates(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+    """The new ``h, c`` of an LSTM cell from its gates' pre-activations ``[B, 4H]`` and ``c
+    [B, H]`` in the compiled kernel (with autograd when gradients are on)."""
+    if torch.is_grad_enabled() and (gates.requires_grad or c.requires_grad):
+        return _CompiledCell.apply(gates, c)
+    h, c, _ = fwm_kernel.lstm_cell(gates, c, None, None, CELL_LIBRARY)
+    return h, c
+
+
+class _CompiledCell(torch.autograd.Function):
+    """An LSTM cell's ``h, c`` from its gates' pre-activations and ``c`` (biases included in the
+    gates), forward and backward in :func:`fwmrl.memory.fwm_kernel.lstm_cell` and
+    :func:`~fwmrl.memory.fwm_kernel.lstm_cell_backward` (the backward recomputes the activations
+    from the gates): one pass over the gates each way instead of ``torch.lstm_cell``'s dozen
+    elementwise operations and their backward."""
+
+    @staticmethod
+    def forward(ctx, gates: Tensor, c_prev: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+        h, c, _ = fwm_kernel.lstm_cell(gates, c_prev, None, None, CELL_LIBRARY)
+        ctx.save_for_backward(gates, c_prev, c)
+        return h, c
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_h: Tensor | None, grad_c: Tensor | None) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+        gates, c_prev, c = ctx.saved_tensors
+        if grad_h is None:
+            grad_h = torch.zeros_like(c)
+        return fwm_kernel.lstm_cell_backward(gates, c_prev, c, grad_h, grad_c, CELL_LIBRARY)
+
+
+_compiled_cells = False
+
+
+@contextlib.contextmanager
+def compiled_lstm_cells() -> Iterator[None]:
+    """Within the block the steps :func:`run_lstm_with_resets` runs as cells (single steps, and
+    windows with gradients) compute each step's gates as two batched products and the gates to
+    the new state, forward and backward, in the compiled C kernels of
+    :mod:`fwmrl.memory.fwm_kernel` (CPU, float32 and float64; elsewhere, or without a C compiler,
+    ``torch.lstm_cell`` as outside the block): at 600 sequences of 128 units the cell's
+    elementwise part, a dozen tensor operations each way in ``torch.lstm_cell``, costs about as
+    much as its products. The same values and gradients to float rounding (float64 ~1e-15,
+    float32 ~1e-6). :class:`fwmrl.agents.A2C` collects and learns within it; PPO does not (its
+    seeded runs keep ``torch.lstm_cell``'s rounding)."""
+    global _compiled_cells
+    previous, _compiled_cells = _compiled_cells, True
+    try:
+        yield
+    finally:
+        _compiled_cells = previous
 
 
 _fused_windows = False
