@@ -11,12 +11,16 @@ alternated, and a second table gives now / before for each time.
 Each row runs in fresh subprocesses (one for times, one for memory) so that its peak memory is its
 own. Columns: forward time per
 step (no grad, whole window), training time per step (forward + backward of a sum over outputs),
-rollout time per step (``step`` called T times with T = 1, no grad: the RL acting path, against
+rollout time per step (``step`` called T times with T = 1, no grad, from ``initial_episode_state``
+where the core has one, as A2C and PPO act: the RL acting path, against
 ``torch.nn.LSTMCell(256)``), peak training
 memory (on CPU the growth of the process's peak resident set during one training window, with
 glibc's dynamic mmap threshold switched off so freed memory goes back to the system; on CUDA
 ``torch.cuda.max_memory_allocated``), parameters, state floats per sequence, and the ratio of each
-to the ``torch.nn.LSTM(256)`` baseline measured in the same run.
+to the ``torch.nn.LSTM(256)`` baseline measured in the same run. Rows marked "from a nonzero F"
+start every window (and the rollout) from the state after one window, detached, as windows in
+the middle of episodes do; the others from the initial state (FWM: ``F = 0``). Times are the
+process's CPU time by default (``--clock wall``: elapsed time).
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ class Row:
     core: str | None  # None: the torch.nn.LSTM baseline
     input_size: int
     kwargs: dict = field(default_factory=dict)
+    warm: bool = False  # start every window from the state after one window (a nonzero F)
 
 
 def rows(fwm_impls: list[str]) -> list[Row]:
@@ -60,6 +65,16 @@ def rows(fwm_impls: list[str]) -> list[Row]:
                 "fwm",
                 256,
                 {"hidden_size": 256, "memory_size": 32, "read_hops": 3, "implementation": impl},
+            )
+        )
+    for impl in fwm_impls:
+        table.append(
+            Row(
+                f"fwm d=256 m=32 Nr=3 [{impl}, from a nonzero F]",
+                "fwm",
+                256,
+                {"hidden_size": 256, "memory_size": 32, "read_hops": 3, "implementation": impl},
+                warm=True,
             )
         )
     for impl in fwm_impls:
@@ -93,7 +108,9 @@ def _rss_kib(key: str) -> int:
         return int(re.search(rf"{key}:\s+(\d+)", status.read()).group(1))
 
 
-def measure(row: Row, batch: int, steps: int, repeats: int, device: str) -> dict:
+def measure(
+    row: Row, batch: int, steps: int, repeats: int, device: str, clock: str = "cpu"
+) -> dict:
     torch.manual_seed(0)
     if row.core is None:
         model: nn.Module = nn.LSTM(row.input_size, row.kwargs["hidden_size"])
@@ -108,8 +125,13 @@ def measure(row: Row, batch: int, steps: int, repeats: int, device: str) -> dict
         if device.startswith("cuda"):
             torch.cuda.synchronize()
 
+    start = None
+    if row.warm:  # the state after one window, detached: windows from the middle of episodes
+        with torch.no_grad():
+            start = model(x).state
+
     def forward() -> tuple[torch.Tensor, torch.Tensor | None]:
-        result = model(x)  # nn.LSTM: (y, (h, c)); a core: CoreOutput(y, state, aux_loss)
+        result = model(x, start)  # nn.LSTM: (y, (h, c)); a core: CoreOutput(y, state, aux_loss)
         return result[0], getattr(result, "aux_loss", None)
 
     if row.core is None:
@@ -121,9 +143,12 @@ def measure(row: Row, batch: int, steps: int, repeats: int, device: str) -> dict
                 h, c = cell(x[t], (h, c))
 
     else:
+        # the acting path of A2C and PPO: their episodes start from initial_episode_state (FWM:
+        # the fast weights as factors), or the warm row's state
+        initial = getattr(model, "initial_episode_state", model.initial_state)
 
         def rollout() -> None:
-            state = model.initial_state(batch, device)
+            state = start if row.warm else initial(batch, device)
             for t in range(steps):
                 _, state = model.step(x[t], state)
 
@@ -135,14 +160,16 @@ def measure(row: Row, batch: int, steps: int, repeats: int, device: str) -> dict
             loss = loss + aux.mean()
         loss.backward()
 
+    now = time.process_time if clock == "cpu" else time.perf_counter
+
     def timed(fn) -> float:
         times = []
         for _ in range(repeats):
             sync()
-            start = time.perf_counter()
+            start = now()
             fn()
             sync()
-            times.append(time.perf_counter() - start)
+            times.append(now() - start)
         return statistics.median(times) / steps
 
     with torch.no_grad():
@@ -204,6 +231,8 @@ def run_in_subprocess(
         str(args.repeats),
         "--device",
         args.device,
+        "--clock",
+        args.clock,
         "--fwm-impl",
         *args.fwm_impl,
     ]
@@ -262,6 +291,13 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument(
+        "--clock",
+        choices=["cpu", "wall"],
+        default="cpu",
+        help="cpu: the process's CPU time (all its threads; robust to other jobs on the machine); "
+        "wall: elapsed time",
+    )
+    parser.add_argument(
         "--fwm-impl",
         nargs="+",
         default=["naive", "checkpoint"],
@@ -281,7 +317,11 @@ def main() -> None:
     table = rows(args.fwm_impl)
     if args.one is not None:
         print(
-            json.dumps(measure(table[args.one], args.batch, args.steps, args.repeats, args.device))
+            json.dumps(
+                measure(
+                    table[args.one], args.batch, args.steps, args.repeats, args.device, args.clock
+                )
+            )
         )
         return
 
@@ -306,7 +346,7 @@ def main() -> None:
     print(
         f"commit {commit_label('benchmarks/cores.py')}: B={args.batch} T={args.steps} "
         f"device={device} threads={torch.get_num_threads()} torch={torch.__version__} "
-        f"(median of {args.repeats})"
+        f"clock={args.clock} (median of {args.repeats})"
     )
     print(format_table(results))
     if before:
