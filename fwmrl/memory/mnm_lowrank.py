@@ -195,7 +195,7 @@ def _chunk(
         _Layer(w, deferred and w.requires_grad, steps) for w in (state.w1, state.w2, state.w3)
     ]
     h, c, read = state.h, state.c, state.read
-    outputs, metas = [], []
+    hs, reads, recons, values = [], [], [], []
     for t in range(steps):
         if controller is None:
             h, c, k_w, v_w, k_r, beta = core.controller_step(x[t], read, h, c)  # [B, H, d_k]
@@ -221,17 +221,25 @@ def _chunk(
                 (z - z_hat) * (2.0 / (heads * z.shape[-1]))
                 for z, z_hat in zip((z1, z2, z3), targets, strict=True)
             )
-        for layer, error, layer_input in zip(layers, errors, inputs, strict=True):
+        p1 = beta * errors[0]
+        layers[0].write(p1, k_w)
+        for layer, error, layer_input in zip(layers[1:], errors[1:], inputs[1:], strict=True):
             layer.write(beta * error, layer_input)
 
         # Correct the shared first-layer product for this step's write: x (W − pᵀq)ᵀ.
-        p1, q1 = layers[0].P[:, -heads:], layers[0].Q[:, -heads:]
-        a1 = torch.tanh(first - (keys @ q1.transpose(1, 2)) @ p1)
+        a1 = torch.tanh(first - (keys @ k_w.transpose(1, 2)) @ p1)
         out = layers[2].apply(torch.tanh(layers[1].apply(a1)))
         recon, read_all = out.split([heads, heads], dim=1)
-        metas.append((recon - v_w).pow(2).mean(dim=(1, 2)) * core.meta_loss_weight)
-        read = read_all.mean(dim=1)
-        outputs.append(core.output(torch.cat([h, read], dim=-1)))
+        read = read_all.squeeze(1) if heads == 1 else read_all.mean(dim=1)
+        hs.append(h)
+        reads.append(read)
+        recons.append(recon)
+        values.append(v_w)
     w1, w2, w3 = (layer.materialise() for layer in layers)
     new_state = type(state)(h=h, c=c, read=read, w1=w1, w2=w2, w3=w3)
-    return torch.stack(outputs), new_state, torch.stack(metas)
+    # The output and the meta loss feed nothing back: one product and a few operations for the
+    # chunk, not per step.
+    y = core.output(torch.cat([torch.stack(hs), torch.stack(reads)], dim=-1))
+    error = torch.stack(recons) - torch.stack(values)  # [C, B, H, d_k]
+    meta = error.pow(2).mean(dim=(2, 3)) * core.meta_loss_weight
+    return y, new_state, meta
