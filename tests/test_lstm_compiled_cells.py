@@ -14,7 +14,8 @@ from fwmrl.agents.job import build_agent
 from fwmrl.config import load_config
 from fwmrl.memory import fwm_kernel
 from fwmrl.memory import lstm as lstm_module
-from fwmrl.memory.lstm import compiled_lstm_cells, run_lstm_with_resets
+from fwmrl.memory.fwm import FWMCore
+from fwmrl.memory.lstm import LSTMCore, compiled_lstm_cells, run_lstm_with_resets
 
 TOLERANCE = {torch.float64: 1e-9, torch.float32: 1e-4}
 
@@ -27,9 +28,8 @@ pytestmark = pytest.mark.skipif(
 def run(lstm: nn.LSTM, x, h, c, resets, compiled: bool, grad: bool = True):  # noqa: ANN001, ANN201
     lstm.zero_grad()
     inputs = [t.clone().requires_grad_(grad) for t in (x, h, c)]
-    block = compiled_lstm_cells() if compiled else contextlib.nullcontext()
-    with block, torch.set_grad_enabled(grad):
-        y, h_end, c_end = run_lstm_with_resets(lstm, *inputs, resets)
+    with torch.set_grad_enabled(grad):
+        y, h_end, c_end = run_lstm_with_resets(lstm, *inputs, resets, compiled=compiled)
     if not grad:
         return [y, h_end, c_end], []
     gen = torch.Generator().manual_seed(5)
@@ -69,16 +69,22 @@ def test_compiled_cells_match_torch_lstm_cell(
         assert reference_grads[0].abs().sum() > 0  # the comparison is not between zeros
 
 
-def test_compiled_cells_only_within_the_block() -> None:
+def test_compiled_cells_only_within_the_block_and_for_the_lstm_core() -> None:
     torch.manual_seed(1)
-    lstm = nn.LSTM(3, 4)
-    x, h, c = torch.randn(1, 5, 3), torch.zeros(5, 1, 4), torch.zeros(5, 1, 4)  # one step: cells
+    core = LSTMCore(3, 4)
+    x = torch.randn(1, 5, 3)  # one step: cells
     with torch.no_grad():
-        outside = run_lstm_with_resets(lstm, x, h, c, None)[0]
+        outside = core(x).output
         with compiled_lstm_cells():
-            inside = run_lstm_with_resets(lstm, x, h, c, None)[0]
-        after = run_lstm_with_resets(lstm, x, h, c, None)[0]
+            inside = core(x).output
+        after = core(x).output
     assert torch.equal(outside, after) and not torch.equal(outside, inside)
+    # FWM's controller without its kernels (kernel: eager) keeps torch.lstm_cell in the block
+    fwm = FWMCore(3, hidden_size=4, memory_size=4, kernel="eager")
+    x = torch.randn(5, 2, 3)
+    reference = fwm(x).output
+    with compiled_lstm_cells():
+        assert torch.equal(fwm(x).output, reference)
 
 
 @pytest.mark.parametrize("mode", ["6", "episode"])

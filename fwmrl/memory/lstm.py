@@ -41,10 +41,10 @@ def _steps_by_cells(lstm: nn.LSTM) -> bool:
 
 
 def _run_cells(
-    lstm: nn.LSTM, x: Tensor, h: Tensor, c: Tensor, resets: Tensor | None
+    lstm: nn.LSTM, x: Tensor, h: Tensor, c: Tensor, resets: Tensor | None, compiled: bool = False
 ) -> tuple[Tensor, Tensor, Tensor]:
     """:func:`run_lstm_with_resets` step by step with ``torch.lstm_cell`` (the same gates; the
-    state is reset by the same multiplication)."""
+    state is reset by the same multiplication), or with ``compiled`` in the compiled kernels."""
     layers = [
         tuple(
             getattr(lstm, f"{name}_l{k}")
@@ -54,7 +54,7 @@ def _run_cells(
     ]
     hs, cs = list(h.unbind(1)), list(c.unbind(1))
     any_reset = [False] * x.shape[0] if resets is None else resets.any(dim=1).tolist()
-    compiled = _compiled_cells and fwm_kernel.available(x, CELL_LIBRARY)
+    compiled = compiled and fwm_kernel.available(x, CELL_LIBRARY)
     if compiled:  # each layer's gates as two products with the biases summed once
         layers = [(w_ih.t(), w_hh.t(), b_ih + b_hh) for w_ih, w_hh, b_ih, b_hh in layers]
     outputs = []
@@ -110,16 +110,17 @@ _compiled_cells = False
 
 @contextlib.contextmanager
 def compiled_lstm_cells() -> Iterator[None]:
-    """Within the block the steps :func:`run_lstm_with_resets` runs as cells (single steps, and
-    windows with gradients) compute each step's gates as two batched products and the gates to
-    the new state, forward and backward, in the compiled C kernels of
+    """Within the block the steps of :class:`LSTMCore` that :func:`run_lstm_with_resets` runs as
+    cells (single steps, and windows with gradients) compute each step's gates as two batched
+    products and the gates to the new state, forward and backward, in the compiled C kernels of
     :mod:`fwmrl.memory.fwm_kernel` (CPU, float32 and float64; elsewhere, or without a C compiler,
-    ``torch.lstm_cell`` as outside the block): at 600 sequences of 128 units the cell's
-    elementwise part, a dozen tensor operations each way in ``torch.lstm_cell``, costs about as
-    much as its products. The same values and gradients to float rounding (600 sequences, 30
-    steps, 128 units, resets inside: outputs and ``W_hh``'s gradient within 4e-16 in float64,
-    2e-7 in float32). :class:`fwmrl.agents.A2C` collects and learns within it; PPO does not (its
-    seeded runs keep ``torch.lstm_cell``'s rounding)."""
+    ``torch.lstm_cell`` as outside the block; other cores' LSTMs, e.g. FWM's controller with
+    ``kernel: eager``, are not affected): at 600 sequences of 128 units the cell's elementwise
+    part, a dozen tensor operations each way in ``torch.lstm_cell``, costs about as much as its
+    products. The same values and gradients to float rounding (600 sequences, 30 steps, 128
+    units, resets inside: outputs and ``W_hh``'s gradient within 4e-16 in float64, 2e-7 in
+    float32). :class:`fwmrl.agents.A2C` collects and learns within it; PPO does not (its seeded
+    runs keep ``torch.lstm_cell``'s rounding)."""
     global _compiled_cells
     previous, _compiled_cells = _compiled_cells, True
     try:
@@ -150,7 +151,12 @@ def fused_lstm_windows() -> Iterator[None]:
 
 
 def run_lstm_with_resets(
-    lstm: nn.LSTM, x: Tensor, h: Tensor, c: Tensor, resets: Tensor | None
+    lstm: nn.LSTM,
+    x: Tensor,
+    h: Tensor,
+    c: Tensor,
+    resets: Tensor | None,
+    compiled: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Run ``lstm`` over ``x[T, B, F]`` from batch-first ``h, c [B, L, H]``, zeroing the state of
     sequence ``b`` before step ``t`` wherever ``resets[t, b]``.
@@ -160,19 +166,21 @@ def run_lstm_with_resets(
     ``torch.lstm_cell`` step by step instead: on CPU the fused call costs several times more per
     single step, and its backward over a window costs more than the cells' (measured at 600
     sequences, 32 and 128 units). The same values and gradients (tested). Within
-    :func:`fused_lstm_windows` windows with gradients run fused too.
+    :func:`fused_lstm_windows` windows with gradients run fused too. ``compiled``: the cell steps
+    run in the compiled kernels where they can (:func:`compiled_lstm_cells`, which sets it for
+    the LSTM core).
     """
     steps = x.shape[0]
     cells = _steps_by_cells(lstm) and (steps == 1 or torch.is_grad_enabled())
     if cells and not (_fused_windows and steps > 1):
-        return _run_cells(lstm, x, h, c, resets)
+        return _run_cells(lstm, x, h, c, resets, compiled)
     if resets is None:
         cuts = [0, steps]
     else:
         any_reset = resets.any(dim=1).tolist()
         cuts = [0, *[t for t in range(1, steps) if any_reset[t]], steps]
     if cells and len(cuts) - 1 > max(1, steps // 8):  # many short pieces: the cells are cheaper
-        return _run_cells(lstm, x, h, c, resets)
+        return _run_cells(lstm, x, h, c, resets, compiled)
     h = h.transpose(0, 1).contiguous()
     c = c.transpose(0, 1).contiguous()
     outputs = []
@@ -222,5 +230,5 @@ class LSTMCore(MemoryCore):
         self, x: Tensor, state: LSTMState | None = None, resets: Tensor | None = None
     ) -> CoreOutput:
         x, state, resets = self._check_inputs(x, state, resets)
-        y, h, c = run_lstm_with_resets(self.lstm, x, state.h, state.c, resets)
+        y, h, c = run_lstm_with_resets(self.lstm, x, state.h, state.c, resets, _compiled_cells)
         return CoreOutput(y, LSTMState(h=h, c=c), None)
