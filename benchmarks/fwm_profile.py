@@ -3,11 +3,12 @@
     python benchmarks/fwm_profile.py                      # d = 256, m = 32, N_r = 3, B = 32, T = 64
     python benchmarks/fwm_profile.py --hidden 32 --memory 16 --batch 64
 
-Times forward + backward of one window (a sum over the outputs), per time step, median of
+Times (CPU time) forward + backward of one window (a sum over the outputs), per time step, median of
 ``--repeats`` alternating runs, for the whole core and for its parts measured alone at the same
 shapes:
 
-* *controller*: the LSTM and the write/read/output projections (no memory);
+* *controller*: the core's LSTM path (``FWMCore._controller``) and the write/read/output
+  projections (no memory);
 * *F contractions*: every bulk contraction of the chunked scan with the chunk's initial ``F``
   (``N_r + 1`` batched reads per chunk and the end-of-chunk write), with their backward;
 * *recurrence*: the sequential delta-rule/norm loop (:class:`fwmrl.memory.fwm_scan._DeltaRecurrence`);
@@ -61,12 +62,14 @@ def main(argv: list[str] | None = None) -> int:
     def baseline() -> None:
         lstm(x)[0].sum().backward()
 
-    def whole() -> None:
-        core(x)[0].sum().backward()
+    with torch.no_grad():  # a nonzero F (a window from F = 0 runs on factors, no contractions)
+        warm = core(x).state
 
-    def controller() -> None:
-        z, _ = core.controller(x)
-        w, r = core.write_proj(z), core.read_proj(z)
+    def whole() -> None:
+        core(x, warm)[0].sum().backward()
+
+    def controller() -> None:  # the core's own controller path (FWMCore._controller)
+        z, _, _, w, r = core._controller(x, core.initial_state(B), None)
         (core.out_proj(r[..., :m]) + z).sum().add(w.sum()).backward()
 
     # A window's first chunk starts from a state without gradient (fresh or carried and detached),
@@ -105,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parts = {
         f"torch.nn.LSTM({d}) [baseline]": baseline,
-        f"FWM d={d} m={m} Nr={hops} (chunked, whole core)": whole,
+        f"FWM d={d} m={m} Nr={hops} (chunked, from a nonzero F)": whole,
         "  controller (LSTM + projections)": controller,
         "  F contractions": contractions,
         "  recurrence": recurrence,
@@ -115,9 +118,9 @@ def main(argv: list[str] | None = None) -> int:
         fn()
     for _ in range(args.repeats):
         for name, fn in parts.items():
-            start = time.perf_counter()
+            start = time.process_time()
             fn()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(time.process_time() - start)
     ms = {name: statistics.median(v) / T * 1e3 for name, v in times.items()}
     names = list(parts)
     rest = ms[names[1]] - ms[names[2]] - ms[names[3]] - ms[names[4]]
@@ -125,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     base = ms[names[0]]
     print(
         f"B={B} T={T} chunk={C} threads={torch.get_num_threads()} torch={torch.__version__} "
-        f"(median of {args.repeats}, ms per time step, forward + backward)"
+        f"(median of {args.repeats}, CPU ms per time step, forward + backward)"
     )
     print("| part | ms/step | × LSTM | share of FWM |")
     print("|---|---|---|---|")
@@ -133,10 +136,17 @@ def main(argv: list[str] | None = None) -> int:
         share = "" if name == names[0] else f"{ms[name] / ms[names[1]]:.0%}"
         print(f"| {name} | {ms[name]:.3f} | {ms[name] / base:.2f} | {share} |")
     print(f"|   rest of the scan | {rest:.3f} | {rest / base:.2f} | {rest / ms[names[1]]:.0%} |")
+    a, b = torch.randn(2048, 256), torch.randn(256, 1024)
+    a @ b
+    start = time.process_time()
+    for _ in range(10):
+        a @ b
+    gemm = 10 * 2.0 * 2048 * 256 * 1024 / (time.process_time() - start) / 1e9
     floor = ms[names[2]] + ms[names[3]]
     print(
         f"F contractions: {flops / 1e6:.1f} MFLOP per step at "
-        f"{flops / (ms[names[3]] * 1e-3) / 1e9:.0f} GFLOP/s; "
+        f"{flops / (ms[names[3]] * 1e-3) / 1e9:.0f} GFLOP/s (a [2048, 256] x [256, 1024] GEMM: "
+        f"{gemm:.0f} GFLOP/s in this run); "
         f"floor (controller + contractions) = {floor:.3f} ms/step = {floor / base:.2f} × LSTM"
     )
     return 0
