@@ -208,18 +208,30 @@ def test_ppo_epochs_run_fused_lstm_windows(monkeypatch: pytest.MonkeyPatch) -> N
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
-def test_ppo_keeps_the_cells_for_the_lstm_core() -> None:
-    """The LSTM core's epoch windows stay lstm_cell steps (its CartPole runs were measured so);
-    FWM's controller windows run fused."""
-    overrides = [*BASE, "algo.name=ppo", "algo.n_epochs=1", "algo.num_minibatches=2"]
+def test_ppo_epochs_run_the_lstm_core_fused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The LSTM core's epoch windows run as fused nn.LSTM calls too (no window with gradients
+    goes through the lstm_cell steps), while its one-step acting windows stay cells."""
+    overrides = [*BASE, "algo.name=ppo", "algo.n_epochs=2", "algo.num_minibatches=2"]
     lstm_overrides = [o for o in overrides if not o.startswith("core.")]
-    lstm = build_agent(load_config(None, [*lstm_overrides, "core.name=lstm", "core.hidden_size=8"]))
-    fwm = build_agent(load_config(None, overrides))
+    agent = build_agent(
+        load_config(None, [*lstm_overrides, "core.name=lstm", "core.hidden_size=8"])
+    )
+    cells = lstm_module._run_cells
+    windows: list[tuple[int, bool]] = []
+    monkeypatch.setattr(
+        lstm_module,
+        "_run_cells",
+        lambda lstm, x, *rest: (
+            windows.append((x.shape[0], torch.is_grad_enabled())) or cells(lstm, x, *rest)
+        ),
+    )
     try:
-        with lstm._epoch_windows():
-            assert not lstm_module._fused_windows
-        with fwm._epoch_windows():
+        with agent._epoch_windows():
             assert lstm_module._fused_windows
+        assert not lstm_module._fused_windows
+        metrics = agent.learn_update()
     finally:
-        lstm.close()
-        fwm.close()
+        agent.close()
+    assert metrics["ppo_steps"] == 2 * 2
+    assert windows  # the collection's steps
+    assert all(steps == 1 for steps, _ in windows)  # no epoch window as cells
