@@ -15,7 +15,8 @@ LSTM(64) or FWM(hidden 32, memory 16)):
 
 One more native row runs the epochs' LSTM windows (FWM's controller) as ``lstm_cell`` steps, as
 PPO did before ``memory.lstm.fused_lstm_windows`` (commit bb08115): the same-run effect of the
-fused windows (PPO keeps the cells for the LSTM core, ``PPO._epoch_windows``).
+fused windows (``PPO._epoch_windows``; since 6f04073 the LSTM core's epochs run fused too, and
+``MemoryRecurrentPPO`` trains inside the same context since 3f0f024).
 
 Each row is a fresh process with one torch thread: one warm-up update, then ``--timesteps`` timed
 env steps (collection and training); the row is the best of ``--repeats`` runs by the process's
