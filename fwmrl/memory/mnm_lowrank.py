@@ -138,7 +138,9 @@ def lowrank_scan(
     any_reset = [False] * steps if resets is None else resets.any(dim=1).tolist()
     outputs, metas = [], []
     cell = core.controller
-    plain = type(cell) is torch.nn.LSTMCell and cell.bias  # the cell's own weights, as built
+    # the cell's own weights, as built; a hooked cell (the memory plot's capture) runs as a module
+    hooked = bool(cell._forward_hooks or cell._forward_pre_hooks)
+    plain = type(cell) is torch.nn.LSTMCell and cell.bias and not hooked
     controller = _ControllerWindow(core, x) if steps > 1 and plain else None
     start = 0
     while start < steps:
