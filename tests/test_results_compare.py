@@ -108,3 +108,23 @@ def test_cli_counts_each_agents_policy_parameters(runs, capsys):
         env.close()
         row = next(line for line in printed.splitlines() if line.startswith(f"| {name} "))
         assert row.endswith(f"| {count:,} |")
+
+
+def test_compare_into_a_closed_pipe_exits_quietly(runs):
+    """`fwmrl compare ... | head`: no BrokenPipeError traceback once the reader is gone."""
+    import os
+    import subprocess
+    import sys
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader has gone before the first write: every write fails
+    code = "import sys; from fwmrl.cli import main; sys.exit(main(sys.argv[1:]))"
+    argv = ["compare", *map(str, runs)]
+    try:
+        writer = subprocess.run(
+            [sys.executable, "-c", code, *argv], stdout=write_end, stderr=subprocess.PIPE, text=True
+        )
+    finally:
+        os.close(write_end)
+    assert "Traceback" not in writer.stderr, writer.stderr
+    assert writer.returncode == 141
