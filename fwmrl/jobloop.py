@@ -20,7 +20,9 @@ What the loop does, whatever the trainer:
    record to metrics.jsonl (+ TensorBoard/wandb, and ``on_log``) at every ``logging.log_every``-th
    update, at every ``train.eval_every``-th one (which also evaluates) and at the last one: the
    counters ``update``, ``env_steps`` (the job's ``steps``), ``time_s`` and ``cpu_time_s`` (the
-   wall seconds of this process and the CPU seconds of all ranks since the process started), the
+   run's wall seconds and the CPU seconds of all its ranks, summed over its processes: a resume
+   continues from the last record it keeps, so the time a killed process spent after that record,
+   on updates the resume trains again, is not counted), the
    job's own counters and rates (``record``) and the mean of each training metric since the last
    record. An evaluation whose headline improved also saves ``best.pt``.
 4. Saves ``checkpoint.pt`` every ``train.checkpoint_every`` updates and at the end (after
@@ -247,6 +249,19 @@ def _start(
     return job, record
 
 
+def _time_spent(run_dir: Path) -> tuple[float, float]:
+    """Wall and CPU seconds of the metrics a resume keeps (``x_values`` adds up the records of
+    runs whose processes each counted from their own start)."""
+    from fwmrl.plots import x_values
+
+    records = rundir.read_metrics(run_dir)
+    spent = []
+    for axis in ("wall_time", "cpu_time"):
+        values = [v for v in x_values(records, axis) if v is not None]
+        spent.append(float(values[-1]) if values else 0.0)
+    return spent[0], spent[1]
+
+
 def _run(
     make_job: Callable[[Config], Job],
     config: Config,
@@ -287,6 +302,7 @@ def _run(
     counts: dict[str, int] = {}
     start_time = last_time = time.perf_counter()
     cpu_start = time.process_time()
+    time_before, cpu_before = _time_spent(run_dir) if main and resume else (0.0, 0.0)
 
     def checkpoint(path: Path) -> None:
         data = job.state_dict()  # every rank: gathers the ranks' envs / core states
@@ -316,8 +332,8 @@ def _run(
                     entry: dict[str, Any] = {
                         "update": job.update,
                         "env_steps": job.steps,
-                        "time_s": round(now - start_time, 3),
-                        "cpu_time_s": round(cpu_time, 3),
+                        "time_s": round(time_before + now - start_time, 3),
+                        "cpu_time_s": round(cpu_before + cpu_time, 3),
                         **job.record(now - last_time),
                         **{k: v / counts[k] for k, v in sums.items()},
                     }

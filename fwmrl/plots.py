@@ -68,8 +68,9 @@ X_AXES = {
 
 def x_values(records: list[dict[str, Any]], x: str) -> list[float | None]:
     """The x value of every record (``None`` where the record lacks it). ``wall_time`` and
-    ``cpu_time`` add up over resumes: each process counts from its own start, so where the value
-    falls back, the value before the fall is added to the rest."""
+    ``cpu_time`` add up over resumes: the job loop continues a resumed run's times, but in runs
+    written before it did each process counted from its own start, so where the value falls back,
+    the value before the fall is added to the rest."""
     if x not in X_AXES:
         raise ConfigError(f"plot --x: one of {', '.join(X_AXES)}, got {x!r}")
     key = X_AXES[x][0]

@@ -39,10 +39,15 @@ evaluation (empty when none was logged), ``time_s``/``cpu_time_s`` the run's wal
 
 
 def evaluation_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per record that holds an evaluation, in :data:`COLUMNS` order."""
+    """One row per record that holds an evaluation, in :data:`COLUMNS` order; ``time_s`` and
+    ``cpu_time_s`` add up over the run's processes (also for runs whose processes each counted
+    from their own start)."""
+    from fwmrl.plots import x_values
+
+    wall, cpu = x_values(records, "wall_time"), x_values(records, "cpu_time")
     rows = []
     train_return = None
-    for record in records:
+    for record, wall_s, cpu_s in zip(records, wall, cpu, strict=True):
         if record.get("episode_return_mean") is not None:
             train_return = record["episode_return_mean"]
         if record.get("eval_return_mean") is None:
@@ -54,8 +59,8 @@ def evaluation_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "eval_return_mean": record["eval_return_mean"],
                 "eval_return_std": record.get("eval_return_std"),
                 "train_return_mean": train_return,
-                "time_s": record.get("time_s"),
-                "cpu_time_s": record.get("cpu_time_s"),
+                "time_s": wall_s,
+                "cpu_time_s": cpu_s,
             }
         )
     return rows
@@ -140,9 +145,15 @@ def _read_rows(path: Path, x: str) -> tuple[list[tuple[float, float]], float | N
     return rows, speed
 
 
+OUTPUT_ONLY = ("progress", "plot_at_end", "gif_at_end")
+"""``train`` keys that change only what a run shows or draws, ignored with ``logging`` when runs
+are grouped over seeds (runs made with another default of e.g. the progress bar still group)."""
+
+
 def seed_groups(csv_paths: list[str | Path], x: str = "env_steps") -> list[SeedGroup]:
     """Group exported runs (``fwmrl export`` CSVs, each with its ``.yaml`` config beside it) by
-    their config with ``train.seed`` removed, in the order of first appearance.
+    their config without ``train.seed`` and the keys that do not change what is trained
+    (:data:`OUTPUT_ONLY`), in the order of first appearance.
 
     Raises
     ------
@@ -158,6 +169,9 @@ def seed_groups(csv_paths: list[str | Path], x: str = "env_steps") -> list[SeedG
             raise RunError(f"{path}: needs the CSV and its config {config_path.name} beside it")
         config = yaml.safe_load(config_path.read_text()) or {}
         seed = int((config.get("train") or {}).pop("seed", 0))
+        config.pop("logging", None)
+        for name in OUTPUT_ONLY:
+            (config.get("train") or {}).pop(name, None)
         key = json.dumps(config, sort_keys=True, default=str)
         groups.setdefault(key, []).append((path, seed, *_read_rows(path, x)))
     out = []

@@ -5,6 +5,7 @@ A2C, PPO and the supervised trainers get; both adapters implement the whole prot
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -180,3 +181,28 @@ def test_each_adapter_implements_the_whole_protocol(adapter: str) -> None:
     instance_attributes = {"update", "rank", "world", "evaluation_label", "headline"}
     missing = sorted(m for m in members - instance_attributes if not hasattr(cls, m))
     assert missing == []
+
+
+class BusyJob(CountingJob):
+    """A :class:`CountingJob` whose updates each take about 20 ms of CPU."""
+
+    def learn_update(self) -> dict[str, float]:
+        end = time.process_time() + 0.02
+        while time.process_time() < end:
+            pass
+        return super().learn_update()
+
+
+def test_a_resumed_run_continues_its_wall_and_cpu_time(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    cfg = config("train.total_steps=60", "train.checkpoint_every=3", "logging.log_every=1")
+    run_job(BusyJob, cfg, run)
+    spent = read_metrics(run)[-1]
+    assert spent["cpu_time_s"] >= 0.1 and spent["time_s"] >= 0.1  # 6 updates of 20 ms
+    more = cfg.model_copy(update={"train": cfg.train.model_copy(update={"total_steps": 90})})
+    run_job(BusyJob, more, run, resume=True)
+    records = read_metrics(run)
+    for key in ("time_s", "cpu_time_s"):
+        values = [r[key] for r in records]
+        assert values == sorted(values), (key, values)  # no fall back at the resume
+        assert values[-1] >= spent[key] + 0.05  # 3 more updates of 20 ms on top

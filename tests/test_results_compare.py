@@ -49,6 +49,18 @@ def test_runs_group_by_config_without_the_seed(runs):
     assert lstm.curve_x == [3000.0]  # the only x both seeds evaluated at
 
 
+def test_runs_group_whatever_they_showed_or_logged(tmp_path, runs):
+    shown = runs[2].with_suffix(".yaml")  # fwm seed 1 with a progress bar, another log interval
+    config = yaml.safe_load(shown.read_text())
+    config["train"]["progress"] = True
+    config["logging"] = {"log_every": 7}
+    shown.write_text(yaml.safe_dump(config))
+    assert [g.seeds for g in seed_groups(runs)] == [[0, 1], [0, 1]]
+    config["train"]["total_steps"] = 6000  # a change of what is trained still splits the group
+    shown.write_text(yaml.safe_dump(config))
+    assert [g.seeds for g in seed_groups(runs)] == [[0], [0, 1], [1]]
+
+
 def test_table_has_mean_std_per_seed_and_the_normalised_score(runs):
     table = seed_table(seed_groups(runs), random=1.0, oracle=6.0)
     fwm_row = next(line for line in table.splitlines() if line.startswith("| fwm "))

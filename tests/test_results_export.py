@@ -59,3 +59,14 @@ def test_export_a_real_run(tmp_path: Path) -> None:
 def test_export_of_a_run_without_evaluations_is_one_line(tmp_path: Path, capsys) -> None:
     assert main(["export", str(tmp_path), "-o", str(tmp_path / "x.csv")]) == 2
     assert "not a run directory" in capsys.readouterr().err
+
+
+def test_rows_add_up_the_times_of_processes_that_counted_from_their_own_start() -> None:
+    records = [
+        {"update": 1, "env_steps": 10, "time_s": 5.0, "cpu_time_s": 4.0, "eval_return_mean": 1.0},
+        {"update": 2, "env_steps": 20, "time_s": 8.0, "cpu_time_s": 6.0},
+        # a resumed process of an older fwmrl: its times restart at 0
+        {"update": 3, "env_steps": 30, "time_s": 2.0, "cpu_time_s": 1.5, "eval_return_mean": 2.0},
+    ]
+    rows = evaluation_rows(records)
+    assert [(r["time_s"], r["cpu_time_s"]) for r in rows] == [(5.0, 4.0), (10.0, 7.5)]
