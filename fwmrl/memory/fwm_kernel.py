@@ -287,6 +287,227 @@ void fwm_delta_backward(long B, long C, const REAL *direct_u, const REAL *direct
         carry_out[b] = carry;
     }
 }
+
+/* tanh for the gated fast-weight functions: TANH's exp form loses float's relative precision
+   near zero (an absolute error of about 1e-7), which their layer norms amplify; there float uses
+   Cephes' tanhf polynomial (|x| < 0.625). Both are computed, so loops over it still vectorise. */
+static inline REAL gfw_tanh(REAL x) {
+    const REAL z = x * x, wide = TANH(x);
+    const REAL p = ((((REAL)-5.70498872745e-3 * z + (REAL)2.06390887954e-2) * z -
+                     (REAL)5.37397155531e-2) * z + (REAL)1.33314422036e-1) * z -
+                   (REAL)3.33332819422e-1;
+    const REAL narrow = x + x * z * p;
+    return sizeof(REAL) == 4 && z < (REAL)0.390625 ? narrow : wide;
+}
+
+/* GatedFWCore's fast net and fast-weight updates for one step of B sequences (see gated_fw.py):
+   from the fast weights F1 [B, f, n], F2 [B, f, f] (n = f + I), the fast hidden state fast_h
+   [B, f], the input x [B, I], the slow net's update pre-activations delta (row b at
+   delta + b * dstride: alpha1 [f], beta1 [n], gamma1 [f], delta1 [n], alpha2, beta2, gamma2,
+   delta2 [f] each) and keep [B] (NULL: none; 0 where the sequence resets before the step: its
+   F1, F2 and fast_h are read as zeros): F1o, F2o get the updated weights
+   F + A B^T - (s r^T) * F (s = sigmoid(gamma), r = sigmoid(delta), A = s tanh(alpha),
+   B = r tanh(beta)), fh_out [B, f] the new fast hidden state LN(tanh(F2 LN(tanh(F1 [fast_h; x]))))
+   (layer norms without gain or bias, epsilon eps; both products with the weights before the
+   update) and save [B, 3f + 2] what the backward needs (tanh of both layers, the hidden layer
+   and both reciprocal standard deviations). */
+void gfw_step(long B, long f, long I, long dstride, REAL eps, const REAL *F1, const REAL *F2,
+              const REAL *fast_h, const REAL *x, const REAL *delta, const REAL *keep, REAL *F1o,
+              REAL *F2o, REAL *fh_out, REAL *save) {
+    const long n = f + I, S = 3 * f + 2, o2 = 2 * (f + n);
+    REAL fin[n], s1[f], r1[n], A1[f], B1[n], s2[f], r2[f], A2[f], B2[f];
+    for (long b = 0; b < B; b++) {
+        const int reset = keep && keep[b] == 0;
+        const REAL *d = delta + b * dstride;
+        for (long i = 0; i < f; i++) {
+            s1[i] = SIGMOID(d[f + n + i]);
+            A1[i] = s1[i] * gfw_tanh(d[i]);
+            s2[i] = SIGMOID(d[o2 + 2 * f + i]);
+            A2[i] = s2[i] * gfw_tanh(d[o2 + i]);
+            r2[i] = SIGMOID(d[o2 + 3 * f + i]);
+            B2[i] = r2[i] * gfw_tanh(d[o2 + f + i]);
+        }
+        for (long j = 0; j < n; j++) {
+            r1[j] = SIGMOID(d[2 * f + n + j]);
+            B1[j] = r1[j] * gfw_tanh(d[f + j]);
+        }
+        for (long j = 0; j < f; j++) fin[j] = reset ? 0 : fast_h[b * f + j];
+        for (long j = 0; j < I; j++) fin[f + j] = x[b * I + j];
+        REAL *sv = save + b * S, *t1 = sv, *hid = sv + f, *t2 = sv + 2 * f;
+        /* layer 1: its product with the old weights and their update in one pass */
+        const REAL *Fa = F1 + b * f * n;
+        REAL *Fo = F1o + b * f * n;
+        for (long i = 0; i < f; i++) {
+            REAL acc = 0;
+            const REAL *Fr = Fa + i * n;
+            REAL *Or = Fo + i * n;
+            if (reset) {
+                for (long j = 0; j < n; j++) Or[j] = A1[i] * B1[j];
+            } else {
+                SIMD_SUM(acc)
+                for (long j = 0; j < n; j++) acc += Fr[j] * fin[j];
+                for (long j = 0; j < n; j++) Or[j] = (Fr[j] + A1[i] * B1[j]) - s1[i] * r1[j] * Fr[j];
+            }
+            t1[i] = gfw_tanh(acc);
+        }
+        REAL mean = 0, var = 0;
+        for (long i = 0; i < f; i++) mean += t1[i];
+        mean /= f;
+        for (long i = 0; i < f; i++) var += (t1[i] - mean) * (t1[i] - mean);
+        const REAL rstd1 = 1 / SQRT(var / f + eps);
+        for (long i = 0; i < f; i++) hid[i] = (t1[i] - mean) * rstd1;
+        /* layer 2 */
+        const REAL *Fc = F2 + b * f * f;
+        Fo = F2o + b * f * f;
+        for (long i = 0; i < f; i++) {
+            REAL acc = 0;
+            const REAL *Fr = Fc + i * f;
+            REAL *Or = Fo + i * f;
+            if (reset) {
+                for (long j = 0; j < f; j++) Or[j] = A2[i] * B2[j];
+            } else {
+                SIMD_SUM(acc)
+                for (long j = 0; j < f; j++) acc += Fr[j] * hid[j];
+                for (long j = 0; j < f; j++) Or[j] = (Fr[j] + A2[i] * B2[j]) - s2[i] * r2[j] * Fr[j];
+            }
+            t2[i] = gfw_tanh(acc);
+        }
+        mean = 0, var = 0;
+        for (long i = 0; i < f; i++) mean += t2[i];
+        mean /= f;
+        for (long i = 0; i < f; i++) var += (t2[i] - mean) * (t2[i] - mean);
+        const REAL rstd2 = 1 / SQRT(var / f + eps);
+        for (long i = 0; i < f; i++) fh_out[b * f + i] = (t2[i] - mean) * rstd2;
+        sv[3 * f] = rstd1;
+        sv[3 * f + 1] = rstd2;
+    }
+}
+
+/* The backward of one layer's update and product for one sequence: from the weights read (Fr,
+   NULL: zeros), the layer's input v [q], its pre-activation adjoint du [p] and the new weights'
+   adjoint G [p, q] (NULL: zero), the old weights' adjoint gF (zeros where reset), v's adjoint gv,
+   and the adjoints of s, r, A, B (gs, gA [p], gr, gB [q]; gr, gB are accumulated). */
+static void gfw_layer_backward(long p, long q, int reset, const REAL *F, const REAL *v,
+                               const REAL *du, const REAL *G, const REAL *s, const REAL *r,
+                               const REAL *A, const REAL *Bv, REAL *gF, REAL *gv, REAL *gs,
+                               REAL *gr, REAL *gA, REAL *gB) {
+    for (long j = 0; j < q; j++) gv[j] = gr[j] = gB[j] = 0;
+    for (long i = 0; i < p; i++) {
+        REAL *gFr = gF + i * q;
+        gs[i] = gA[i] = 0;
+        if (reset) {
+            for (long j = 0; j < q; j++) gFr[j] = 0;
+            if (G) {
+                const REAL *Gr = G + i * q;
+                REAL ga = 0;
+                SIMD_SUM(ga)
+                for (long j = 0; j < q; j++) ga += Gr[j] * Bv[j];
+                gA[i] = ga;
+                for (long j = 0; j < q; j++) gB[j] += Gr[j] * A[i];
+            }
+            continue;
+        }
+        const REAL *Fr = F + i * q, dui = du[i];
+        if (G) {
+            const REAL *Gr = G + i * q, si = s[i], ai = A[i];
+            REAL ga = 0, gsn = 0;
+            PRAGMA(omp simd reduction(+ : ga, gsn))
+            for (long j = 0; j < q; j++) {
+                const REAL g = Gr[j], gf = g * Fr[j];
+                gFr[j] = (g - g * (si * r[j])) + dui * v[j];
+                gv[j] += Fr[j] * dui;
+                ga += g * Bv[j];
+                gsn += gf * r[j];
+                gr[j] -= gf * si;
+                gB[j] += g * ai;
+            }
+            gA[i] = ga;
+            gs[i] = -gsn;
+        } else {
+            for (long j = 0; j < q; j++) {
+                gFr[j] = dui * v[j];
+                gv[j] += Fr[j] * dui;
+            }
+        }
+    }
+}
+
+/* The adjoint of a layer norm without gain or bias: dt = rstd (dy - mean(dy) - y mean(dy y)). */
+static void gfw_norm_backward(long f, const REAL *y, const REAL *dy, REAL rstd, REAL *dt) {
+    REAL m1 = 0, m2 = 0;
+    for (long i = 0; i < f; i++) {
+        m1 += dy[i];
+        m2 += dy[i] * y[i];
+    }
+    m1 /= f;
+    m2 /= f;
+    for (long i = 0; i < f; i++) dt[i] = rstd * (dy[i] - m1 - y[i] * m2);
+}
+
+/* The backward of gfw_step: from its inputs, save and fh_out and the adjoints of fh_out (g_fh),
+   F1o and F2o (gF1o, gF2o; NULL: zero), the adjoints of F1, F2, fast_h, x and of the update
+   pre-activations (g_delta [B, 2(f + n) + 4f], contiguous; the reset rows' F1, F2 and fast_h get
+   zeros). */
+void gfw_step_backward(long B, long f, long I, long dstride, const REAL *F1, const REAL *F2,
+                       const REAL *fast_h, const REAL *x, const REAL *delta, const REAL *keep,
+                       const REAL *save, const REAL *fh, const REAL *g_fh, const REAL *gF1o,
+                       const REAL *gF2o, REAL *gF1, REAL *gF2, REAL *g_fast_h, REAL *g_x,
+                       REAL *g_delta) {
+    const long n = f + I, S = 3 * f + 2, o2 = 2 * (f + n), D = o2 + 4 * f;
+    REAL fin[n], s1[f], r1[n], A1[f], B1[n], s2[f], r2[f], A2[f], B2[f];
+    REAL ta1[f], tb1[n], ta2[f], tb2[f], du[f], gv[n], gh[f];
+    REAL gs1[f], gA1[f], gr1[n], gB1[n], gs2[f], gA2[f], gr2[f], gB2[f];
+    for (long b = 0; b < B; b++) {
+        const int reset = keep && keep[b] == 0;
+        const REAL *d = delta + b * dstride, *sv = save + b * S;
+        const REAL *t1 = sv, *hid = sv + f, *t2 = sv + 2 * f, rstd1 = sv[3 * f],
+                   rstd2 = sv[3 * f + 1];
+        for (long i = 0; i < f; i++) {
+            s1[i] = SIGMOID(d[f + n + i]);
+            ta1[i] = gfw_tanh(d[i]);
+            A1[i] = s1[i] * ta1[i];
+            s2[i] = SIGMOID(d[o2 + 2 * f + i]);
+            ta2[i] = gfw_tanh(d[o2 + i]);
+            A2[i] = s2[i] * ta2[i];
+            r2[i] = SIGMOID(d[o2 + 3 * f + i]);
+            tb2[i] = gfw_tanh(d[o2 + f + i]);
+            B2[i] = r2[i] * tb2[i];
+        }
+        for (long j = 0; j < n; j++) {
+            r1[j] = SIGMOID(d[2 * f + n + j]);
+            tb1[j] = gfw_tanh(d[f + j]);
+            B1[j] = r1[j] * tb1[j];
+        }
+        for (long j = 0; j < f; j++) fin[j] = reset ? 0 : fast_h[b * f + j];
+        for (long j = 0; j < I; j++) fin[f + j] = x[b * I + j];
+        /* layer 2 */
+        gfw_norm_backward(f, fh + b * f, g_fh + b * f, rstd2, du);
+        for (long i = 0; i < f; i++) du[i] *= 1 - t2[i] * t2[i];
+        gfw_layer_backward(f, f, reset, F2 + b * f * f, hid, du, gF2o ? gF2o + b * f * f : 0, s2,
+                           r2, A2, B2, gF2 + b * f * f, gh, gs2, gr2, gA2, gB2);
+        /* layer 1 */
+        gfw_norm_backward(f, hid, gh, rstd1, du);
+        for (long i = 0; i < f; i++) du[i] *= 1 - t1[i] * t1[i];
+        gfw_layer_backward(f, n, reset, F1 + b * f * n, fin, du, gF1o ? gF1o + b * f * n : 0, s1,
+                           r1, A1, B1, gF1 + b * f * n, gv, gs1, gr1, gA1, gB1);
+        for (long j = 0; j < f; j++) g_fast_h[b * f + j] = reset ? 0 : gv[j];
+        for (long j = 0; j < I; j++) g_x[b * I + j] = gv[f + j];
+        /* the activations: A = s tanh(alpha), B = r tanh(beta), s, r sigmoids */
+        REAL *gd = g_delta + b * D;
+        for (long i = 0; i < f; i++) {
+            gd[i] = gA1[i] * s1[i] * (1 - ta1[i] * ta1[i]);
+            gd[f + n + i] = (gs1[i] + gA1[i] * ta1[i]) * s1[i] * (1 - s1[i]);
+            gd[o2 + i] = gA2[i] * s2[i] * (1 - ta2[i] * ta2[i]);
+            gd[o2 + 2 * f + i] = (gs2[i] + gA2[i] * ta2[i]) * s2[i] * (1 - s2[i]);
+            gd[o2 + f + i] = gB2[i] * r2[i] * (1 - tb2[i] * tb2[i]);
+            gd[o2 + 3 * f + i] = (gr2[i] + gB2[i] * tb2[i]) * r2[i] * (1 - r2[i]);
+        }
+        for (long j = 0; j < n; j++) {
+            gd[f + j] = gB1[j] * r1[j] * (1 - tb1[j] * tb1[j]);
+            gd[2 * f + n + j] = (gr1[j] + gB1[j] * tb1[j]) * r1[j] * (1 - r1[j]);
+        }
+    }
+}
 """
 _HEADER = r"""
 #include <math.h>
@@ -319,7 +540,7 @@ _VARIANTS = {
 }
 """Per dtype: the functions' name suffix, the C type, its square root and exponential (float's:
 the vectorisable ``fwm_expf``), and the ctypes type."""
-_INTERNAL = ["fwm_seq_step"]
+_INTERNAL = ["fwm_seq_step", "gfw_tanh", "gfw_layer_backward", "gfw_norm_backward"]
 """Static C functions (one per dtype, named like the exported ones)."""
 _ARGUMENTS = {
     "fwm_lowrank_step": ["long", "long", "long", "real", *(["pointer"] * 15)],
@@ -328,6 +549,8 @@ _ARGUMENTS = {
     "fwm_acting_memory": [*(["long"] * 4), "real", "real", "long", "long", *(["pointer"] * 13)],
     "fwm_delta_forward": ["long", "long", *(["pointer"] * 10)],
     "fwm_delta_backward": ["long", "long", *(["pointer"] * 15)],
+    "gfw_step": [*(["long"] * 4), "real", *(["pointer"] * 10)],
+    "gfw_step_backward": [*(["long"] * 4), *(["pointer"] * 16)],
 }
 """The C functions and their argument types (``real``: the dtype's)."""
 _FLAGS = [
@@ -719,3 +942,106 @@ def delta_backward(
         carry.data_ptr(),
     )
     return bar_v, bar_u, bar_norm, carry
+
+
+def gated_fw_step(
+    F1: Tensor,  # noqa: N803 (the core's names)
+    F2: Tensor,  # noqa: N803
+    fast_h: Tensor,
+    x: Tensor,
+    delta: Tensor,
+    keep: Tensor | None,
+    eps: float,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """:class:`fwmrl.memory.gated_fw.GatedFWCore`'s fast net and fast-weight updates for one step
+    in the compiled kernel (no autograd).
+
+    Parameters
+    ----------
+    F1, F2:
+        ``[B, f, f + I]`` and ``[B, f, f]``: the fast weights before the step.
+    fast_h, x:
+        ``[B, f]`` and ``[B, I]``: the fast hidden state and the step's input.
+    delta:
+        ``[B, 2(2f + I) + 4f]``: the slow net's update pre-activations ``(α₁, β₁, γ₁, δ₁, α₂, β₂,
+        γ₂, δ₂)`` (rows may be strided, columns not: a slice of the slow net's output).
+    keep:
+        ``[B]``: 0 where the sequence resets before the step (its ``F1, F2, fast_h`` are read as
+        zeros), 1 elsewhere; ``None``: no reset.
+    eps:
+        The layer norms' epsilon.
+
+    Returns
+    -------
+    ``(fast_h [B, f], F1, F2)`` after the step and what :func:`gated_fw_step_backward` needs
+    (``[B, 3f + 2]``).
+    """
+    batch, fast, width = F1.shape
+    function, real = _function("gfw_step", F1, _GATED_KERNEL_SIZE)
+    F1, F2, fast_h, x = (t.contiguous() for t in (F1, F2, fast_h, x))  # noqa: N806
+    if delta.stride(1) != 1:
+        delta = delta.contiguous()
+    keep = None if keep is None else keep.contiguous()
+    F1o, F2o = torch.empty_like(F1), torch.empty_like(F2)  # noqa: N806
+    fh = F1.new_empty(batch, fast)
+    save = F1.new_empty(batch, 3 * fast + 2)
+    function(
+        batch,
+        fast,
+        width - fast,
+        delta.stride(0),
+        real(eps),
+        *(t.data_ptr() for t in (F1, F2, fast_h, x, delta)),
+        _pointer(keep),
+        *(t.data_ptr() for t in (F1o, F2o, fh, save)),
+    )
+    return fh, F1o, F2o, save
+
+
+def gated_fw_step_backward(
+    inputs: tuple[Tensor, Tensor, Tensor, Tensor, Tensor],
+    keep: Tensor | None,
+    save: Tensor,
+    fh: Tensor,
+    grads: tuple[Tensor, Tensor | None, Tensor | None],
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """The gradients of :func:`gated_fw_step` in the compiled kernel: from its ``inputs`` ``(F1,
+    F2, fast_h, x, delta)``, ``keep``, ``save``, the new ``fast_h`` and the adjoints of ``(fast_h,
+    F1, F2)`` after the step (the weights' may be ``None``: zero), the adjoints of the inputs
+    (``delta``'s contiguous; a resetting sequence's ``F1, F2, fast_h`` get zeros)."""
+    F1, F2, fast_h, x, delta = inputs  # noqa: N806
+    batch, fast, width = F1.shape
+    function, _ = _function("gfw_step_backward", F1, _GATED_KERNEL_SIZE)
+    F1, F2, fast_h, x, save, fh = (t.contiguous() for t in (F1, F2, fast_h, x, save, fh))  # noqa: N806
+    if delta.stride(1) != 1:
+        delta = delta.contiguous()
+    keep = None if keep is None else keep.contiguous()
+    g_fh, g_F1, g_F2 = (None if g is None else g.contiguous() for g in grads)  # noqa: N806
+    g_fh = torch.zeros_like(fh) if g_fh is None else g_fh
+    outputs = (
+        torch.empty_like(F1),
+        torch.empty_like(F2),
+        torch.empty_like(fast_h),
+        torch.empty_like(x),
+        F1.new_empty(batch, delta.shape[1]),
+    )
+    function(
+        batch,
+        fast,
+        width - fast,
+        delta.stride(0),
+        *(t.data_ptr() for t in (F1, F2, fast_h, x, delta)),
+        _pointer(keep),
+        save.data_ptr(),
+        fh.data_ptr(),
+        g_fh.data_ptr(),
+        _pointer(g_F1),
+        _pointer(g_F2),
+        *(t.data_ptr() for t in outputs),
+    )
+    return outputs
+
+
+_GATED_KERNEL_SIZE = 16
+"""The ``m`` of the library that holds the gated fast-weight functions (they take their sizes
+as arguments; the libraries are built per ``m``)."""

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 from typing_extensions import override
 
+from fwmrl.memory import fwm_kernel
 from fwmrl.memory.base import (
     CoreState,
     MemoryCore,
@@ -22,6 +23,8 @@ from fwmrl.memory.base import (
 
 INITS = ["torch", "glorot"]
 """The values of :class:`GatedFWCore`'s ``init``."""
+KERNELS = ["auto", "compiled", "eager"]
+"""The values of :class:`GatedFWCore`'s ``kernel``."""
 
 
 @dataclasses.dataclass
@@ -70,6 +73,14 @@ class GatedFWCore(MemoryCore):
     recompute_chunk:
         ``None``: autograd keeps every step's fast weights. ``k``: keep them every ``k`` steps and
         recompute in between during backward (same gradients, less memory).
+    kernel:
+        The fast net and both fast-weight updates of a step (resets included) as one C loop per
+        sequence forward and one backward (:func:`fwmrl.memory.fwm_kernel.gated_fw_step`, built
+        on first use with the system compiler) and the slow net's input product for the whole
+        window in one product: ``"auto"`` (default) where the kernels build (CPU,
+        float32/float64) and the layer norms have no gain or bias, else PyTorch operations;
+        ``"compiled"``: insist on them; ``"eager"``: never (the step as PyTorch operations). Same
+        values and gradients to float rounding (tested).
     """
 
     def __init__(
@@ -82,6 +93,7 @@ class GatedFWCore(MemoryCore):
         init: str = "torch",
         gate_bias: float = 0.0,
         recompute_chunk: int | None = None,
+        kernel: str = "auto",
     ) -> None:
         super().__init__()
         owner = "GatedFWCore"
@@ -95,6 +107,12 @@ class GatedFWCore(MemoryCore):
         if isinstance(gate_bias, bool) or not isinstance(gate_bias, (int, float)):
             raise ValueError(f"{owner}: 'gate_bias' must be a number, got {gate_bias!r}")
         self.gate_bias = float(gate_bias)
+        self.kernel = check_choice(owner, "kernel", kernel, KERNELS)
+        if kernel == "compiled" and layer_norm_affine:
+            raise ValueError(
+                f"{owner}: kernel 'compiled' has no layer-norm gain or bias; use "
+                "layer_norm_affine=False or kernel 'auto'/'eager'"
+            )
 
         f, n = fast_size, fast_size + input_size  # F1 is f × n, F2 is f × f
         self.update_sizes = [slow_size, f, n, f, n, f, f, f, f]  # z, Δ1 = (α β γ δ), Δ2 = (α β γ δ)
@@ -135,6 +153,56 @@ class GatedFWCore(MemoryCore):
             slow_h=zeros(self.slow_size), fast_h=zeros(f), F1=zeros(f, n), F2=zeros(f, f)
         )
 
+    def _compiled(self, x: Tensor) -> bool:
+        """Whether :meth:`_scan` runs the compiled step (see ``kernel``)."""
+        if self.kernel == "eager" or self.norm1.elementwise_affine:
+            return False
+        if self.kernel == "compiled":
+            if not fwm_kernel.available(x, fwm_kernel._GATED_KERNEL_SIZE):
+                raise RuntimeError(
+                    "GatedFWCore: kernel 'compiled', but the compiled kernels are unavailable "
+                    f"for {x.dtype} on {x.device}"
+                )
+            return True
+        return fwm_kernel.available(x, fwm_kernel._GATED_KERNEL_SIZE)
+
+    @override
+    def _scan(
+        self, x: Tensor, state: CoreState, resets: Tensor | None
+    ) -> tuple[Tensor, CoreState, Tensor | None]:
+        """:meth:`_step` over the window with the fast net and the updates in the compiled
+        kernels (:class:`_FastStep`), the slow net's input columns for all steps in one product
+        and resets applied inside the kernel (the same values and gradients to float rounding);
+        without the kernels, :meth:`_step` per step."""
+        if not self._compiled(x):
+            return super()._scan(x, state, resets)
+        assert isinstance(state, GatedFWState)
+        steps, batch, _ = x.shape
+        s = self.slow_size
+        w_h, w_x = self.slow_in.weight.split([s, self.input_size], dim=1)
+        slow_x = torch.addmm(self.slow_in.bias, x.reshape(steps * batch, -1), w_x.t())
+        slow_x = slow_x.view(steps, batch, -1).unbind(0)  # one stacking backward, not T slices
+        w_h_t = w_h.t()  # its gradient is summed over the steps before one split's backward
+        if resets is None:
+            resets_at = [False] * steps
+        else:
+            resets_at = resets.any(dim=1).tolist()
+            keeps = (~resets).to(x.dtype)
+        slow_h, fast_h, F1, F2 = state.slow_h, state.fast_h, state.F1, state.F2
+        eps = self.norm1.eps
+        outputs = []
+        for t, x_t in enumerate(x.unbind(0)):
+            keep = keeps[t] if resets_at[t] else None
+            if keep is not None:
+                slow_h = slow_h * keep.unsqueeze(1)
+            a = torch.tanh(torch.addmm(slow_x[t], slow_h, w_h_t))
+            o = self.slow_out(a)
+            fast_h, F1, F2 = _FastStep.apply(F1, F2, fast_h, x_t, o[:, s:], keep, eps)
+            slow_h = torch.tanh(o[:, :s])
+            outputs.append(fast_h)
+        new_state = GatedFWState(slow_h=slow_h, fast_h=fast_h, F1=F1, F2=F2)
+        return torch.stack(outputs), new_state, None
+
     def _step(self, x: Tensor, state: GatedFWState) -> tuple[Tensor, GatedFWState, None]:
         fast_in = torch.cat([state.fast_h, x], dim=-1)
         hidden = self.norm1(torch.tanh(batched_matvec(state.F1, fast_in)))
@@ -146,6 +214,32 @@ class GatedFWCore(MemoryCore):
         F2 = gated_outer_update(state.F2, a2, b2, g2, d2)
         new_state = GatedFWState(slow_h=torch.tanh(z), fast_h=fast_h, F1=F1, F2=F2)
         return fast_h, new_state, None
+
+
+class _FastStep(torch.autograd.Function):
+    """One step's fast net and fast-weight updates, ``(fast_h, F1, F2)`` after the step from
+    ``(F1, F2, fast_h, x, delta, keep, eps)`` (``delta``: the slow net's update pre-activations;
+    ``keep``: 0 where the sequence resets before the step), forward and backward in the compiled
+    kernels (:func:`fwmrl.memory.fwm_kernel.gated_fw_step`, :func:`~fwmrl.memory.fwm_kernel.
+    gated_fw_step_backward`): one autograd node for what :meth:`GatedFWCore._step` records as
+    about thirty."""
+
+    @staticmethod
+    def forward(ctx, F1, F2, fast_h, x, delta, keep, eps):  # noqa: ANN001, ANN205, N803
+        fh, F1o, F2o, save = fwm_kernel.gated_fw_step(F1, F2, fast_h, x, delta, keep, eps)  # noqa: N806
+        ctx.save_for_backward(F1, F2, fast_h, x, delta, save, fh)
+        ctx.keep = keep
+        ctx.set_materialize_grads(False)
+        return fh, F1o, F2o
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_fh, grad_F1, grad_F2):  # noqa: ANN001, ANN205, N803
+        F1, F2, fast_h, x, delta, save, fh = ctx.saved_tensors  # noqa: N806
+        grads = fwm_kernel.gated_fw_step_backward(
+            (F1, F2, fast_h, x, delta), ctx.keep, save, fh, (grad_fh, grad_F1, grad_F2)
+        )
+        return (*grads, None, None)
 
 
 def batched_matvec(F: Tensor, x: Tensor) -> Tensor:
