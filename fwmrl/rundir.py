@@ -460,11 +460,41 @@ def read_meta(run_dir: Path) -> dict[str, Any]:
     return meta
 
 
-def _versions() -> dict[str, str]:
+def code_revision() -> dict[str, Any]:
+    """Where the running ``fwmrl`` package was imported from and, when that is a git checkout, its
+    commit and whether ``fwmrl/`` had uncommitted changes (``None`` where git cannot tell): the
+    version number alone does not say which code trained a run."""
+    import subprocess
+
+    package = Path(__file__).resolve().parent
+    found: dict[str, Any] = {"fwmrl_path": str(package), "fwmrl_commit": None}
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(
+                ["git", "-C", str(package.parent), *args],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    if (package.parent / ".git").exists():
+        found["fwmrl_commit"] = git("rev-parse", "HEAD")
+        if found["fwmrl_commit"] is not None:
+            status = git("status", "--porcelain", "--", str(package))
+            found["fwmrl_uncommitted_changes"] = None if status is None else bool(status)
+    return found
+
+
+def _versions() -> dict[str, Any]:
     import gymnasium
 
     return {
         "fwmrl_version": __version__,
+        **code_revision(),
         "torch_version": torch.__version__,
         "gymnasium_version": gymnasium.__version__,
         "python_version": platform.python_version(),

@@ -498,3 +498,50 @@ def test_evaluation_and_references_cap_endless_episodes():
             }
     finally:
         agent.close()
+
+
+def test_meta_names_the_code_that_trained_the_run(tmp_path):
+    """meta.json says where fwmrl was imported from and, in a git checkout, its commit and
+    whether fwmrl/ had uncommitted changes; a copy of the package outside git has no commit."""
+    import shutil
+    import subprocess
+
+    import fwmrl
+    from fwmrl.rundir import code_revision
+
+    package = Path(fwmrl.__file__).resolve().parent
+    found = code_revision()
+    assert found["fwmrl_path"] == str(package)
+    if (package.parent / ".git").exists():
+        head = subprocess.run(
+            ["git", "-C", str(package.parent), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "-C", str(package.parent), "status", "--porcelain", "--", str(package)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        assert found["fwmrl_commit"] == head
+        assert found["fwmrl_uncommitted_changes"] is bool(status)
+    else:
+        assert found["fwmrl_commit"] is None
+    copy = tmp_path / "site" / "fwmrl"
+    shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    code = "import json, fwmrl.rundir as r; print(json.dumps(r.code_revision()))"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path / "site",
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert json.loads(out) == {"fwmrl_path": str(copy.resolve()), "fwmrl_commit": None}
+    assert (
+        main(["train", CFG, "--run-dir", str(tmp_path / "run"), *TINY, "train.total_steps=8"]) == 0
+    )
+    meta = json.loads((tmp_path / "run" / "meta.json").read_text())
+    assert meta["fwmrl_path"] == str(package) and meta["fwmrl_commit"] == found["fwmrl_commit"]
