@@ -1,8 +1,8 @@
 """Gated fast weights in the compiled kernels (``GatedFWCore(kernel="auto")``: the fast net and
-both updates of a step as one C loop per sequence forward and backward,
-``fwmrl.memory.fwm_kernel.gated_fw_step``) give the PyTorch step's outputs, states and gradients
+both updates of every step of a window in one C loop per sequence forward and one backward,
+``fwmrl.memory.fwm_kernel.gated_fw_window``) give the PyTorch step's outputs, states and gradients
 (float64 to 1e-9, float32 to 1e-4) with resets inside the window, with and without gradients; an
-A2C update with them equals one without."""
+A2C update with them (collecting without a graph and re-running the window) equals one without."""
 
 from __future__ import annotations
 
@@ -142,3 +142,15 @@ def test_a2c_update_with_the_kernels_equals_the_pytorch_step() -> None:
     # the kernels ran (float rounding differs)
     pairs = zip(compiled.policy.parameters(), reference.policy.parameters(), strict=True)
     assert any(not torch.equal(p_c, p_r) for p_c, p_r in pairs)
+
+
+def test_a2c_re_runs_the_window_with_the_kernels_and_records_steps_without() -> None:
+    """With the kernels the window's backward beats recorded steps': A2C collects without a
+    graph (``step_graph_is_cheap`` is False) and re-runs the window; ``kernel: eager`` records."""
+    overrides = ["core.name=gated_fw", "core.fast_size=4", "env.num_envs=2", "algo.n_steps=3"]
+    compiled = build_agent(load_config(None, [*overrides, "logging.wandb=disabled"]))
+    eager = build_agent(load_config(None, [*overrides, "core.kernel=eager"]))
+    assert compiled.policy.core.step_graph_is_cheap is False
+    assert eager.policy.core.step_graph_is_cheap is True
+    assert compiled.collect_rollout().outputs is None
+    assert eager.collect_rollout().outputs is not None

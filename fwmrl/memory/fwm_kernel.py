@@ -300,93 +300,118 @@ static inline REAL gfw_tanh(REAL x) {
     return sizeof(REAL) == 4 && z < (REAL)0.390625 ? narrow : wide;
 }
 
-/* GatedFWCore's fast net and fast-weight updates for one step of B sequences (see gated_fw.py):
-   from the fast weights F1 [B, f, n], F2 [B, f, f] (n = f + I), the fast hidden state fast_h
-   [B, f], the input x [B, I], the slow net's update pre-activations delta (row b at
-   delta + b * dstride: alpha1 [f], beta1 [n], gamma1 [f], delta1 [n], alpha2, beta2, gamma2,
-   delta2 [f] each) and keep [B] (NULL: none; 0 where the sequence resets before the step: its
-   F1, F2 and fast_h are read as zeros): F1o, F2o get the updated weights
+/* GatedFWCore's fast net and fast-weight updates for one step of one sequence (see
+   gated_fw.py): from the fast weights F1 [f, n], F2 [f, f] (n = f + I), the fast hidden state
+   fast_h [f], the input x [I] and the slow net's update pre-activations d (alpha1 [f], beta1 [n],
+   gamma1 [f], delta1 [n], alpha2, beta2, gamma2, delta2 [f] each); with reset, F1, F2 and fast_h
+   are read as zeros (the sequence starts an episode). F1o, F2o get the updated weights
    F + A B^T - (s r^T) * F (s = sigmoid(gamma), r = sigmoid(delta), A = s tanh(alpha),
-   B = r tanh(beta)), fh_out [B, f] the new fast hidden state LN(tanh(F2 LN(tanh(F1 [fast_h; x]))))
+   B = r tanh(beta)), fh [f] the new fast hidden state LN(tanh(F2 LN(tanh(F1 [fast_h; x]))))
    (layer norms without gain or bias, epsilon eps; both products with the weights before the
-   update) and save [B, 3f + 2] what the backward needs (tanh of both layers, the hidden layer
-   and both reciprocal standard deviations). */
+   update) and sv [3f + 2] what the backward needs (tanh of both layers, the hidden layer and
+   both reciprocal standard deviations). */
+static void gfw_row_step(long f, long I, REAL eps, int reset, const REAL *F1, const REAL *F2,
+                         const REAL *fast_h, const REAL *x, const REAL *d, REAL *F1o,
+                         REAL *F2o, REAL *fh, REAL *sv) {
+    const long n = f + I, o2 = 2 * (f + n);
+    REAL fin[n], s1[f], r1[n], A1[f], B1[n], s2[f], r2[f], A2[f], B2[f];
+    for (long i = 0; i < f; i++) {
+        s1[i] = SIGMOID(d[f + n + i]);
+        A1[i] = s1[i] * gfw_tanh(d[i]);
+        s2[i] = SIGMOID(d[o2 + 2 * f + i]);
+        A2[i] = s2[i] * gfw_tanh(d[o2 + i]);
+        r2[i] = SIGMOID(d[o2 + 3 * f + i]);
+        B2[i] = r2[i] * gfw_tanh(d[o2 + f + i]);
+    }
+    for (long j = 0; j < n; j++) {
+        r1[j] = SIGMOID(d[2 * f + n + j]);
+        B1[j] = r1[j] * gfw_tanh(d[f + j]);
+    }
+    for (long j = 0; j < f; j++) fin[j] = reset ? 0 : fast_h[j];
+    for (long j = 0; j < I; j++) fin[f + j] = x[j];
+    REAL *t1 = sv, *hid = sv + f, *t2 = sv + 2 * f;
+    /* layer 1: its product with the old weights and their update in one pass */
+    for (long i = 0; i < f; i++) {
+        REAL acc = 0;
+        const REAL *Fr = F1 + i * n;
+        REAL *Or = F1o + i * n;
+        if (reset) {
+            for (long j = 0; j < n; j++) Or[j] = A1[i] * B1[j];
+        } else {
+            SIMD_SUM(acc)
+            for (long j = 0; j < n; j++) acc += Fr[j] * fin[j];
+            for (long j = 0; j < n; j++) Or[j] = (Fr[j] + A1[i] * B1[j]) - s1[i] * r1[j] * Fr[j];
+        }
+        t1[i] = gfw_tanh(acc);
+    }
+    REAL mean = 0, var = 0;
+    for (long i = 0; i < f; i++) mean += t1[i];
+    mean /= f;
+    for (long i = 0; i < f; i++) var += (t1[i] - mean) * (t1[i] - mean);
+    const REAL rstd1 = 1 / SQRT(var / f + eps);
+    for (long i = 0; i < f; i++) hid[i] = (t1[i] - mean) * rstd1;
+    /* layer 2 */
+    for (long i = 0; i < f; i++) {
+        REAL acc = 0;
+        const REAL *Fr = F2 + i * f;
+        REAL *Or = F2o + i * f;
+        if (reset) {
+            for (long j = 0; j < f; j++) Or[j] = A2[i] * B2[j];
+        } else {
+            SIMD_SUM(acc)
+            for (long j = 0; j < f; j++) acc += Fr[j] * hid[j];
+            for (long j = 0; j < f; j++) Or[j] = (Fr[j] + A2[i] * B2[j]) - s2[i] * r2[j] * Fr[j];
+        }
+        t2[i] = gfw_tanh(acc);
+    }
+    mean = 0, var = 0;
+    for (long i = 0; i < f; i++) mean += t2[i];
+    mean /= f;
+    for (long i = 0; i < f; i++) var += (t2[i] - mean) * (t2[i] - mean);
+    const REAL rstd2 = 1 / SQRT(var / f + eps);
+    for (long i = 0; i < f; i++) fh[i] = (t2[i] - mean) * rstd2;
+    sv[3 * f] = rstd1;
+    sv[3 * f + 1] = rstd2;
+}
+
+/* gfw_row_step for B sequences: row b of delta at delta + b * dstride, keep [B] (NULL: none) 0
+   where the sequence resets, save [B, 3f + 2]. */
 void gfw_step(long B, long f, long I, long dstride, REAL eps, const REAL *F1, const REAL *F2,
               const REAL *fast_h, const REAL *x, const REAL *delta, const REAL *keep, REAL *F1o,
               REAL *F2o, REAL *fh_out, REAL *save) {
-    const long n = f + I, S = 3 * f + 2, o2 = 2 * (f + n);
-    REAL fin[n], s1[f], r1[n], A1[f], B1[n], s2[f], r2[f], A2[f], B2[f];
+    const long n = f + I, S = 3 * f + 2;
+    for (long b = 0; b < B; b++)
+        gfw_row_step(f, I, eps, keep && keep[b] == 0, F1 + b * f * n, F2 + b * f * f,
+                     fast_h + b * f, x + b * I, delta + b * dstride, F1o + b * f * n,
+                     F2o + b * f * f, fh_out + b * f, save + b * S);
+}
+
+/* gfw_row_step over a window of T steps, sequence by sequence, updating the weights in place
+   (they stay in the cache): x [T, B, I], delta [T, B, D] (D = 2(f + n) + 4f), keep [T, B] (NULL:
+   none); F1o, F2o get the weights after the last step, fhs [T, B, f] and save [T, B, 3f + 2]
+   every step's fast hidden state and saved values. */
+void gfw_window(long T, long B, long f, long I, REAL eps, const REAL *F1, const REAL *F2,
+                const REAL *fast_h, const REAL *x, const REAL *delta, const REAL *keep, REAL *F1o,
+                REAL *F2o, REAL *fhs, REAL *save) {
+    const long n = f + I, S = 3 * f + 2, D = 2 * (f + n) + 4 * f, P = f * n, Q = f * f;
     for (long b = 0; b < B; b++) {
-        const int reset = keep && keep[b] == 0;
-        const REAL *d = delta + b * dstride;
-        for (long i = 0; i < f; i++) {
-            s1[i] = SIGMOID(d[f + n + i]);
-            A1[i] = s1[i] * gfw_tanh(d[i]);
-            s2[i] = SIGMOID(d[o2 + 2 * f + i]);
-            A2[i] = s2[i] * gfw_tanh(d[o2 + i]);
-            r2[i] = SIGMOID(d[o2 + 3 * f + i]);
-            B2[i] = r2[i] * gfw_tanh(d[o2 + f + i]);
+        REAL *f1 = F1o + b * P, *f2 = F2o + b * Q;
+        memcpy(f1, F1 + b * P, sizeof(REAL) * P);
+        memcpy(f2, F2 + b * Q, sizeof(REAL) * Q);
+        const REAL *h = fast_h + b * f;
+        for (long t = 0; t < T; t++) {
+            const long tb = t * B + b;
+            gfw_row_step(f, I, eps, keep && keep[tb] == 0, f1, f2, h, x + tb * I, delta + tb * D,
+                         f1, f2, fhs + tb * f, save + tb * S);
+            h = fhs + tb * f;
         }
-        for (long j = 0; j < n; j++) {
-            r1[j] = SIGMOID(d[2 * f + n + j]);
-            B1[j] = r1[j] * gfw_tanh(d[f + j]);
-        }
-        for (long j = 0; j < f; j++) fin[j] = reset ? 0 : fast_h[b * f + j];
-        for (long j = 0; j < I; j++) fin[f + j] = x[b * I + j];
-        REAL *sv = save + b * S, *t1 = sv, *hid = sv + f, *t2 = sv + 2 * f;
-        /* layer 1: its product with the old weights and their update in one pass */
-        const REAL *Fa = F1 + b * f * n;
-        REAL *Fo = F1o + b * f * n;
-        for (long i = 0; i < f; i++) {
-            REAL acc = 0;
-            const REAL *Fr = Fa + i * n;
-            REAL *Or = Fo + i * n;
-            if (reset) {
-                for (long j = 0; j < n; j++) Or[j] = A1[i] * B1[j];
-            } else {
-                SIMD_SUM(acc)
-                for (long j = 0; j < n; j++) acc += Fr[j] * fin[j];
-                for (long j = 0; j < n; j++) Or[j] = (Fr[j] + A1[i] * B1[j]) - s1[i] * r1[j] * Fr[j];
-            }
-            t1[i] = gfw_tanh(acc);
-        }
-        REAL mean = 0, var = 0;
-        for (long i = 0; i < f; i++) mean += t1[i];
-        mean /= f;
-        for (long i = 0; i < f; i++) var += (t1[i] - mean) * (t1[i] - mean);
-        const REAL rstd1 = 1 / SQRT(var / f + eps);
-        for (long i = 0; i < f; i++) hid[i] = (t1[i] - mean) * rstd1;
-        /* layer 2 */
-        const REAL *Fc = F2 + b * f * f;
-        Fo = F2o + b * f * f;
-        for (long i = 0; i < f; i++) {
-            REAL acc = 0;
-            const REAL *Fr = Fc + i * f;
-            REAL *Or = Fo + i * f;
-            if (reset) {
-                for (long j = 0; j < f; j++) Or[j] = A2[i] * B2[j];
-            } else {
-                SIMD_SUM(acc)
-                for (long j = 0; j < f; j++) acc += Fr[j] * hid[j];
-                for (long j = 0; j < f; j++) Or[j] = (Fr[j] + A2[i] * B2[j]) - s2[i] * r2[j] * Fr[j];
-            }
-            t2[i] = gfw_tanh(acc);
-        }
-        mean = 0, var = 0;
-        for (long i = 0; i < f; i++) mean += t2[i];
-        mean /= f;
-        for (long i = 0; i < f; i++) var += (t2[i] - mean) * (t2[i] - mean);
-        const REAL rstd2 = 1 / SQRT(var / f + eps);
-        for (long i = 0; i < f; i++) fh_out[b * f + i] = (t2[i] - mean) * rstd2;
-        sv[3 * f] = rstd1;
-        sv[3 * f + 1] = rstd2;
     }
 }
 
 /* The backward of one layer's update and product for one sequence: from the weights read (Fr,
    NULL: zeros), the layer's input v [q], its pre-activation adjoint du [p] and the new weights'
-   adjoint G [p, q] (NULL: zero), the old weights' adjoint gF (zeros where reset), v's adjoint gv,
-   and the adjoints of s, r, A, B (gs, gA [p], gr, gB [q]; gr, gB are accumulated). */
+   adjoint G [p, q] (NULL: zero), the old weights' adjoint gF (zeros where reset; it may be G),
+   v's adjoint gv, and the adjoints of s, r, A, B (gs, gA [p], gr, gB [q]). */
 static void gfw_layer_backward(long p, long q, int reset, const REAL *F, const REAL *v,
                                const REAL *du, const REAL *G, const REAL *s, const REAL *r,
                                const REAL *A, const REAL *Bv, REAL *gF, REAL *gv, REAL *gs,
@@ -396,8 +421,7 @@ static void gfw_layer_backward(long p, long q, int reset, const REAL *F, const R
         REAL *gFr = gF + i * q;
         gs[i] = gA[i] = 0;
         if (reset) {
-            for (long j = 0; j < q; j++) gFr[j] = 0;
-            if (G) {
+            if (G) { /* (before gF is zeroed: it may be G) */
                 const REAL *Gr = G + i * q;
                 REAL ga = 0;
                 SIMD_SUM(ga)
@@ -405,6 +429,7 @@ static void gfw_layer_backward(long p, long q, int reset, const REAL *F, const R
                 gA[i] = ga;
                 for (long j = 0; j < q; j++) gB[j] += Gr[j] * A[i];
             }
+            for (long j = 0; j < q; j++) gFr[j] = 0;
             continue;
         }
         const REAL *Fr = F + i * q, dui = du[i];
@@ -444,73 +469,113 @@ static void gfw_norm_backward(long f, const REAL *y, const REAL *dy, REAL rstd, 
     for (long i = 0; i < f; i++) dt[i] = rstd * (dy[i] - m1 - y[i] * m2);
 }
 
-/* The backward of gfw_step: from its inputs, save and fh_out and the adjoints of fh_out (g_fh),
-   F1o and F2o (gF1o, gF2o; NULL: zero), the adjoints of F1, F2, fast_h, x and of the update
-   pre-activations (g_delta [B, 2(f + n) + 4f], contiguous; the reset rows' F1, F2 and fast_h get
-   zeros). */
-void gfw_step_backward(long B, long f, long I, long dstride, const REAL *F1, const REAL *F2,
-                       const REAL *fast_h, const REAL *x, const REAL *delta, const REAL *keep,
-                       const REAL *save, const REAL *fh, const REAL *g_fh, const REAL *gF1o,
-                       const REAL *gF2o, REAL *gF1, REAL *gF2, REAL *g_fast_h, REAL *g_x,
-                       REAL *g_delta) {
-    const long n = f + I, S = 3 * f + 2, o2 = 2 * (f + n), D = o2 + 4 * f;
+/* The backward of gfw_row_step: from its inputs (reset, F1, F2, fast_h, x, d), sv and fh and
+   the adjoints of fh (g_fh), F1o and F2o (gF1o, gF2o; NULL: zero), the adjoints of F1, F2,
+   fast_h, x (zeros for F1, F2 and fast_h with reset) and of the pre-activations d (gd). gF1 may
+   be gF1o (and gF2 gF2o): each element is read before it is written. */
+static void gfw_row_backward(long f, long I, int reset, const REAL *F1, const REAL *F2,
+                             const REAL *fast_h, const REAL *x, const REAL *d, const REAL *sv,
+                             const REAL *fh, const REAL *g_fh, const REAL *gF1o,
+                             const REAL *gF2o, REAL *gF1, REAL *gF2, REAL *g_fast_h, REAL *g_x,
+                             REAL *gd) {
+    const long n = f + I, o2 = 2 * (f + n);
     REAL fin[n], s1[f], r1[n], A1[f], B1[n], s2[f], r2[f], A2[f], B2[f];
     REAL ta1[f], tb1[n], ta2[f], tb2[f], du[f], gv[n], gh[f];
     REAL gs1[f], gA1[f], gr1[n], gB1[n], gs2[f], gA2[f], gr2[f], gB2[f];
-    for (long b = 0; b < B; b++) {
-        const int reset = keep && keep[b] == 0;
-        const REAL *d = delta + b * dstride, *sv = save + b * S;
-        const REAL *t1 = sv, *hid = sv + f, *t2 = sv + 2 * f, rstd1 = sv[3 * f],
-                   rstd2 = sv[3 * f + 1];
-        for (long i = 0; i < f; i++) {
-            s1[i] = SIGMOID(d[f + n + i]);
-            ta1[i] = gfw_tanh(d[i]);
-            A1[i] = s1[i] * ta1[i];
-            s2[i] = SIGMOID(d[o2 + 2 * f + i]);
-            ta2[i] = gfw_tanh(d[o2 + i]);
-            A2[i] = s2[i] * ta2[i];
-            r2[i] = SIGMOID(d[o2 + 3 * f + i]);
-            tb2[i] = gfw_tanh(d[o2 + f + i]);
-            B2[i] = r2[i] * tb2[i];
-        }
-        for (long j = 0; j < n; j++) {
-            r1[j] = SIGMOID(d[2 * f + n + j]);
-            tb1[j] = gfw_tanh(d[f + j]);
-            B1[j] = r1[j] * tb1[j];
-        }
-        for (long j = 0; j < f; j++) fin[j] = reset ? 0 : fast_h[b * f + j];
-        for (long j = 0; j < I; j++) fin[f + j] = x[b * I + j];
-        /* layer 2 */
-        gfw_norm_backward(f, fh + b * f, g_fh + b * f, rstd2, du);
-        for (long i = 0; i < f; i++) du[i] *= 1 - t2[i] * t2[i];
-        gfw_layer_backward(f, f, reset, F2 + b * f * f, hid, du, gF2o ? gF2o + b * f * f : 0, s2,
-                           r2, A2, B2, gF2 + b * f * f, gh, gs2, gr2, gA2, gB2);
-        /* layer 1 */
-        gfw_norm_backward(f, hid, gh, rstd1, du);
-        for (long i = 0; i < f; i++) du[i] *= 1 - t1[i] * t1[i];
-        gfw_layer_backward(f, n, reset, F1 + b * f * n, fin, du, gF1o ? gF1o + b * f * n : 0, s1,
-                           r1, A1, B1, gF1 + b * f * n, gv, gs1, gr1, gA1, gB1);
-        for (long j = 0; j < f; j++) g_fast_h[b * f + j] = reset ? 0 : gv[j];
-        for (long j = 0; j < I; j++) g_x[b * I + j] = gv[f + j];
-        /* the activations: A = s tanh(alpha), B = r tanh(beta), s, r sigmoids */
-        REAL *gd = g_delta + b * D;
-        for (long i = 0; i < f; i++) {
-            gd[i] = gA1[i] * s1[i] * (1 - ta1[i] * ta1[i]);
-            gd[f + n + i] = (gs1[i] + gA1[i] * ta1[i]) * s1[i] * (1 - s1[i]);
-            gd[o2 + i] = gA2[i] * s2[i] * (1 - ta2[i] * ta2[i]);
-            gd[o2 + 2 * f + i] = (gs2[i] + gA2[i] * ta2[i]) * s2[i] * (1 - s2[i]);
-            gd[o2 + f + i] = gB2[i] * r2[i] * (1 - tb2[i] * tb2[i]);
-            gd[o2 + 3 * f + i] = (gr2[i] + gB2[i] * tb2[i]) * r2[i] * (1 - r2[i]);
-        }
-        for (long j = 0; j < n; j++) {
-            gd[f + j] = gB1[j] * r1[j] * (1 - tb1[j] * tb1[j]);
-            gd[2 * f + n + j] = (gr1[j] + gB1[j] * tb1[j]) * r1[j] * (1 - r1[j]);
-        }
+    const REAL *t1 = sv, *hid = sv + f, *t2 = sv + 2 * f, rstd1 = sv[3 * f],
+               rstd2 = sv[3 * f + 1];
+    for (long i = 0; i < f; i++) {
+        s1[i] = SIGMOID(d[f + n + i]);
+        ta1[i] = gfw_tanh(d[i]);
+        A1[i] = s1[i] * ta1[i];
+        s2[i] = SIGMOID(d[o2 + 2 * f + i]);
+        ta2[i] = gfw_tanh(d[o2 + i]);
+        A2[i] = s2[i] * ta2[i];
+        r2[i] = SIGMOID(d[o2 + 3 * f + i]);
+        tb2[i] = gfw_tanh(d[o2 + f + i]);
+        B2[i] = r2[i] * tb2[i];
     }
+    for (long j = 0; j < n; j++) {
+        r1[j] = SIGMOID(d[2 * f + n + j]);
+        tb1[j] = gfw_tanh(d[f + j]);
+        B1[j] = r1[j] * tb1[j];
+    }
+    for (long j = 0; j < f; j++) fin[j] = reset ? 0 : fast_h[j];
+    for (long j = 0; j < I; j++) fin[f + j] = x[j];
+    /* layer 2 */
+    gfw_norm_backward(f, fh, g_fh, rstd2, du);
+    for (long i = 0; i < f; i++) du[i] *= 1 - t2[i] * t2[i];
+    gfw_layer_backward(f, f, reset, F2, hid, du, gF2o, s2, r2, A2, B2, gF2, gh, gs2, gr2, gA2,
+                       gB2);
+    /* layer 1 */
+    gfw_norm_backward(f, hid, gh, rstd1, du);
+    for (long i = 0; i < f; i++) du[i] *= 1 - t1[i] * t1[i];
+    gfw_layer_backward(f, n, reset, F1, fin, du, gF1o, s1, r1, A1, B1, gF1, gv, gs1, gr1, gA1,
+                       gB1);
+    for (long j = 0; j < f; j++) g_fast_h[j] = reset ? 0 : gv[j];
+    for (long j = 0; j < I; j++) g_x[j] = gv[f + j];
+    /* the activations: A = s tanh(alpha), B = r tanh(beta), s, r sigmoids */
+    for (long i = 0; i < f; i++) {
+        gd[i] = gA1[i] * s1[i] * (1 - ta1[i] * ta1[i]);
+        gd[f + n + i] = (gs1[i] + gA1[i] * ta1[i]) * s1[i] * (1 - s1[i]);
+        gd[o2 + i] = gA2[i] * s2[i] * (1 - ta2[i] * ta2[i]);
+        gd[o2 + 2 * f + i] = (gs2[i] + gA2[i] * ta2[i]) * s2[i] * (1 - s2[i]);
+        gd[o2 + f + i] = gB2[i] * r2[i] * (1 - tb2[i] * tb2[i]);
+        gd[o2 + 3 * f + i] = (gr2[i] + gB2[i] * tb2[i]) * r2[i] * (1 - r2[i]);
+    }
+    for (long j = 0; j < n; j++) {
+        gd[f + j] = gB1[j] * r1[j] * (1 - tb1[j] * tb1[j]);
+        gd[2 * f + n + j] = (gr1[j] + gB1[j] * tb1[j]) * r1[j] * (1 - r1[j]);
+    }
+}
+
+/* The backward of gfw_window, sequence by sequence: the weights before every step recomputed
+   (in place, as gfw_window computes them) into a buffer of T steps, then the reverse loop. From
+   its inputs, fhs and save and the adjoints of every step's fast hidden state (g_fhs [T, B, f])
+   and of the last weights (gF1T, gF2T; NULL: zero): the adjoints of the initial weights and
+   fast hidden state (gF1, gF2, g_fast_h; the weights' adjoints are carried through them), of x
+   [T, B, I] and of delta [T, B, D]. */
+void gfw_window_backward(long T, long B, long f, long I, REAL eps, const REAL *F1,
+                         const REAL *F2, const REAL *fast_h, const REAL *x, const REAL *delta,
+                         const REAL *keep, const REAL *fhs, const REAL *save, const REAL *g_fhs,
+                         const REAL *gF1T, const REAL *gF2T, REAL *gF1, REAL *gF2,
+                         REAL *g_fast_h, REAL *g_x, REAL *g_delta) {
+    const long n = f + I, S = 3 * f + 2, D = 2 * (f + n) + 4 * f, P = f * n, Q = f * f;
+    REAL gh[f], carry[f], fh_tmp[f], sv_tmp[S];
+    REAL *w1 = malloc(sizeof(REAL) * T * (P + Q)), *w2 = w1 + T * P;
+    if (!w1) return;
+    for (long b = 0; b < B; b++) {
+        memcpy(w1, F1 + b * P, sizeof(REAL) * P);
+        memcpy(w2, F2 + b * Q, sizeof(REAL) * Q);
+        for (long t = 0; t + 1 < T; t++) {
+            const long tb = t * B + b;
+            const REAL *h = t ? fhs + (tb - B) * f : fast_h + b * f;
+            REAL *n1 = w1 + (t + 1) * P, *n2 = w2 + (t + 1) * Q;
+            memcpy(n1, w1 + t * P, sizeof(REAL) * P);
+            memcpy(n2, w2 + t * Q, sizeof(REAL) * Q);
+            gfw_row_step(f, I, eps, keep && keep[tb] == 0, n1, n2, h, x + tb * I, delta + tb * D,
+                         n1, n2, fh_tmp, sv_tmp);
+        }
+        REAL *g1 = gF1 + b * P, *g2 = gF2 + b * Q;
+        const REAL *in1 = gF1T ? gF1T + b * P : 0, *in2 = gF2T ? gF2T + b * Q : 0;
+        for (long j = 0; j < f; j++) carry[j] = 0;
+        for (long t = T - 1; t >= 0; t--) {
+            const long tb = t * B + b;
+            const REAL *h = t ? fhs + (tb - B) * f : fast_h + b * f;
+            for (long j = 0; j < f; j++) gh[j] = g_fhs[tb * f + j] + carry[j];
+            gfw_row_backward(f, I, keep && keep[tb] == 0, w1 + t * P, w2 + t * Q, h, x + tb * I,
+                             delta + tb * D, save + tb * S, fhs + tb * f, gh, in1, in2, g1, g2,
+                             carry, g_x + tb * I, g_delta + tb * D);
+            in1 = g1, in2 = g2;
+        }
+        for (long j = 0; j < f; j++) g_fast_h[b * f + j] = carry[j];
+    }
+    free(w1);
 }
 """
 _HEADER = r"""
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* exp for float without a library call, so that loops over it vectorise: x = n ln 2 + r, a
@@ -540,7 +605,14 @@ _VARIANTS = {
 }
 """Per dtype: the functions' name suffix, the C type, its square root and exponential (float's:
 the vectorisable ``fwm_expf``), and the ctypes type."""
-_INTERNAL = ["fwm_seq_step", "gfw_tanh", "gfw_layer_backward", "gfw_norm_backward"]
+_INTERNAL = [
+    "fwm_seq_step",
+    "gfw_tanh",
+    "gfw_layer_backward",
+    "gfw_norm_backward",
+    "gfw_row_step",
+    "gfw_row_backward",
+]
 """Static C functions (one per dtype, named like the exported ones)."""
 _ARGUMENTS = {
     "fwm_lowrank_step": ["long", "long", "long", "real", *(["pointer"] * 15)],
@@ -550,7 +622,8 @@ _ARGUMENTS = {
     "fwm_delta_forward": ["long", "long", *(["pointer"] * 10)],
     "fwm_delta_backward": ["long", "long", *(["pointer"] * 15)],
     "gfw_step": [*(["long"] * 4), "real", *(["pointer"] * 10)],
-    "gfw_step_backward": [*(["long"] * 4), *(["pointer"] * 16)],
+    "gfw_window": [*(["long"] * 4), "real", *(["pointer"] * 10)],
+    "gfw_window_backward": [*(["long"] * 4), "real", *(["pointer"] * 16)],
 }
 """The C functions and their argument types (``real``: the dtype's)."""
 _FLAGS = [
@@ -973,8 +1046,8 @@ def gated_fw_step(
 
     Returns
     -------
-    ``(fast_h [B, f], F1, F2)`` after the step and what :func:`gated_fw_step_backward` needs
-    (``[B, 3f + 2]``).
+    ``(fast_h [B, f], F1, F2)`` after the step and what :func:`gated_fw_window_backward` needs
+    (``[B, 3f + 2]``, one step's).
     """
     batch, fast, width = F1.shape
     function, real = _function("gfw_step", F1, _GATED_KERNEL_SIZE)
@@ -998,50 +1071,104 @@ def gated_fw_step(
     return fh, F1o, F2o, save
 
 
-def gated_fw_step_backward(
+_GATED_KERNEL_SIZE = 16
+"""The ``m`` of the library that holds the gated fast-weight functions (they take their sizes
+as arguments; the libraries are built per ``m``)."""
+
+
+def gated_fw_window(
+    F1: Tensor,  # noqa: N803 (the core's names)
+    F2: Tensor,  # noqa: N803
+    fast_h: Tensor,
+    x: Tensor,
+    delta: Tensor,
+    keep: Tensor | None,
+    eps: float,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """:class:`fwmrl.memory.gated_fw.GatedFWCore`'s fast net and fast-weight updates over a
+    window of ``T`` steps in one C loop, sequence by sequence (no autograd).
+
+    Parameters
+    ----------
+    F1, F2:
+        ``[B, f, f + I]`` and ``[B, f, f]``: the fast weights before the window.
+    fast_h:
+        ``[B, f]``: the fast hidden state before the window.
+    x:
+        ``[T, B, I]``: the inputs.
+    delta:
+        ``[T, B, 2(2f + I) + 4f]``: the slow net's update pre-activations ``(α₁, β₁, γ₁, δ₁, α₂,
+        β₂, γ₂, δ₂)`` of every step.
+    keep:
+        ``[T, B]``: 0 where the sequence resets before the step (its ``F1, F2, fast_h`` are
+        read as zeros), 1 elsewhere; ``None``: no reset.
+    eps:
+        The layer norms' epsilon.
+
+    Returns
+    -------
+    Every step's ``fast_h [T, B, f]``, the weights ``F1, F2`` after the last step and what
+    :func:`gated_fw_window_backward` needs (``[T, B, 3f + 2]``).
+    """
+    steps, batch, inputs = x.shape
+    fast = fast_h.shape[1]
+    function, real = _function("gfw_window", F1, _GATED_KERNEL_SIZE)
+    F1, F2, fast_h, x, delta = (t.contiguous() for t in (F1, F2, fast_h, x, delta))  # noqa: N806
+    keep = None if keep is None else keep.contiguous()
+    F1o, F2o = torch.empty_like(F1), torch.empty_like(F2)  # noqa: N806
+    fhs = F1.new_empty(steps, batch, fast)
+    save = F1.new_empty(steps, batch, 3 * fast + 2)
+    function(
+        steps,
+        batch,
+        fast,
+        inputs,
+        real(eps),
+        *(t.data_ptr() for t in (F1, F2, fast_h, x, delta)),
+        _pointer(keep),
+        *(t.data_ptr() for t in (F1o, F2o, fhs, save)),
+    )
+    return fhs, F1o, F2o, save
+
+
+def gated_fw_window_backward(
     inputs: tuple[Tensor, Tensor, Tensor, Tensor, Tensor],
     keep: Tensor | None,
-    save: Tensor,
-    fh: Tensor,
-    grads: tuple[Tensor, Tensor | None, Tensor | None],
+    saved: tuple[Tensor, Tensor],
+    grads: tuple[Tensor | None, Tensor | None, Tensor | None],
+    eps: float,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """The gradients of :func:`gated_fw_step` in the compiled kernel: from its ``inputs`` ``(F1,
-    F2, fast_h, x, delta)``, ``keep``, ``save``, the new ``fast_h`` and the adjoints of ``(fast_h,
-    F1, F2)`` after the step (the weights' may be ``None``: zero), the adjoints of the inputs
-    (``delta``'s contiguous; a resetting sequence's ``F1, F2, fast_h`` get zeros)."""
-    F1, F2, fast_h, x, delta = inputs  # noqa: N806
-    batch, fast, width = F1.shape
-    function, _ = _function("gfw_step_backward", F1, _GATED_KERNEL_SIZE)
-    F1, F2, fast_h, x, save, fh = (t.contiguous() for t in (F1, F2, fast_h, x, save, fh))  # noqa: N806
-    if delta.stride(1) != 1:
-        delta = delta.contiguous()
+    """The gradients of :func:`gated_fw_window` in one C loop (the weights before every step
+    recomputed per sequence): from its ``inputs`` ``(F1, F2, fast_h, x, delta)``, ``keep``, its
+    ``fast_h`` and saved values (``saved``), the adjoints of every step's ``fast_h`` and of the
+    last weights ``F1, F2`` (each may be ``None``: zero) and ``eps``, the adjoints of the
+    inputs."""
+    F1, F2, fast_h, x, delta = (t.contiguous() for t in inputs)  # noqa: N806
+    fhs, save = (t.contiguous() for t in saved)
+    steps, batch, width = x.shape
+    fast = fast_h.shape[1]
+    function, real = _function("gfw_window_backward", F1, _GATED_KERNEL_SIZE)
     keep = None if keep is None else keep.contiguous()
-    g_fh, g_F1, g_F2 = (None if g is None else g.contiguous() for g in grads)  # noqa: N806
-    g_fh = torch.zeros_like(fh) if g_fh is None else g_fh
-    outputs = (
+    g_fhs, g_F1, g_F2 = (None if g is None else g.contiguous() for g in grads)  # noqa: N806
+    g_fhs = torch.zeros_like(fhs) if g_fhs is None else g_fhs
+    results = (
         torch.empty_like(F1),
         torch.empty_like(F2),
         torch.empty_like(fast_h),
         torch.empty_like(x),
-        F1.new_empty(batch, delta.shape[1]),
+        torch.empty_like(delta),
     )
     function(
+        steps,
         batch,
         fast,
-        width - fast,
-        delta.stride(0),
+        width,
+        real(eps),
         *(t.data_ptr() for t in (F1, F2, fast_h, x, delta)),
         _pointer(keep),
-        save.data_ptr(),
-        fh.data_ptr(),
-        g_fh.data_ptr(),
+        *(t.data_ptr() for t in (fhs, save, g_fhs)),
         _pointer(g_F1),
         _pointer(g_F2),
-        *(t.data_ptr() for t in outputs),
+        *(t.data_ptr() for t in results),
     )
-    return outputs
-
-
-_GATED_KERNEL_SIZE = 16
-"""The ``m`` of the library that holds the gated fast-weight functions (they take their sizes
-as arguments; the libraries are built per ``m``)."""
+    return results

@@ -153,6 +153,13 @@ class GatedFWCore(MemoryCore):
             slow_h=zeros(self.slow_size), fast_h=zeros(f), F1=zeros(f, n), F2=zeros(f, f)
         )
 
+    @property  # type: ignore[override]
+    def step_graph_is_cheap(self) -> bool:  # type: ignore[override]
+        """False with the compiled kernels: a window's backward (one compiled loop, the slow
+        net's update rows as one product) beats ``T`` recorded steps' (A2C then collects without
+        a graph and re-runs the window, measured faster on gridworld_gated_fw); True without."""
+        return not self._compiled(self.slow_in.weight)
+
     def _compiled(self, x: Tensor) -> bool:
         """Whether :meth:`_scan` runs the compiled step (see ``kernel``)."""
         if self.kernel == "eager" or self.norm1.elementwise_affine:
@@ -170,10 +177,11 @@ class GatedFWCore(MemoryCore):
     def _scan(
         self, x: Tensor, state: CoreState, resets: Tensor | None
     ) -> tuple[Tensor, CoreState, Tensor | None]:
-        """:meth:`_step` over the window with the fast net and the updates in the compiled
-        kernels (:class:`_FastStep`), the slow net's input columns for all steps in one product
-        and resets applied inside the kernel (the same values and gradients to float rounding);
-        without the kernels, :meth:`_step` per step."""
+        """:meth:`_step` over the window: the slow net's recurrence per step (its input columns
+        for all steps in one product, the updates' rows of ``S2`` in one product after it), then
+        the fast net and both updates of every step in one compiled loop forward and one backward
+        (:class:`_FastWindow`), resets applied inside it (the same values and gradients to float
+        rounding); without the kernels, :meth:`_step` per step."""
         if not self._compiled(x):
             return super()._scan(x, state, resets)
         assert isinstance(state, GatedFWState)
@@ -183,25 +191,37 @@ class GatedFWCore(MemoryCore):
         slow_x = torch.addmm(self.slow_in.bias, x.reshape(steps * batch, -1), w_x.t())
         slow_x = slow_x.view(steps, batch, -1).unbind(0)  # one stacking backward, not T slices
         w_h_t = w_h.t()  # its gradient is summed over the steps before one split's backward
+        keep = None
         if resets is None:
             resets_at = [False] * steps
         else:
             resets_at = resets.any(dim=1).tolist()
-            keeps = (~resets).to(x.dtype)
-        slow_h, fast_h, F1, F2 = state.slow_h, state.fast_h, state.F1, state.F2
-        eps = self.norm1.eps
-        outputs = []
-        for t, x_t in enumerate(x.unbind(0)):
-            keep = keeps[t] if resets_at[t] else None
+            if any(resets_at):
+                keep = (~resets).to(x.dtype)
+        slow_h = state.slow_h
+        if steps == 1:  # one product for z and the updates
             if keep is not None:
-                slow_h = slow_h * keep.unsqueeze(1)
-            a = torch.tanh(torch.addmm(slow_x[t], slow_h, w_h_t))
-            o = self.slow_out(a)
-            fast_h, F1, F2 = _FastStep.apply(F1, F2, fast_h, x_t, o[:, s:], keep, eps)
-            slow_h = torch.tanh(o[:, :s])
-            outputs.append(fast_h)
-        new_state = GatedFWState(slow_h=slow_h, fast_h=fast_h, F1=F1, F2=F2)
-        return torch.stack(outputs), new_state, None
+                slow_h = slow_h * keep[0].unsqueeze(1)
+            o = self.slow_out(torch.tanh(torch.addmm(slow_x[0], slow_h, w_h_t)))
+            slow_h, delta = torch.tanh(o[:, :s]), o[:, s:].unsqueeze(0)
+        else:  # the slow net's recurrence needs z only; the updates' rows in one product after it
+            w_z, w_d = self.slow_out.weight.split([s, self.slow_out.out_features - s])
+            b_z, b_d = self.slow_out.bias.split([s, self.slow_out.out_features - s])
+            w_z_t = w_z.t()
+            hidden = []
+            for t in range(steps):
+                if resets_at[t]:
+                    slow_h = slow_h * keep[t].unsqueeze(1)
+                a = torch.tanh(torch.addmm(slow_x[t], slow_h, w_h_t))
+                hidden.append(a)
+                slow_h = torch.tanh(torch.addmm(b_z, a, w_z_t))
+            a_all = torch.stack(hidden).view(steps * batch, -1)
+            delta = torch.addmm(b_d, a_all, w_d.t()).view(steps, batch, -1)
+        fast_h, F1, F2 = _FastWindow.apply(
+            state.F1, state.F2, state.fast_h, x, delta, keep, self.norm1.eps
+        )
+        new_state = GatedFWState(slow_h=slow_h, fast_h=fast_h[-1], F1=F1, F2=F2)
+        return fast_h, new_state, None
 
     def _step(self, x: Tensor, state: GatedFWState) -> tuple[Tensor, GatedFWState, None]:
         fast_in = torch.cat([state.fast_h, x], dim=-1)
@@ -216,28 +236,35 @@ class GatedFWCore(MemoryCore):
         return fast_h, new_state, None
 
 
-class _FastStep(torch.autograd.Function):
-    """One step's fast net and fast-weight updates, ``(fast_h, F1, F2)`` after the step from
-    ``(F1, F2, fast_h, x, delta, keep, eps)`` (``delta``: the slow net's update pre-activations;
-    ``keep``: 0 where the sequence resets before the step), forward and backward in the compiled
-    kernels (:func:`fwmrl.memory.fwm_kernel.gated_fw_step`, :func:`~fwmrl.memory.fwm_kernel.
-    gated_fw_step_backward`): one autograd node for what :meth:`GatedFWCore._step` records as
-    about thirty."""
+class _FastWindow(torch.autograd.Function):
+    """The fast net and fast-weight updates of a window: ``(fast_h [T, B, f], F1, F2)`` (every
+    step's fast hidden state, the last step's weights) from ``(F1, F2, fast_h, x [T, B, I],
+    delta [T, B, D], keep, eps)`` (``delta``: the slow net's update pre-activations; ``keep
+    [T, B]``: 0 where the sequence resets before the step, or ``None``), forward and backward
+    in one compiled loop each, sequence by sequence (:func:`fwmrl.memory.fwm_kernel.
+    gated_fw_window`, :func:`~fwmrl.memory.fwm_kernel.gated_fw_window_backward`): one autograd
+    node for what :meth:`GatedFWCore._step` records as about thirty per step."""
 
     @staticmethod
     def forward(ctx, F1, F2, fast_h, x, delta, keep, eps):  # noqa: ANN001, ANN205, N803
-        fh, F1o, F2o, save = fwm_kernel.gated_fw_step(F1, F2, fast_h, x, delta, keep, eps)  # noqa: N806
-        ctx.save_for_backward(F1, F2, fast_h, x, delta, save, fh)
-        ctx.keep = keep
+        if x.shape[0] == 1:  # out of place, no copy of the weights (collecting's steps)
+            first = None if keep is None else keep[0]
+            step = fwm_kernel.gated_fw_step(F1, F2, fast_h, x[0], delta[0], first, eps)
+            fhs, F1o, F2o, save = step[0].unsqueeze(0), step[1], step[2], step[3].unsqueeze(0)  # noqa: N806
+        else:
+            window = fwm_kernel.gated_fw_window(F1, F2, fast_h, x, delta, keep, eps)
+            fhs, F1o, F2o, save = window  # noqa: N806
+        ctx.save_for_backward(F1, F2, fast_h, x, delta, fhs, save)
+        ctx.keep, ctx.eps = keep, eps
         ctx.set_materialize_grads(False)
-        return fh, F1o, F2o
+        return fhs, F1o, F2o
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_fh, grad_F1, grad_F2):  # noqa: ANN001, ANN205, N803
-        F1, F2, fast_h, x, delta, save, fh = ctx.saved_tensors  # noqa: N806
-        grads = fwm_kernel.gated_fw_step_backward(
-            (F1, F2, fast_h, x, delta), ctx.keep, save, fh, (grad_fh, grad_F1, grad_F2)
+    def backward(ctx, grad_fhs, grad_F1, grad_F2):  # noqa: ANN001, ANN205, N803
+        F1, F2, fast_h, x, delta, fhs, save = ctx.saved_tensors  # noqa: N806
+        grads = fwm_kernel.gated_fw_window_backward(
+            (F1, F2, fast_h, x, delta), ctx.keep, (fhs, save), (grad_fhs, grad_F1, grad_F2), ctx.eps
         )
         return (*grads, None, None)
 

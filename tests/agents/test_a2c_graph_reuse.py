@@ -11,6 +11,7 @@ from fwmrl.agents.job import build_agent
 from fwmrl.agents.policy import MemoryActorCritic
 from fwmrl.config import load_config
 from fwmrl.memory.fwm import FWMCore
+from fwmrl.memory.gated_fw import GatedFWCore
 
 BASE = [
     "env.id=FWM-Gridworld-v0",
@@ -41,8 +42,10 @@ def make(core: str, reuse: bool, *overrides: str) -> A2C:
 
 @pytest.fixture
 def fwm_steps_recorded(monkeypatch: pytest.MonkeyPatch) -> None:
-    """FWM re-runs its window by default; record its steps too, to test that path as well."""
+    """FWM and gated FW with its kernels re-run their windows by default; record their steps too,
+    to test that path as well."""
     monkeypatch.setattr(FWMCore, "step_graph_is_cheap", True)
+    monkeypatch.setattr(GatedFWCore, "step_graph_is_cheap", True)
 
 
 @pytest.mark.parametrize("core", list(CORES))
