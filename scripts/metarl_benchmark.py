@@ -7,8 +7,10 @@ Each (core, seed) run trains fwmrl's native PPO from a config (``--config``, any
 :func:`fwmrl.agents.trial_eval.evaluate_trials`. One CSV row per evaluation: env steps, the
 training loop's wall and CPU time (this process) and env steps per wall / CPU second (evaluation
 excluded; on a shared machine the CPU rate is the less load-dependent one), the mean training trial
-return,
-and per inner episode of the test trials the mean return and success rate.
+return, this evaluation's wall and CPU time, the run's wall and CPU time so far (building the agent,
+training and evaluations), and per inner episode of the test trials the mean return and success
+rate. Each row is flushed and fsynced to ``--out`` before training continues, so a killed run keeps
+every evaluation it finished.
 
     .venv/bin/python scripts/metarl_benchmark.py --config configs/ml1_reach_fwm.yaml \\
         --cores fwm,lstm,none --seeds 0 --steps 60000 --eval-every 20000 --eval-trials 20 \\
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import time
 from pathlib import Path
 
@@ -43,6 +46,7 @@ def run(args: argparse.Namespace, core: str, seed: int, writer: csv.DictWriter) 
     overrides = [f"core.name={core}", *CORE_DEFAULTS[core], f"train.seed={seed}", *args.overrides]
     config = load_config(args.config, overrides)
     episodes = int(config.env.kwargs.get("episodes", 2 if "HalfCheetah" in config.env.id else 10))
+    run_wall, run_cpu = time.perf_counter(), time.process_time()
     trainer = build_agent(config)
     eval_env = make_eval_env(config, min(args.eval_trials, config.env.num_envs))
     train_wall, train_cpu, next_eval = 0.0, 0.0, 0
@@ -50,9 +54,12 @@ def run(args: argparse.Namespace, core: str, seed: int, writer: csv.DictWriter) 
         while True:
             done = trainer.env_steps >= args.steps
             if trainer.env_steps >= next_eval or done:  # also a last row at the end
+                eval_wall, eval_cpu = time.perf_counter(), time.process_time()
                 out = evaluate_trials(
                     trainer.policy, eval_env, args.eval_trials, episodes, seed=10_000 + seed
                 )
+                eval_wall = time.perf_counter() - eval_wall
+                eval_cpu = time.process_time() - eval_cpu
                 stats = trainer.episode_stats()
                 row = {
                     "env_id": config.env.id,
@@ -69,12 +76,17 @@ def run(args: argparse.Namespace, core: str, seed: int, writer: csv.DictWriter) 
                     else "",
                     "train_trial_return": round(stats.get("episode_return_mean", float("nan")), 3),
                     "test_trials": args.eval_trials,
+                    "eval_wall_s": round(eval_wall, 1),
+                    "eval_cpu_s": round(eval_cpu, 1),
+                    "run_wall_s": round(time.perf_counter() - run_wall, 1),
+                    "run_cpu_s": round(time.process_time() - run_cpu, 1),
                 }
                 for k in range(episodes):
                     row[f"test_return_ep{k + 1}"] = round(float(out["returns"][:, k].mean()), 3)
                     row[f"test_success_ep{k + 1}"] = round(float(out["success"][:, k].mean()), 3)
-                writer.writerow(row)
+                writer.writerow(row)  # on disk before training goes on: a kill keeps every row
                 args.file.flush()
+                os.fsync(args.file.fileno())
                 print(row, flush=True)
                 while next_eval <= trainer.env_steps:
                     next_eval += args.eval_every
@@ -110,8 +122,9 @@ def env_speed(config_path: str, overrides: list[str], num_envs: tuple[int, ...] 
 
 
 def plot(csv_path: str, png_path: str) -> None:
-    """Test-trial return (mean over inner episodes) and last-episode success against env steps, one
-    line per core and seed."""
+    """Test-trial return of the first and of the last inner episode, their difference (what the
+    memory gains within a trial) and, for Meta-World, the last inner episode's success, against
+    env steps: one colour per core, one line style per seed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -120,25 +133,52 @@ def plot(csv_path: str, png_path: str) -> None:
     with open(csv_path, newline="") as f:
         rows = list(csv.DictReader(f))
     has_success = "MetaWorld" in rows[0]["env_id"]  # the HalfCheetah tasks have no success info
-    fig, axes = plt.subplots(1, 2 if has_success else 1, figsize=(9 if has_success else 5, 3.4))
-    axes = np.atleast_1d(axes)
-    runs = sorted({(r["core"], r["seed"]) for r in rows})
-    for core, seed in runs:
-        mine = [r for r in rows if (r["core"], r["seed"]) == (core, seed)]
-        steps = [int(r["env_steps"]) for r in mine]
-        ret_keys = [k for k in mine[0] if k.startswith("test_return_ep")]
-        last = f"test_success_ep{len(ret_keys)}"
-        returns = [np.mean([float(r[k]) for k in ret_keys]) for r in mine]
-        label = f"{'mlp' if core == 'none' else core} s{seed}"
-        axes[0].plot(steps, returns, marker="o", label=label)
-        if has_success:
-            axes[1].plot(steps, [float(r[last]) for r in mine], marker="o", label=label)
-    axes[0].set(xlabel="env steps", ylabel="test return per inner episode")
+    ret_keys = [k for k in rows[0] if k.startswith("test_return_ep")]
+    first, last = ret_keys[0], ret_keys[-1]
+    panels = 3 + has_success
+    fig, axes = plt.subplots(1, panels, figsize=(3.6 * panels, 3.4))
+    cores = sorted({r["core"] for r in rows})
+    seeds = sorted({r["seed"] for r in rows})
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    styles = ["-", "--", ":", "-."]
+    for core in cores:
+        for seed in seeds:
+            mine = [r for r in rows if (r["core"], r["seed"]) == (core, seed)]
+            if not mine:
+                continue
+            steps = [int(r["env_steps"]) for r in mine]
+            ep1 = np.array([float(r[first]) for r in mine])
+            epk = np.array([float(r[last]) for r in mine])
+            style = {
+                "color": colours[cores.index(core) % len(colours)],
+                "linestyle": styles[seeds.index(seed) % len(styles)],
+                "marker": "o",
+                "markersize": 3,
+                "label": f"{'mlp' if core == 'none' else core} s{seed}",
+            }
+            axes[0].plot(steps, ep1, **style)
+            axes[1].plot(steps, epk, **style)
+            axes[2].plot(steps, epk - ep1, **style)
+            if has_success:
+                axes[3].plot(
+                    steps, [float(r[f"test_success_ep{len(ret_keys)}"]) for r in mine], **style
+                )
+    k = len(ret_keys)
+    axes[0].set(xlabel="env steps", ylabel="test return", title="inner episode 1")
+    axes[1].set(xlabel="env steps", ylabel="test return", title=f"inner episode {k}")
+    axes[1].sharey(axes[0])
+    axes[2].set(xlabel="env steps", ylabel="return difference", title=f"episode {k} − episode 1")
+    axes[2].axhline(0.0, color="grey", linewidth=0.8)
     if has_success:
-        axes[1].set(
-            xlabel="env steps", ylabel="test success, last inner episode", ylim=(-0.05, 1.05)
+        axes[3].set(
+            xlabel="env steps",
+            ylabel="test success",
+            title=f"success, inner episode {k}",
+            ylim=(-0.05, 1.05),
         )
     axes[0].legend(fontsize=7)
+    for ax in axes:
+        ax.title.set_fontsize(9)
     fig.suptitle(rows[0]["env_id"], fontsize=9)
     fig.tight_layout()
     fig.savefig(png_path, dpi=90)
@@ -184,10 +224,22 @@ def main() -> None:
         "train_steps_per_cpu_s",
         "train_trial_return",
         "test_trials",
+        "eval_wall_s",
+        "eval_cpu_s",
+        "run_wall_s",
+        "run_cpu_s",
     ]
     for k in range(episodes):
         fields += [f"test_return_ep{k + 1}", f"test_success_ep{k + 1}"]
-    new = not out.exists()
+    new = not out.exists() or out.stat().st_size == 0
+    if not new:
+        with out.open(newline="") as f:
+            header = next(csv.reader(f), [])
+        if header != fields:
+            parser.error(
+                f"--out {out} has the columns {header}, not this run's {fields}; "
+                "give a new file (rows are appended)"
+            )
     with out.open("a", newline="") as args.file:
         writer = csv.DictWriter(args.file, fieldnames=fields)
         if new:
