@@ -418,7 +418,9 @@ def test_gradient_write_lowers_reconstruction_error():
 def test_perceptron_write_lowers_error_with_consistent_bfpf():
     """With ẑ¹ = z¹, ẑ² = z² (nothing to fix below) and ẑ³ = v^w, MNM-p's write is a delta-rule step
     on the output layer; with d_m ≤ d_k it lowers the error for every β in (0, 1)."""
-    core = make("perceptron", key_size=8, memory_size=8, num_heads=1, implementation="naive")
+    core = make(
+        "perceptron", key_size=8, memory_size=8, num_heads=1, implementation="naive", kernel="eager"
+    )
     d_k = core.key_size
     with torch.no_grad():
         core.beta.bias.fill_(8.0)

@@ -572,6 +572,183 @@ void gfw_window_backward(long T, long B, long f, long I, REAL eps, const REAL *F
     }
     free(w1);
 }
+
+/* y = W x for W [p, q] (with tanh: y = tanh(W x)). */
+static void mnm_matvec(long p, long q, const REAL *W, const REAL *x, REAL *y, int squash) {
+    for (long i = 0; i < p; i++) {
+        REAL acc = 0;
+        const REAL *Wr = W + i * q;
+        SIMD_SUM(acc)
+        for (long j = 0; j < q; j++) acc += Wr[j] * x[j];
+        y[i] = squash ? gfw_tanh(acc) : acc;
+    }
+}
+
+/* Wo = W - p x^T for W [r, q]. */
+static void mnm_update(long r, long q, const REAL *W, const REAL *p, const REAL *x, REAL *Wo) {
+    for (long i = 0; i < r; i++)
+        for (long j = 0; j < q; j++) Wo[i * q + j] = W[i * q + j] - p[i] * x[j];
+}
+
+/* y += W^T g for W [p, q] (y [q]). */
+static void mnm_matvec_t(long p, long q, const REAL *W, const REAL *g, REAL *y) {
+    for (long i = 0; i < p; i++) {
+        const REAL gi = g[i], *Wr = W + i * q;
+        for (long j = 0; j < q; j++) y[j] += Wr[j] * gi;
+    }
+}
+
+/* G += a b^T for G [p, q]. */
+static void mnm_outer(long p, long q, const REAL *a, const REAL *b, REAL *G) {
+    for (long i = 0; i < p; i++)
+        for (long j = 0; j < q; j++) G[i * q + j] += a[i] * b[j];
+}
+
+/* y = s W x for W [p, q] (a row-vector form of G x). */
+static void mnm_scaled_matvec(long p, long q, REAL s, const REAL *W, const REAL *x, REAL *y) {
+    for (long i = 0; i < p; i++) {
+        REAL acc = 0;
+        const REAL *Wr = W + i * q;
+        SIMD_SUM(acc)
+        for (long j = 0; j < q; j++) acc += Wr[j] * x[j];
+        y[i] = s * acc;
+    }
+}
+
+/* The backward of one query's pass through the new weights: from the query q [dk], its hidden
+   layers a1, a2 [dm] and the output's adjoint go [dk], the new weights' adjoints (accumulated
+   into G1, G2, G3) and q's (accumulated into gq). */
+static void mnm_query_backward(long dk, long dm, const REAL *W1o, const REAL *W2o,
+                               const REAL *W3o, const REAL *q, const REAL *a1, const REAL *a2,
+                               const REAL *go, REAL *G1, REAL *G2, REAL *G3, REAL *gq) {
+    REAL g2[dm], g1[dm];
+    mnm_outer(dk, dm, go, a2, G3);
+    for (long j = 0; j < dm; j++) g2[j] = 0;
+    mnm_matvec_t(dk, dm, W3o, go, g2);
+    for (long j = 0; j < dm; j++) g2[j] *= 1 - a2[j] * a2[j];
+    mnm_outer(dm, dm, g2, a1, G2);
+    for (long j = 0; j < dm; j++) g1[j] = 0;
+    mnm_matvec_t(dm, dm, W2o, g2, g1);
+    for (long j = 0; j < dm; j++) g1[j] *= 1 - a1[j] * a1[j];
+    mnm_outer(dm, dk, g1, q, G1);
+    mnm_matvec_t(dm, dk, W1o, g1, gq);
+}
+
+/* MNM-p's memory for one step of one sequence (one head; see mnm.py): from the memory weights
+   W1 [dm, dk], W2 [dm, dm], W3 [dk, dm], kv (the write key k_w, the written value, the read key
+   k_r [dk] each), the write strength beta and the BFPF targets tg (z1^ [dm], z2^ [dm], z3^
+   [dk]): the activations at k_w with the old weights (z1 = tanh(W1 k_w), z2 = tanh(W2 z1),
+   z3 = W3 z2), the perceptron updates W' = W - beta e in^T (e = (z - z^) 2 / d_out; in = k_w,
+   z1, z2), and the new weights' outputs at k_w (recon) and k_r (read). sv [4dm + ... ] gets the
+   activations (z1, z2, z3, and per query the two hidden layers). */
+static void mnm_row_step(long dk, long dm, const REAL *W1, const REAL *W2, const REAL *W3,
+                         const REAL *kv, REAL beta, const REAL *tg, REAL *W1o, REAL *W2o,
+                         REAL *W3o, REAL *recon, REAL *read, REAL *sv) {
+    const REAL *kw = kv, *kr = kv + 2 * dk, *t1 = tg, *t2 = tg + dm, *t3 = tg + 2 * dm;
+    REAL *z1 = sv, *z2 = sv + dm, *z3 = sv + 2 * dm, *a1w = sv + 2 * dm + dk, *a2w = a1w + dm,
+         *a1r = a2w + dm, *a2r = a1r + dm;
+    const REAL c1 = (REAL)2 / dm, c3 = (REAL)2 / dk;
+    REAL p[dm > dk ? dm : dk];
+    mnm_matvec(dm, dk, W1, kw, z1, 1);
+    mnm_matvec(dm, dm, W2, z1, z2, 1);
+    mnm_matvec(dk, dm, W3, z2, z3, 0);
+    for (long i = 0; i < dm; i++) p[i] = beta * ((z1[i] - t1[i]) * c1);
+    mnm_update(dm, dk, W1, p, kw, W1o);
+    for (long i = 0; i < dm; i++) p[i] = beta * ((z2[i] - t2[i]) * c1);
+    mnm_update(dm, dm, W2, p, z1, W2o);
+    for (long i = 0; i < dk; i++) p[i] = beta * ((z3[i] - t3[i]) * c3);
+    mnm_update(dk, dm, W3, p, z2, W3o);
+    mnm_matvec(dm, dk, W1o, kw, a1w, 1);
+    mnm_matvec(dm, dm, W2o, a1w, a2w, 1);
+    mnm_matvec(dk, dm, W3o, a2w, recon, 0);
+    mnm_matvec(dm, dk, W1o, kr, a1r, 1);
+    mnm_matvec(dm, dm, W2o, a1r, a2r, 1);
+    mnm_matvec(dk, dm, W3o, a2r, read, 0);
+}
+
+/* MNM-p's memory step (mnm_row_step) for B sequences: kvr row b at kvr + b * kstride, beta [B],
+   targets [B, 2dm + dk], save [B, 6dm + dk]. */
+void mnm_p_step(long B, long dk, long dm, long kstride, const REAL *W1, const REAL *W2,
+                const REAL *W3, const REAL *kvr, const REAL *beta, const REAL *targets,
+                REAL *W1o, REAL *W2o, REAL *W3o, REAL *recon, REAL *read, REAL *save) {
+    const long P1 = dm * dk, P2 = dm * dm, S = 6 * dm + dk, Tg = 2 * dm + dk;
+    for (long b = 0; b < B; b++)
+        mnm_row_step(dk, dm, W1 + b * P1, W2 + b * P2, W3 + b * P1, kvr + b * kstride, beta[b],
+                     targets + b * Tg, W1o + b * P1, W2o + b * P2, W3o + b * P1, recon + b * dk,
+                     read + b * dk, save + b * S);
+}
+
+/* The backward of mnm_p_step: from its inputs and outputs and the adjoints of recon, read
+   (g_read NULL: zero) and the new weights (G1, G2, G3; NULL: zero), the adjoints of the old
+   weights (gW1, gW2, gW3), of kvr ([B, 3dk], the value's part zero), beta [B] and the targets
+   [B, 2dm + dk]. */
+void mnm_p_step_backward(long B, long dk, long dm, long kstride, const REAL *W1, const REAL *W2,
+                         const REAL *W3, const REAL *W1o, const REAL *W2o, const REAL *W3o,
+                         const REAL *kvr, const REAL *beta, const REAL *targets,
+                         const REAL *save, const REAL *g_recon, const REAL *g_read,
+                         const REAL *G1, const REAL *G2, const REAL *G3, REAL *gW1, REAL *gW2,
+                         REAL *gW3, REAL *g_kvr, REAL *g_beta, REAL *g_targets) {
+    const long P1 = dm * dk, P2 = dm * dm, S = 6 * dm + dk, Tg = 2 * dm + dk;
+    const REAL c1 = (REAL)2 / dm, c3 = (REAL)2 / dk;
+    REAL e1[dm], e2[dm], e3[dk], ge1[dm], ge2[dm], ge3[dk], gz1[dm], gz2[dm], gz3[dk];
+    for (long b = 0; b < B; b++) {
+        const REAL *sv = save + b * S, *kv = kvr + b * kstride, *tg = targets + b * Tg;
+        const REAL *z1 = sv, *z2 = sv + dm, *z3 = sv + 2 * dm, *a1w = sv + 2 * dm + dk,
+                   *a2w = a1w + dm, *a1r = a2w + dm, *a2r = a1r + dm;
+        const REAL *kw = kv, *kr = kv + 2 * dk, bt = beta[b];
+        const REAL *w1 = W1 + b * P1, *w2 = W2 + b * P2, *w3 = W3 + b * P1;
+        const REAL *w1o = W1o + b * P1, *w2o = W2o + b * P2, *w3o = W3o + b * P1;
+        REAL *g1 = gW1 + b * P1, *g2 = gW2 + b * P2, *g3 = gW3 + b * P1;
+        REAL *gkv = g_kvr + b * 3 * dk, *gkw = gkv, *gkr = gkv + 2 * dk, *gt = g_targets + b * Tg;
+        /* the new weights' adjoints: given, plus both queries' passes */
+        if (G1) memcpy(g1, G1 + b * P1, sizeof(REAL) * P1); else memset(g1, 0, sizeof(REAL) * P1);
+        if (G2) memcpy(g2, G2 + b * P2, sizeof(REAL) * P2); else memset(g2, 0, sizeof(REAL) * P2);
+        if (G3) memcpy(g3, G3 + b * P1, sizeof(REAL) * P1); else memset(g3, 0, sizeof(REAL) * P1);
+        memset(gkv, 0, sizeof(REAL) * 3 * dk);
+        mnm_query_backward(dk, dm, w1o, w2o, w3o, kw, a1w, a2w, g_recon + b * dk, g1, g2, g3, gkw);
+        if (g_read)
+            mnm_query_backward(dk, dm, w1o, w2o, w3o, kr, a1r, a2r, g_read + b * dk, g1, g2, g3,
+                               gkr);
+        /* through the updates W' = W - beta e in^T */
+        for (long i = 0; i < dm; i++) e1[i] = (z1[i] - tg[i]) * c1;
+        for (long i = 0; i < dm; i++) e2[i] = (z2[i] - tg[dm + i]) * c1;
+        for (long i = 0; i < dk; i++) e3[i] = (z3[i] - tg[2 * dm + i]) * c3;
+        mnm_scaled_matvec(dm, dk, 1, g1, kw, ge1);
+        mnm_scaled_matvec(dm, dm, 1, g2, z1, ge2);
+        mnm_scaled_matvec(dk, dm, 1, g3, z2, ge3);
+        REAL gb = 0;
+        for (long i = 0; i < dm; i++) gb += e1[i] * ge1[i] + e2[i] * ge2[i];
+        for (long i = 0; i < dk; i++) gb += e3[i] * ge3[i];
+        g_beta[b] = -gb;
+        for (long i = 0; i < dm; i++) ge1[i] *= -bt, ge2[i] *= -bt;
+        for (long i = 0; i < dk; i++) ge3[i] *= -bt;
+        for (long j = 0; j < dm; j++) gz1[j] = 0, gz2[j] = 0;
+        for (long i = 0; i < dm; i++) e1[i] *= -bt, e2[i] *= -bt;
+        for (long i = 0; i < dk; i++) e3[i] *= -bt;
+        mnm_matvec_t(dm, dk, g1, e1, gkw);
+        mnm_matvec_t(dm, dm, g2, e2, gz1);
+        mnm_matvec_t(dk, dm, g3, e3, gz2);
+        for (long i = 0; i < dm; i++) {
+            gt[i] = -c1 * ge1[i];
+            gt[dm + i] = -c1 * ge2[i];
+            gz1[i] += c1 * ge1[i];
+            gz2[i] += c1 * ge2[i];
+        }
+        for (long i = 0; i < dk; i++) {
+            gt[2 * dm + i] = -c3 * ge3[i];
+            gz3[i] = c3 * ge3[i];
+        }
+        /* the first pass, at the old weights */
+        mnm_outer(dk, dm, gz3, z2, g3);
+        mnm_matvec_t(dk, dm, w3, gz3, gz2);
+        for (long j = 0; j < dm; j++) gz2[j] *= 1 - z2[j] * z2[j];
+        mnm_outer(dm, dm, gz2, z1, g2);
+        mnm_matvec_t(dm, dm, w2, gz2, gz1);
+        for (long j = 0; j < dm; j++) gz1[j] *= 1 - z1[j] * z1[j];
+        mnm_outer(dm, dk, gz1, kw, g1);
+        mnm_matvec_t(dm, dk, w1, gz1, gkw);
+    }
+}
 """
 _HEADER = r"""
 #include <math.h>
@@ -612,6 +789,13 @@ _INTERNAL = [
     "gfw_norm_backward",
     "gfw_row_step",
     "gfw_row_backward",
+    "mnm_matvec",
+    "mnm_update",
+    "mnm_matvec_t",
+    "mnm_outer",
+    "mnm_scaled_matvec",
+    "mnm_query_backward",
+    "mnm_row_step",
 ]
 """Static C functions (one per dtype, named like the exported ones)."""
 _ARGUMENTS = {
@@ -624,6 +808,8 @@ _ARGUMENTS = {
     "gfw_step": [*(["long"] * 4), "real", *(["pointer"] * 10)],
     "gfw_window": [*(["long"] * 4), "real", *(["pointer"] * 10)],
     "gfw_window_backward": [*(["long"] * 4), "real", *(["pointer"] * 16)],
+    "mnm_p_step": [*(["long"] * 4), *(["pointer"] * 12)],
+    "mnm_p_step_backward": [*(["long"] * 4), *(["pointer"] * 21)],
 }
 """The C functions and their argument types (``real``: the dtype's)."""
 _FLAGS = [
@@ -1172,3 +1358,83 @@ def gated_fw_window_backward(
         *(t.data_ptr() for t in results),
     )
     return results
+
+
+def mnm_p_step(
+    weights: tuple[Tensor, Tensor, Tensor], kvr: Tensor, beta: Tensor, targets: Tensor
+) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor], Tensor]:
+    """MNM-p's memory for one step of one head in the compiled kernel (no autograd): the memory
+    MLP at the write key with the old weights, the perceptron updates towards the BFPF
+    ``targets`` and the new weights' outputs at the write and read keys.
+
+    Parameters
+    ----------
+    weights:
+        ``W1 [B, d_m, d_k], W2 [B, d_m, d_m], W3 [B, d_k, d_m]`` before the step.
+    kvr:
+        ``[B, 3 d_k]``: the write key, written value and read key (rows may be strided, columns
+        not: a slice of the interface vector).
+    beta:
+        ``[B]``: the write strengths.
+    targets:
+        ``[B, 2 d_m + d_k]``: the BFPF predictions ``ẑ¹, ẑ², ẑ³``.
+
+    Returns
+    -------
+    ``(recon [B, d_k], read [B, d_k], new weights, saved activations [B, 6 d_m + d_k])``.
+    """
+    w1, w2, w3 = (t.contiguous() for t in weights)
+    batch, d_m, d_k = w1.shape
+    function, _ = _function("mnm_p_step", w1, _GATED_KERNEL_SIZE)
+    if kvr.stride(1) != 1:
+        kvr = kvr.contiguous()
+    beta, targets = beta.contiguous(), targets.contiguous()
+    new = (torch.empty_like(w1), torch.empty_like(w2), torch.empty_like(w3))
+    recon, read = w1.new_empty(batch, d_k), w1.new_empty(batch, d_k)
+    save = w1.new_empty(batch, 6 * d_m + d_k)
+    function(
+        batch,
+        d_k,
+        d_m,
+        kvr.stride(0),
+        *(t.data_ptr() for t in (w1, w2, w3, kvr, beta, targets, *new, recon, read, save)),
+    )
+    return recon, read, new, save
+
+
+def mnm_p_step_backward(
+    saved: tuple[Tensor, ...], grads: tuple[Tensor | None, ...]
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """The gradients of :func:`mnm_p_step` in the compiled kernel: from its inputs and outputs
+    ``saved`` = ``(W1, W2, W3, new W1, new W2, new W3, kvr, beta, targets, activations)`` and the
+    adjoints of ``(recon, read, new W1, new W2, new W3)`` (each may be ``None``: zero), the
+    adjoints of ``W1, W2, W3, kvr [B, 3 d_k]`` (the value's columns zero), ``beta`` and
+    ``targets``."""
+    w1, w2, w3, n1, n2, n3, kvr, beta, targets, save = saved
+    batch, d_m, d_k = w1.shape
+    function, _ = _function("mnm_p_step_backward", w1, _GATED_KERNEL_SIZE)
+    if kvr.stride(1) != 1:
+        kvr = kvr.contiguous()
+    g_recon, g_read, g1, g2, g3 = (None if g is None else g.contiguous() for g in grads)
+    g_recon = torch.zeros_like(w1[:, 0]) if g_recon is None else g_recon
+    outputs = (
+        torch.empty_like(w1),
+        torch.empty_like(w2),
+        torch.empty_like(w3),
+        w1.new_empty(batch, 3 * d_k),
+        w1.new_empty(batch),
+        torch.empty_like(targets),
+    )
+    function(
+        batch,
+        d_k,
+        d_m,
+        kvr.stride(0),
+        *(t.data_ptr() for t in (w1, w2, w3, n1, n2, n3, kvr, beta, targets, save, g_recon)),
+        _pointer(g_read),
+        _pointer(g1),
+        _pointer(g2),
+        _pointer(g3),
+        *(t.data_ptr() for t in outputs),
+    )
+    return outputs

@@ -48,6 +48,7 @@ import torch
 from torch import Tensor, nn
 from typing_extensions import override
 
+from fwmrl.memory import fwm_kernel
 from fwmrl.memory.base import (
     CoreState,
     MemoryCore,
@@ -55,10 +56,11 @@ from fwmrl.memory.base import (
     check_positive_int,
     check_recompute_chunk,
 )
-from fwmrl.memory.mnm_lowrank import lowrank_scan
+from fwmrl.memory.mnm_lowrank import lowrank_scan, perceptron_kernel_scan
 
 RULES = ("gradient", "perceptron")
 IMPLEMENTATIONS = ("lowrank", "naive")
+KERNELS = ("auto", "compiled", "eager")
 
 Weights = tuple[Tensor, Tensor, Tensor]
 
@@ -169,6 +171,13 @@ class MNMCore(MemoryCore):
         step forms and autograd keeps the full φ_t (the reference). Same values and gradients.
     chunk_size:
         Steps per chunk of the ``"lowrank"`` implementation.
+    kernel:
+        MNM-p with one head: each step's memory (the MLP at the write key, the three perceptron
+        updates, the new weights' outputs at both keys) as one C loop per sequence forward and
+        one backward (:func:`fwmrl.memory.fwm_kernel.mnm_p_step`, built on first use with the
+        system compiler). ``"auto"`` (default): for MNM-p with one head where the kernels build
+        (CPU, float32/float64), else ``implementation``; ``"compiled"``: insist on them;
+        ``"eager"``: never. Same values and gradients to float rounding (tested).
 
     Attributes
     ----------
@@ -198,6 +207,7 @@ class MNMCore(MemoryCore):
         recompute_chunk: int | None = None,
         implementation: str = "lowrank",
         chunk_size: int = 16,
+        kernel: str = "auto",
     ) -> None:
         super().__init__()
         owner = type(self).__name__
@@ -249,6 +259,12 @@ class MNMCore(MemoryCore):
         self.recompute_chunk = check_recompute_chunk(owner, recompute_chunk)
         self.implementation = check_choice(owner, "implementation", implementation, IMPLEMENTATIONS)
         self.chunk_size = check_positive_int(owner, "chunk_size", chunk_size)
+        self.kernel = check_choice(owner, "kernel", kernel, KERNELS)
+        if kernel == "compiled" and (rule != "perceptron" or num_heads != 1):
+            raise ValueError(
+                f"{owner}: kernel 'compiled' is for MNM-p with one head (num_heads=1); use "
+                "kernel 'auto' or 'eager'"
+            )
 
     # ------------------------------------------------------------------ state
     @override
@@ -288,9 +304,24 @@ class MNMCore(MemoryCore):
     def _scan(
         self, x: Tensor, state: CoreState, resets: Tensor | None
     ) -> tuple[Tensor, CoreState, Tensor | None]:
+        if self._compiled(x):
+            return perceptron_kernel_scan(self, x, state, resets)  # type: ignore[arg-type]
         if self.implementation == "naive":
             return super()._scan(x, state, resets)
         return lowrank_scan(self, x, state, resets)  # type: ignore[arg-type]
+
+    def _compiled(self, x: Tensor) -> bool:
+        """Whether :meth:`_scan` runs MNM-p's compiled memory step (see ``kernel``)."""
+        if self.kernel == "eager" or self.rule != "perceptron" or self.num_heads != 1:
+            return False
+        if self.kernel == "compiled":
+            if not fwm_kernel.available(x, fwm_kernel._GATED_KERNEL_SIZE):
+                raise RuntimeError(
+                    f"{type(self).__name__}: kernel 'compiled', but the compiled kernels are "
+                    f"unavailable for {x.dtype} on {x.device}"
+                )
+            return True
+        return fwm_kernel.available(x, fwm_kernel._GATED_KERNEL_SIZE)
 
     def interface(self, h: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """The controller's interface vector ``u = tanh(W_u h + b_u)`` split into the write keys,

@@ -245,3 +245,69 @@ def _chunk(
     error = torch.stack(recons) - torch.stack(values)  # [C, B, H, d_k]
     meta = error.pow(2).mean(dim=(2, 3)) * core.meta_loss_weight
     return y, new_state, meta
+
+
+def perceptron_kernel_scan(
+    core: MNMCore, x: Tensor, state: MNMState, resets: Tensor | None
+) -> tuple[Tensor, MNMState, Tensor]:
+    """MNM-p (one head) over a window with each step's memory in the compiled kernel
+    (:class:`_PerceptronStep`: the memory MLP at the write key, the three perceptron updates and
+    the new weights' outputs at both keys, one C loop per sequence forward and backward); the
+    controller as in :func:`lowrank_scan`, the three BFPF maps as one product per step, the
+    output projection and the meta loss once per window. The same values and gradients as
+    stepping ``core._step`` (tested)."""
+    steps = x.shape[0]
+    any_reset = [False] * steps if resets is None else resets.any(dim=1).tolist()
+    cell = core.controller
+    hooked = bool(cell._forward_hooks or cell._forward_pre_hooks)
+    plain = type(cell) is torch.nn.LSTMCell and cell.bias and not hooked
+    controller = _ControllerWindow(core, x) if plain else None  # one step too: its C cell
+    d_k = core.key_size
+    assert core.bfpf is not None
+    bfpf_w = torch.cat([layer.weight for layer in core.bfpf]).t()  # [d_k, 2 d_m + d_k]
+    bfpf_b = torch.cat([layer.bias for layer in core.bfpf])
+    hs, reads, recons, values = [], [], [], []
+    for t in range(steps):
+        if any_reset[t]:
+            state = core.reset_state(state, resets[t])
+        h, c, read = state.h, state.c, state.read
+        if controller is None:
+            h, c = cell(torch.cat([x[t], read], dim=-1), (h, c))
+        else:
+            h, c = controller.step(t, read, h, c)
+        beta_in, kvr = torch.tanh(core.interaction(h)).split([d_k, 3 * d_k], dim=-1)
+        beta = torch.sigmoid(core.beta(beta_in)).squeeze(1)
+        v_w = kvr[:, d_k : 2 * d_k]
+        targets = torch.addmm(bfpf_b, v_w, bfpf_w)
+        recon, read, w1, w2, w3 = _PerceptronStep.apply(
+            state.w1, state.w2, state.w3, kvr, beta, targets
+        )
+        state = type(state)(h=h, c=c, read=read, w1=w1, w2=w2, w3=w3)
+        hs.append(h)
+        reads.append(read)
+        recons.append(recon)
+        values.append(v_w)
+    y = core.output(torch.cat([torch.stack(hs), torch.stack(reads)], dim=-1))
+    error = torch.stack(recons) - torch.stack(values)  # [T, B, d_k]
+    meta = error.pow(2).mean(dim=2) * core.meta_loss_weight
+    return y, state, meta
+
+
+class _PerceptronStep(torch.autograd.Function):
+    """One MNM-p step's memory (one head): ``(recon, read, W1, W2, W3)`` after the step from
+    ``(W1, W2, W3, kvr [B, 3 d_k], beta [B], targets [B, 2 d_m + d_k])``, forward and backward in
+    the compiled kernels (:func:`fwmrl.memory.fwm_kernel.mnm_p_step`,
+    :func:`~fwmrl.memory.fwm_kernel.mnm_p_step_backward`): one autograd node for the memory's
+    two passes and three updates."""
+
+    @staticmethod
+    def forward(ctx, w1, w2, w3, kvr, beta, targets):  # noqa: ANN001, ANN205
+        recon, read, new, save = fwm_kernel.mnm_p_step((w1, w2, w3), kvr, beta, targets)
+        ctx.save_for_backward(w1, w2, w3, *new, kvr, beta, targets, save)
+        ctx.set_materialize_grads(False)
+        return recon, read, *new
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, *grads):  # noqa: ANN001, ANN205
+        return fwm_kernel.mnm_p_step_backward(ctx.saved_tensors, grads)
