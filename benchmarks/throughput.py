@@ -15,7 +15,7 @@ the speed work), ``--repeats`` times each; the table shows the best of the repea
 in wall-clock time and in the process's CPU time (``time.process_time``: on a machine shared with
 other jobs the time the update itself computed, without the waits for a core).
 FWM rows also run the working tree with ``core.state_form=dense`` (the dense fast-weight tensor
-instead of its low-rank factors), FWM and gated-FW rows with ``core.kernel=eager`` (PyTorch
+instead of its low-rank factors), FWM, gated-FW and MNM-p rows with ``core.kernel=eager`` (PyTorch
 operations instead of the C kernels of ``fwmrl/memory/fwm_kernel.py``; its column is that run's
 CPU-time ratio). The profile line splits the working tree's update: collect
 (policy steps and sampling), env steps, learn forward (returns, forward and loss), backward and
@@ -386,12 +386,12 @@ def data_parallel(nproc: int, repeats: int, threads: int, only: list[str] | None
 
 
 def has_kernels(config: str) -> bool:
-    """Whether the core of a target config has ``core.kernel`` (FWM and gated FW)."""
-    return "fwm" in config or "gated_fw" in config
+    """Whether the core of a target config has ``core.kernel`` (FWM, gated FW, MNM-p)."""
+    return any(name in config for name in ("fwm", "gated_fw", "mnm_p"))
 
 
 def kernel_ab(updates: int, only: list[str] | None) -> None:
-    """The C kernels' own gain: per FWM or gated-FW target config, two agents in this process (one with
+    """The C kernels' own gain: per FWM, gated-FW or MNM-p target config, two agents in this process (one with
     ``core.kernel=auto``, one with ``core.kernel=eager``) alternate ``updates`` updates each after
     two warm-up updates; env steps per second of process CPU time and their ratio. Both variants
     see the same machine load, which the fresh-process table cannot promise."""
@@ -615,8 +615,8 @@ def main() -> None:
     parser.add_argument(
         "--no-dense",
         action="store_true",
-        help="skip the FWM rows' 'now, dense F' and the FWM and gated-FW rows' 'without the C "
-        "kernels' columns",
+        help="skip the FWM rows' 'now, dense F' and the FWM, gated-FW and MNM-p rows' 'without "
+        "the C kernels' columns",
     )
     parser.add_argument(
         "--distributed",
@@ -628,7 +628,8 @@ def main() -> None:
         "--kernel-ab",
         type=int,
         metavar="UPDATES",
-        help="FWM and gated-FW rows: the C kernels against core.kernel=eager in one process, UPDATES "
+        help="FWM, gated-FW and MNM-p rows: the C kernels against core.kernel=eager in one "
+        "process, UPDATES "
         "alternating updates each (0: the row's own count)",
     )
     args = parser.parse_args()
