@@ -44,10 +44,11 @@ def run(core: MNMPCore, x, state, resets, grad: bool):  # noqa: ANN001, ANN201
     return values, grads + [p.grad.clone() for p in core.parameters()]
 
 
-def cores(dtype: torch.dtype, **kwargs):  # noqa: ANN003, ANN201
+def cores(dtype: torch.dtype, sizes: dict | None = None, **kwargs):  # noqa: ANN003, ANN201
     torch.manual_seed(0)
-    compiled = MNMPCore(4, **SIZES, **kwargs).to(dtype)
-    eager = MNMPCore(4, **SIZES, **kwargs, kernel="eager").to(dtype)
+    sizes = SIZES if sizes is None else sizes
+    compiled = MNMPCore(4, **sizes, **kwargs).to(dtype)
+    eager = MNMPCore(4, **sizes, **kwargs, kernel="eager").to(dtype)
     eager.load_state_dict(compiled.state_dict())
     with torch.no_grad():
         for core in (compiled, eager):
@@ -59,10 +60,13 @@ def cores(dtype: torch.dtype, **kwargs):  # noqa: ANN003, ANN201
 @pytest.mark.parametrize("steps", [1, 7])
 @pytest.mark.parametrize("grad", [True, False])
 @pytest.mark.parametrize("implementation", ["lowrank", "naive"])
+@pytest.mark.parametrize("square", [False, True])
 def test_compiled_memory_matches_the_pytorch_scans(
-    dtype: torch.dtype, steps: int, grad: bool, implementation: str
+    dtype: torch.dtype, steps: int, grad: bool, implementation: str, square: bool
 ) -> None:
-    compiled, eager = cores(dtype, implementation=implementation, chunk_size=3)
+    """``square``: d_k = d_m, the kernel's sizes are compile-time constants."""
+    sizes = {**SIZES, "memory_size": SIZES["key_size"]} if square else SIZES
+    compiled, eager = cores(dtype, sizes, implementation=implementation, chunk_size=3)
     batch = 4
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(steps, batch, 4, generator=gen, dtype=torch.float64).to(dtype)

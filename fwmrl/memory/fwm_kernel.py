@@ -36,6 +36,7 @@ _SOURCE = r"""
 #include <string.h>
 
 #define PRAGMA(x) _Pragma(#x)
+#define INLINE inline __attribute__((always_inline))
 #define SIMD_SUM(acc) PRAGMA(omp simd reduction(+ : acc))
 
 
@@ -573,25 +574,41 @@ void gfw_window_backward(long T, long B, long f, long I, REAL eps, const REAL *F
     free(w1);
 }
 
-/* y = W x for W [p, q] (with tanh: y = tanh(W x)). */
-static void mnm_matvec(long p, long q, const REAL *W, const REAL *x, REAL *y, int squash) {
-    for (long i = 0; i < p; i++) {
+/* y = W x for W [p, q] (with tanh: y = tanh(W x)); four rows at a time, so that their
+   reductions' latencies overlap. */
+static INLINE void mnm_matvec(long p, long q, const REAL *W, const REAL *x, REAL *y, int squash) {
+    long i = 0;
+    for (; i + 4 <= p; i += 4) {
+        const REAL *r0 = W + i * q, *r1 = r0 + q, *r2 = r1 + q, *r3 = r2 + q;
+        REAL a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+        PRAGMA(omp simd reduction(+ : a0, a1, a2, a3))
+        for (long j = 0; j < q; j++) {
+            a0 += r0[j] * x[j];
+            a1 += r1[j] * x[j];
+            a2 += r2[j] * x[j];
+            a3 += r3[j] * x[j];
+        }
+        y[i] = a0, y[i + 1] = a1, y[i + 2] = a2, y[i + 3] = a3;
+    }
+    for (; i < p; i++) {
         REAL acc = 0;
         const REAL *Wr = W + i * q;
         SIMD_SUM(acc)
         for (long j = 0; j < q; j++) acc += Wr[j] * x[j];
-        y[i] = squash ? gfw_tanh(acc) : acc;
+        y[i] = acc;
     }
+    if (squash)
+        for (long k = 0; k < p; k++) y[k] = gfw_tanh(y[k]);
 }
 
 /* Wo = W - p x^T for W [r, q]. */
-static void mnm_update(long r, long q, const REAL *W, const REAL *p, const REAL *x, REAL *Wo) {
+static INLINE void mnm_update(long r, long q, const REAL *W, const REAL *p, const REAL *x, REAL *Wo) {
     for (long i = 0; i < r; i++)
         for (long j = 0; j < q; j++) Wo[i * q + j] = W[i * q + j] - p[i] * x[j];
 }
 
 /* y += W^T g for W [p, q] (y [q]). */
-static void mnm_matvec_t(long p, long q, const REAL *W, const REAL *g, REAL *y) {
+static INLINE void mnm_matvec_t(long p, long q, const REAL *W, const REAL *g, REAL *y) {
     for (long i = 0; i < p; i++) {
         const REAL gi = g[i], *Wr = W + i * q;
         for (long j = 0; j < q; j++) y[j] += Wr[j] * gi;
@@ -599,26 +616,21 @@ static void mnm_matvec_t(long p, long q, const REAL *W, const REAL *g, REAL *y) 
 }
 
 /* G += a b^T for G [p, q]. */
-static void mnm_outer(long p, long q, const REAL *a, const REAL *b, REAL *G) {
+static INLINE void mnm_outer(long p, long q, const REAL *a, const REAL *b, REAL *G) {
     for (long i = 0; i < p; i++)
         for (long j = 0; j < q; j++) G[i * q + j] += a[i] * b[j];
 }
 
-/* y = s W x for W [p, q] (a row-vector form of G x). */
-static void mnm_scaled_matvec(long p, long q, REAL s, const REAL *W, const REAL *x, REAL *y) {
-    for (long i = 0; i < p; i++) {
-        REAL acc = 0;
-        const REAL *Wr = W + i * q;
-        SIMD_SUM(acc)
-        for (long j = 0; j < q; j++) acc += Wr[j] * x[j];
-        y[i] = s * acc;
-    }
+/* y = s W x for W [p, q]. */
+static INLINE void mnm_scaled_matvec(long p, long q, REAL s, const REAL *W, const REAL *x, REAL *y) {
+    mnm_matvec(p, q, W, x, y, 0);
+    for (long i = 0; i < p; i++) y[i] *= s;
 }
 
 /* The backward of one query's pass through the new weights: from the query q [dk], its hidden
    layers a1, a2 [dm] and the output's adjoint go [dk], the new weights' adjoints (accumulated
    into G1, G2, G3) and q's (accumulated into gq). */
-static void mnm_query_backward(long dk, long dm, const REAL *W1o, const REAL *W2o,
+static INLINE void mnm_query_backward(long dk, long dm, const REAL *W1o, const REAL *W2o,
                                const REAL *W3o, const REAL *q, const REAL *a1, const REAL *a2,
                                const REAL *go, REAL *G1, REAL *G2, REAL *G3, REAL *gq) {
     REAL g2[dm], g1[dm];
@@ -641,7 +653,7 @@ static void mnm_query_backward(long dk, long dm, const REAL *W1o, const REAL *W2
    z3 = W3 z2), the perceptron updates W' = W - beta e in^T (e = (z - z^) 2 / d_out; in = k_w,
    z1, z2), and the new weights' outputs at k_w (recon) and k_r (read). sv [4dm + ... ] gets the
    activations (z1, z2, z3, and per query the two hidden layers). */
-static void mnm_row_step(long dk, long dm, const REAL *W1, const REAL *W2, const REAL *W3,
+static INLINE void mnm_row_step(long dk, long dm, const REAL *W1, const REAL *W2, const REAL *W3,
                          const REAL *kv, REAL beta, const REAL *tg, REAL *W1o, REAL *W2o,
                          REAL *W3o, REAL *recon, REAL *read, REAL *sv) {
     const REAL *kw = kv, *kr = kv + 2 * dk, *t1 = tg, *t2 = tg + dm, *t3 = tg + 2 * dm;
@@ -667,15 +679,91 @@ static void mnm_row_step(long dk, long dm, const REAL *W1, const REAL *W2, const
 }
 
 /* MNM-p's memory step (mnm_row_step) for B sequences: kvr row b at kvr + b * kstride, beta [B],
-   targets [B, 2dm + dk], save [B, 6dm + dk]. */
+   targets [B, 2dm + dk], save [B, 6dm + dk]. With dk = dm = M the sizes are constants (the short
+   loops then compile without their runtime set-up). */
 void mnm_p_step(long B, long dk, long dm, long kstride, const REAL *W1, const REAL *W2,
                 const REAL *W3, const REAL *kvr, const REAL *beta, const REAL *targets,
                 REAL *W1o, REAL *W2o, REAL *W3o, REAL *recon, REAL *read, REAL *save) {
     const long P1 = dm * dk, P2 = dm * dm, S = 6 * dm + dk, Tg = 2 * dm + dk;
-    for (long b = 0; b < B; b++)
-        mnm_row_step(dk, dm, W1 + b * P1, W2 + b * P2, W3 + b * P1, kvr + b * kstride, beta[b],
-                     targets + b * Tg, W1o + b * P1, W2o + b * P2, W3o + b * P1, recon + b * dk,
+#define MNM_ROWS(DK, DM)                                                                        \
+    for (long b = 0; b < B; b++)                                                                \
+        mnm_row_step(DK, DM, W1 + b * P1, W2 + b * P2, W3 + b * P1, kvr + b * kstride, beta[b], \
+                     targets + b * Tg, W1o + b * P1, W2o + b * P2, W3o + b * P1, recon + b * dk, \
                      read + b * dk, save + b * S);
+    if (dk == M && dm == M) {
+        MNM_ROWS(M, M)
+    } else {
+        MNM_ROWS(dk, dm)
+    }
+#undef MNM_ROWS
+}
+
+/* The backward of mnm_row_step for sequence b (the arrays are mnm_p_step_backward's). */
+static INLINE void mnm_row_backward(long dk, long dm, long b, long kstride, const REAL *W1,
+                                    const REAL *W2, const REAL *W3, const REAL *W1o,
+                                    const REAL *W2o, const REAL *W3o, const REAL *kvr,
+                                    const REAL *beta, const REAL *targets, const REAL *save,
+                                    const REAL *g_recon, const REAL *g_read, const REAL *G1,
+                                    const REAL *G2, const REAL *G3, REAL *gW1, REAL *gW2,
+                                    REAL *gW3, REAL *g_kvr, REAL *g_beta, REAL *g_targets) {
+    const long P1 = dm * dk, P2 = dm * dm, S = 6 * dm + dk, Tg = 2 * dm + dk;
+    const REAL c1 = (REAL)2 / dm, c3 = (REAL)2 / dk;
+    REAL e1[dm], e2[dm], e3[dk], ge1[dm], ge2[dm], ge3[dk], gz1[dm], gz2[dm], gz3[dk];
+    const REAL *sv = save + b * S, *kv = kvr + b * kstride, *tg = targets + b * Tg;
+    const REAL *z1 = sv, *z2 = sv + dm, *z3 = sv + 2 * dm, *a1w = sv + 2 * dm + dk,
+               *a2w = a1w + dm, *a1r = a2w + dm, *a2r = a1r + dm;
+    const REAL *kw = kv, *kr = kv + 2 * dk, bt = beta[b];
+    const REAL *w1 = W1 + b * P1, *w2 = W2 + b * P2, *w3 = W3 + b * P1;
+    const REAL *w1o = W1o + b * P1, *w2o = W2o + b * P2, *w3o = W3o + b * P1;
+    REAL *g1 = gW1 + b * P1, *g2 = gW2 + b * P2, *g3 = gW3 + b * P1;
+    REAL *gkv = g_kvr + b * 3 * dk, *gkw = gkv, *gkr = gkv + 2 * dk, *gt = g_targets + b * Tg;
+    /* the new weights' adjoints: given, plus both queries' passes */
+    if (G1) memcpy(g1, G1 + b * P1, sizeof(REAL) * P1); else memset(g1, 0, sizeof(REAL) * P1);
+    if (G2) memcpy(g2, G2 + b * P2, sizeof(REAL) * P2); else memset(g2, 0, sizeof(REAL) * P2);
+    if (G3) memcpy(g3, G3 + b * P1, sizeof(REAL) * P1); else memset(g3, 0, sizeof(REAL) * P1);
+    memset(gkv, 0, sizeof(REAL) * 3 * dk);
+    mnm_query_backward(dk, dm, w1o, w2o, w3o, kw, a1w, a2w, g_recon + b * dk, g1, g2, g3, gkw);
+    if (g_read)
+        mnm_query_backward(dk, dm, w1o, w2o, w3o, kr, a1r, a2r, g_read + b * dk, g1, g2, g3,
+                           gkr);
+    /* through the updates W' = W - beta e in^T */
+    for (long i = 0; i < dm; i++) e1[i] = (z1[i] - tg[i]) * c1;
+    for (long i = 0; i < dm; i++) e2[i] = (z2[i] - tg[dm + i]) * c1;
+    for (long i = 0; i < dk; i++) e3[i] = (z3[i] - tg[2 * dm + i]) * c3;
+    mnm_scaled_matvec(dm, dk, 1, g1, kw, ge1);
+    mnm_scaled_matvec(dm, dm, 1, g2, z1, ge2);
+    mnm_scaled_matvec(dk, dm, 1, g3, z2, ge3);
+    REAL gb = 0;
+    for (long i = 0; i < dm; i++) gb += e1[i] * ge1[i] + e2[i] * ge2[i];
+    for (long i = 0; i < dk; i++) gb += e3[i] * ge3[i];
+    g_beta[b] = -gb;
+    for (long i = 0; i < dm; i++) ge1[i] *= -bt, ge2[i] *= -bt;
+    for (long i = 0; i < dk; i++) ge3[i] *= -bt;
+    for (long j = 0; j < dm; j++) gz1[j] = 0, gz2[j] = 0;
+    for (long i = 0; i < dm; i++) e1[i] *= -bt, e2[i] *= -bt;
+    for (long i = 0; i < dk; i++) e3[i] *= -bt;
+    mnm_matvec_t(dm, dk, g1, e1, gkw);
+    mnm_matvec_t(dm, dm, g2, e2, gz1);
+    mnm_matvec_t(dk, dm, g3, e3, gz2);
+    for (long i = 0; i < dm; i++) {
+        gt[i] = -c1 * ge1[i];
+        gt[dm + i] = -c1 * ge2[i];
+        gz1[i] += c1 * ge1[i];
+        gz2[i] += c1 * ge2[i];
+    }
+    for (long i = 0; i < dk; i++) {
+        gt[2 * dm + i] = -c3 * ge3[i];
+        gz3[i] = c3 * ge3[i];
+    }
+    /* the first pass, at the old weights */
+    mnm_outer(dk, dm, gz3, z2, g3);
+    mnm_matvec_t(dk, dm, w3, gz3, gz2);
+    for (long j = 0; j < dm; j++) gz2[j] *= 1 - z2[j] * z2[j];
+    mnm_outer(dm, dm, gz2, z1, g2);
+    mnm_matvec_t(dm, dm, w2, gz2, gz1);
+    for (long j = 0; j < dm; j++) gz1[j] *= 1 - z1[j] * z1[j];
+    mnm_outer(dm, dk, gz1, kw, g1);
+    mnm_matvec_t(dm, dk, w1, gz1, gkw);
 }
 
 /* The backward of mnm_p_step: from its inputs and outputs and the adjoints of recon, read
@@ -688,66 +776,17 @@ void mnm_p_step_backward(long B, long dk, long dm, long kstride, const REAL *W1,
                          const REAL *save, const REAL *g_recon, const REAL *g_read,
                          const REAL *G1, const REAL *G2, const REAL *G3, REAL *gW1, REAL *gW2,
                          REAL *gW3, REAL *g_kvr, REAL *g_beta, REAL *g_targets) {
-    const long P1 = dm * dk, P2 = dm * dm, S = 6 * dm + dk, Tg = 2 * dm + dk;
-    const REAL c1 = (REAL)2 / dm, c3 = (REAL)2 / dk;
-    REAL e1[dm], e2[dm], e3[dk], ge1[dm], ge2[dm], ge3[dk], gz1[dm], gz2[dm], gz3[dk];
-    for (long b = 0; b < B; b++) {
-        const REAL *sv = save + b * S, *kv = kvr + b * kstride, *tg = targets + b * Tg;
-        const REAL *z1 = sv, *z2 = sv + dm, *z3 = sv + 2 * dm, *a1w = sv + 2 * dm + dk,
-                   *a2w = a1w + dm, *a1r = a2w + dm, *a2r = a1r + dm;
-        const REAL *kw = kv, *kr = kv + 2 * dk, bt = beta[b];
-        const REAL *w1 = W1 + b * P1, *w2 = W2 + b * P2, *w3 = W3 + b * P1;
-        const REAL *w1o = W1o + b * P1, *w2o = W2o + b * P2, *w3o = W3o + b * P1;
-        REAL *g1 = gW1 + b * P1, *g2 = gW2 + b * P2, *g3 = gW3 + b * P1;
-        REAL *gkv = g_kvr + b * 3 * dk, *gkw = gkv, *gkr = gkv + 2 * dk, *gt = g_targets + b * Tg;
-        /* the new weights' adjoints: given, plus both queries' passes */
-        if (G1) memcpy(g1, G1 + b * P1, sizeof(REAL) * P1); else memset(g1, 0, sizeof(REAL) * P1);
-        if (G2) memcpy(g2, G2 + b * P2, sizeof(REAL) * P2); else memset(g2, 0, sizeof(REAL) * P2);
-        if (G3) memcpy(g3, G3 + b * P1, sizeof(REAL) * P1); else memset(g3, 0, sizeof(REAL) * P1);
-        memset(gkv, 0, sizeof(REAL) * 3 * dk);
-        mnm_query_backward(dk, dm, w1o, w2o, w3o, kw, a1w, a2w, g_recon + b * dk, g1, g2, g3, gkw);
-        if (g_read)
-            mnm_query_backward(dk, dm, w1o, w2o, w3o, kr, a1r, a2r, g_read + b * dk, g1, g2, g3,
-                               gkr);
-        /* through the updates W' = W - beta e in^T */
-        for (long i = 0; i < dm; i++) e1[i] = (z1[i] - tg[i]) * c1;
-        for (long i = 0; i < dm; i++) e2[i] = (z2[i] - tg[dm + i]) * c1;
-        for (long i = 0; i < dk; i++) e3[i] = (z3[i] - tg[2 * dm + i]) * c3;
-        mnm_scaled_matvec(dm, dk, 1, g1, kw, ge1);
-        mnm_scaled_matvec(dm, dm, 1, g2, z1, ge2);
-        mnm_scaled_matvec(dk, dm, 1, g3, z2, ge3);
-        REAL gb = 0;
-        for (long i = 0; i < dm; i++) gb += e1[i] * ge1[i] + e2[i] * ge2[i];
-        for (long i = 0; i < dk; i++) gb += e3[i] * ge3[i];
-        g_beta[b] = -gb;
-        for (long i = 0; i < dm; i++) ge1[i] *= -bt, ge2[i] *= -bt;
-        for (long i = 0; i < dk; i++) ge3[i] *= -bt;
-        for (long j = 0; j < dm; j++) gz1[j] = 0, gz2[j] = 0;
-        for (long i = 0; i < dm; i++) e1[i] *= -bt, e2[i] *= -bt;
-        for (long i = 0; i < dk; i++) e3[i] *= -bt;
-        mnm_matvec_t(dm, dk, g1, e1, gkw);
-        mnm_matvec_t(dm, dm, g2, e2, gz1);
-        mnm_matvec_t(dk, dm, g3, e3, gz2);
-        for (long i = 0; i < dm; i++) {
-            gt[i] = -c1 * ge1[i];
-            gt[dm + i] = -c1 * ge2[i];
-            gz1[i] += c1 * ge1[i];
-            gz2[i] += c1 * ge2[i];
-        }
-        for (long i = 0; i < dk; i++) {
-            gt[2 * dm + i] = -c3 * ge3[i];
-            gz3[i] = c3 * ge3[i];
-        }
-        /* the first pass, at the old weights */
-        mnm_outer(dk, dm, gz3, z2, g3);
-        mnm_matvec_t(dk, dm, w3, gz3, gz2);
-        for (long j = 0; j < dm; j++) gz2[j] *= 1 - z2[j] * z2[j];
-        mnm_outer(dm, dm, gz2, z1, g2);
-        mnm_matvec_t(dm, dm, w2, gz2, gz1);
-        for (long j = 0; j < dm; j++) gz1[j] *= 1 - z1[j] * z1[j];
-        mnm_outer(dm, dk, gz1, kw, g1);
-        mnm_matvec_t(dm, dk, w1, gz1, gkw);
+#define MNM_ROWS(DK, DM)                                                                        \
+    for (long b = 0; b < B; b++)                                                                \
+        mnm_row_backward(DK, DM, b, kstride, W1, W2, W3, W1o, W2o, W3o, kvr, beta, targets,    \
+                         save, g_recon, g_read, G1, G2, G3, gW1, gW2, gW3, g_kvr, g_beta,      \
+                         g_targets);
+    if (dk == M && dm == M) {
+        MNM_ROWS(M, M)
+    } else {
+        MNM_ROWS(dk, dm)
     }
+#undef MNM_ROWS
 }
 """
 _HEADER = r"""
@@ -796,6 +835,7 @@ _INTERNAL = [
     "mnm_scaled_matvec",
     "mnm_query_backward",
     "mnm_row_step",
+    "mnm_row_backward",
 ]
 """Static C functions (one per dtype, named like the exported ones)."""
 _ARGUMENTS = {
@@ -1385,7 +1425,7 @@ def mnm_p_step(
     """
     w1, w2, w3 = (t.contiguous() for t in weights)
     batch, d_m, d_k = w1.shape
-    function, _ = _function("mnm_p_step", w1, _GATED_KERNEL_SIZE)
+    function, _ = _function("mnm_p_step", w1, d_m)  # the library of m = d_m: constant sizes
     if kvr.stride(1) != 1:
         kvr = kvr.contiguous()
     beta, targets = beta.contiguous(), targets.contiguous()
@@ -1412,7 +1452,7 @@ def mnm_p_step_backward(
     ``targets``."""
     w1, w2, w3, n1, n2, n3, kvr, beta, targets, save = saved
     batch, d_m, d_k = w1.shape
-    function, _ = _function("mnm_p_step_backward", w1, _GATED_KERNEL_SIZE)
+    function, _ = _function("mnm_p_step_backward", w1, d_m)
     if kvr.stride(1) != 1:
         kvr = kvr.contiguous()
     g_recon, g_read, g1, g2, g3 = (None if g is None else g.contiguous() for g in grads)

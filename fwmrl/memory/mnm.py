@@ -315,13 +315,13 @@ class MNMCore(MemoryCore):
         if self.kernel == "eager" or self.rule != "perceptron" or self.num_heads != 1:
             return False
         if self.kernel == "compiled":
-            if not fwm_kernel.available(x, fwm_kernel._GATED_KERNEL_SIZE):
+            if not fwm_kernel.available(x, self.memory_size):
                 raise RuntimeError(
                     f"{type(self).__name__}: kernel 'compiled', but the compiled kernels are "
                     f"unavailable for {x.dtype} on {x.device}"
                 )
             return True
-        return fwm_kernel.available(x, fwm_kernel._GATED_KERNEL_SIZE)
+        return fwm_kernel.available(x, self.memory_size)  # (built per d_m: constant sizes)
 
     def interface(self, h: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """The controller's interface vector ``u = tanh(W_u h + b_u)`` split into the write keys,
