@@ -261,7 +261,8 @@ def perceptron_kernel_scan(
     cell = core.controller
     hooked = bool(cell._forward_hooks or cell._forward_pre_hooks)
     plain = type(cell) is torch.nn.LSTMCell and cell.bias and not hooked
-    controller = _ControllerWindow(core, x) if plain else None  # one step too: its C cell
+    controller = _ControllerWindow(core, x) if plain and steps > 1 else None
+    one_step = plain and steps == 1 and fwm_kernel.available(x, _KERNEL_SIZE)
     d_k = core.key_size
     assert core.bfpf is not None
     bfpf_w = torch.cat([layer.weight for layer in core.bfpf]).t()  # [d_k, 2 d_m + d_k]
@@ -271,10 +272,12 @@ def perceptron_kernel_scan(
         if any_reset[t]:
             state = core.reset_state(state, resets[t])
         h, c, read = state.h, state.c, state.read
-        if controller is None:
-            h, c = cell(torch.cat([x[t], read], dim=-1), (h, c))
-        else:
+        if controller is not None:
             h, c = controller.step(t, read, h, c)
+        elif one_step:  # (collecting's steps: no window set-up, the C cell)
+            h, c = _one_step_controller(cell, x[t], read, h, c)
+        else:
+            h, c = cell(torch.cat([x[t], read], dim=-1), (h, c))
         beta_in, kvr = torch.tanh(core.interaction(h)).split([d_k, 3 * d_k], dim=-1)
         beta = torch.sigmoid(core.beta(beta_in)).squeeze(1)
         v_w = kvr[:, d_k : 2 * d_k]
@@ -291,6 +294,19 @@ def perceptron_kernel_scan(
     error = torch.stack(recons) - torch.stack(values)  # [T, B, d_k]
     meta = error.pow(2).mean(dim=2) * core.meta_loss_weight
     return y, state, meta
+
+
+def _one_step_controller(
+    cell: torch.nn.LSTMCell, x: Tensor, read: Tensor, h: Tensor, c: Tensor
+) -> tuple[Tensor, Tensor]:
+    """The controller's ``(h, c)`` for a one-step window: the gates as two products, the cell in
+    the compiled C kernel (what :class:`_ControllerWindow` does without its per-window set-up,
+    which costs more than it saves for one step)."""
+    from fwmrl.memory.fwm import _LSTMCellFromGates  # noqa: PLC0415 (import cycle)
+
+    gates = torch.addmm(cell.bias_ih, torch.cat([x, read], dim=-1), cell.weight_ih.t())
+    gates = torch.addmm(gates, h, cell.weight_hh.t()) + cell.bias_hh
+    return _LSTMCellFromGates.apply(gates, c, _KERNEL_SIZE)
 
 
 class _PerceptronStep(torch.autograd.Function):
