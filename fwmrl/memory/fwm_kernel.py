@@ -700,8 +700,7 @@ void mnm_p_step(long B, long dk, long dm, long kstride, const REAL *W1, const RE
 
 /* The backward of mnm_row_step for sequence b (the arrays are mnm_p_step_backward's). */
 static INLINE void mnm_row_backward(long dk, long dm, long b, long kstride, const REAL *W1,
-                                    const REAL *W2, const REAL *W3, const REAL *W1o,
-                                    const REAL *W2o, const REAL *W3o, const REAL *kvr,
+                                    const REAL *W2, const REAL *W3, const REAL *kvr,
                                     const REAL *beta, const REAL *targets, const REAL *save,
                                     const REAL *g_recon, const REAL *g_read, const REAL *G1,
                                     const REAL *G2, const REAL *G3, REAL *gW1, REAL *gW2,
@@ -714,7 +713,14 @@ static INLINE void mnm_row_backward(long dk, long dm, long b, long kstride, cons
                *a2w = a1w + dm, *a1r = a2w + dm, *a2r = a1r + dm;
     const REAL *kw = kv, *kr = kv + 2 * dk, bt = beta[b];
     const REAL *w1 = W1 + b * P1, *w2 = W2 + b * P2, *w3 = W3 + b * P1;
-    const REAL *w1o = W1o + b * P1, *w2o = W2o + b * P2, *w3o = W3o + b * P1;
+    /* the new weights, recomputed as mnm_row_step computes them (cheaper than reading them) */
+    REAL w1o[P1], w2o[P2], w3o[P1], p[dm > dk ? dm : dk];
+    for (long i = 0; i < dm; i++) p[i] = bt * ((z1[i] - tg[i]) * c1);
+    mnm_update(dm, dk, w1, p, kw, w1o);
+    for (long i = 0; i < dm; i++) p[i] = bt * ((z2[i] - tg[dm + i]) * c1);
+    mnm_update(dm, dm, w2, p, z1, w2o);
+    for (long i = 0; i < dk; i++) p[i] = bt * ((z3[i] - tg[2 * dm + i]) * c3);
+    mnm_update(dk, dm, w3, p, z2, w3o);
     REAL *g1 = gW1 + b * P1, *g2 = gW2 + b * P2, *g3 = gW3 + b * P1;
     REAL *gkv = g_kvr + b * 3 * dk, *gkw = gkv, *gkr = gkv + 2 * dk, *gt = g_targets + b * Tg;
     /* the new weights' adjoints: given, plus both queries' passes */
@@ -771,14 +777,13 @@ static INLINE void mnm_row_backward(long dk, long dm, long b, long kstride, cons
    weights (gW1, gW2, gW3), of kvr ([B, 3dk], the value's part zero), beta [B] and the targets
    [B, 2dm + dk]. */
 void mnm_p_step_backward(long B, long dk, long dm, long kstride, const REAL *W1, const REAL *W2,
-                         const REAL *W3, const REAL *W1o, const REAL *W2o, const REAL *W3o,
-                         const REAL *kvr, const REAL *beta, const REAL *targets,
+                         const REAL *W3, const REAL *kvr, const REAL *beta, const REAL *targets,
                          const REAL *save, const REAL *g_recon, const REAL *g_read,
                          const REAL *G1, const REAL *G2, const REAL *G3, REAL *gW1, REAL *gW2,
                          REAL *gW3, REAL *g_kvr, REAL *g_beta, REAL *g_targets) {
 #define MNM_ROWS(DK, DM)                                                                        \
     for (long b = 0; b < B; b++)                                                                \
-        mnm_row_backward(DK, DM, b, kstride, W1, W2, W3, W1o, W2o, W3o, kvr, beta, targets,    \
+        mnm_row_backward(DK, DM, b, kstride, W1, W2, W3, kvr, beta, targets,                   \
                          save, g_recon, g_read, G1, G2, G3, gW1, gW2, gW3, g_kvr, g_beta,      \
                          g_targets);
     if (dk == M && dm == M) {
@@ -849,7 +854,7 @@ _ARGUMENTS = {
     "gfw_window": [*(["long"] * 4), "real", *(["pointer"] * 10)],
     "gfw_window_backward": [*(["long"] * 4), "real", *(["pointer"] * 16)],
     "mnm_p_step": [*(["long"] * 4), *(["pointer"] * 12)],
-    "mnm_p_step_backward": [*(["long"] * 4), *(["pointer"] * 21)],
+    "mnm_p_step_backward": [*(["long"] * 4), *(["pointer"] * 18)],
 }
 """The C functions and their argument types (``real``: the dtype's)."""
 _FLAGS = [
@@ -1445,12 +1450,12 @@ def mnm_p_step(
 def mnm_p_step_backward(
     saved: tuple[Tensor, ...], grads: tuple[Tensor | None, ...]
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """The gradients of :func:`mnm_p_step` in the compiled kernel: from its inputs and outputs
-    ``saved`` = ``(W1, W2, W3, new W1, new W2, new W3, kvr, beta, targets, activations)`` and the
-    adjoints of ``(recon, read, new W1, new W2, new W3)`` (each may be ``None``: zero), the
-    adjoints of ``W1, W2, W3, kvr [B, 3 d_k]`` (the value's columns zero), ``beta`` and
+    """The gradients of :func:`mnm_p_step` in the compiled kernel (the new weights recomputed):
+    from its inputs and activations ``saved`` = ``(W1, W2, W3, kvr, beta, targets, activations)``
+    and the adjoints of ``(recon, read, new W1, new W2, new W3)`` (each may be ``None``: zero),
+    the adjoints of ``W1, W2, W3, kvr [B, 3 d_k]`` (the value's columns zero), ``beta`` and
     ``targets``."""
-    w1, w2, w3, n1, n2, n3, kvr, beta, targets, save = saved
+    w1, w2, w3, kvr, beta, targets, save = saved
     batch, d_m, d_k = w1.shape
     function, _ = _function("mnm_p_step_backward", w1, d_m)
     if kvr.stride(1) != 1:
@@ -1470,7 +1475,7 @@ def mnm_p_step_backward(
         d_k,
         d_m,
         kvr.stride(0),
-        *(t.data_ptr() for t in (w1, w2, w3, n1, n2, n3, kvr, beta, targets, save, g_recon)),
+        *(t.data_ptr() for t in (w1, w2, w3, kvr, beta, targets, save, g_recon)),
         _pointer(g_read),
         _pointer(g1),
         _pointer(g2),

@@ -319,7 +319,7 @@ class _PerceptronStep(torch.autograd.Function):
     @staticmethod
     def forward(ctx, w1, w2, w3, kvr, beta, targets):  # noqa: ANN001, ANN205
         recon, read, new, save = fwm_kernel.mnm_p_step((w1, w2, w3), kvr, beta, targets)
-        ctx.save_for_backward(w1, w2, w3, *new, kvr, beta, targets, save)
+        ctx.save_for_backward(w1, w2, w3, kvr, beta, targets, save)
         ctx.set_materialize_grads(False)
         return recon, read, *new
 
