@@ -1,7 +1,7 @@
 """One A2C + FWM Pendulum run by the slow test's own path (``build_agent``, ``learn``,
 ``evaluate_from_config`` over 32 episodes with the mean action), printed as one JSON line:
 
-    OMP_NUM_THREADS=1 .venv/bin/python docs/results/pendulum/test_path_run.py SEED [KEY=VALUE ...]
+    OMP_NUM_THREADS=1 .venv/bin/python docs/results/pendulum/slow_test_path.py SEED [KEY=VALUE ...]
 
 Made the rows of ``a2c_fwm_test_path_sweep.csv``."""
 
