@@ -7,8 +7,9 @@
 * retrieval: gated FW, FWM, MNM-p and LSTM with the configs' sizes and the paper protocol (100k
   training queries as one stream, batch 256, sequence length 32, Nadam 0.002): partial accuracy on
   validation (every ``budget/6`` s on the first 20 windows, at the end on all of it) and on test.
-* catbabi: FWM vs LSTM on generated tasks 1, 2, 3, 6, 7 (QA mode), at CPU sizes (embedding 32,
-  LSTM 64, m = 16) instead of the paper's 256 / 32: per-task test accuracy.
+* catbabi: FWM vs LSTM vs MNM-p on generated tasks 1, 2, 3, 6, 7 (QA mode), at CPU sizes
+  (embedding 32, LSTM 64, FWM m = 16, MNM-p keys and memory MLP 16) instead of the paper's
+  256 / 32: per-task test accuracy.
 * lm: FWM vs LSTM on the generated grammar corpus: validation perplexity curves.
 
 ``--budget`` is training CPU seconds per model (process time, evaluation not counted), so that two
@@ -55,6 +56,10 @@ SETUPS = {
     "catbabi": {
         "fwm": ("configs/catbabi_fwm.yaml", [*CATBABI_CPU, "core.memory_size=16"]),
         "lstm": ("configs/catbabi_lstm.yaml", CATBABI_CPU),
+        "mnm_p": (
+            "configs/catbabi_mnm_p.yaml",
+            [*CATBABI_CPU, "core.key_size=16", "core.memory_size=16"],
+        ),
     },
     "lm": {
         "fwm": ("configs/lm_fwm.yaml", []),
