@@ -11,8 +11,10 @@ from fwmrl.memory import FWMCore, make_core
 from fwmrl.memory.fwm_scan import (
     FWM_SCANS,
     FWMScanOptions,
+    LowRankMemory,
     _DeltaRecurrence,
     fwm_step,
+    lowrank_scan,
     naive_scan,
 )
 
@@ -227,3 +229,32 @@ def test_zero_init_output_starts_as_the_controller_and_learns_the_read():
     assert core.out_proj.weight.grad.abs().sum() > 0  # ... and gets a gradient
     with pytest.raises(ValueError, match="zero_init_output"):
         FWMCore(input_size=5, zero_init_output="yes")
+
+
+@pytest.mark.parametrize("name", ["chunked", "chunked_checkpoint", "lowrank"])
+def test_chunk_scans_stay_finite_when_the_memory_shrinks_out_of_float32_range(name):
+    # Saturated keys and values with write scale 1 rescale F by about e^-3 per step, so over one
+    # 64-step chunk the product of the norm scales leaves float32's range (e^-88): the decay
+    # coefficients of later writes (zero by causality) must come out 0, not inf * 0. A catbAbI
+    # run hit this after 3,833 updates (a NaN at the first step of a chunk).
+    torch.manual_seed(3)
+    m, hops, steps, batch = 8, 2, 64, 3
+    opts = FWMScanOptions(memory_size=m, read_hops=hops, write_scale=1.0, chunk_size=64)
+    write = (6 * torch.randn(steps, batch, 3 * m + 1)).requires_grad_(True)
+    read = torch.randn(steps, batch, m + hops * m, requires_grad=True)
+    weights = torch.randn(steps, batch, m)
+    if name == "lowrank":
+        memory = LowRankMemory.empty(batch, m, write)
+        n, memory = lowrank_scan(write, read, memory, None, opts)
+        F = memory.to_dense()
+    else:
+        F0 = torch.randn(batch, m, m, m)
+        F0 = F0 / F0.flatten(1).norm(dim=1).view(batch, 1, 1, 1)
+        n, F = FWM_SCANS[name](write, read, F0, None, opts)
+    grads = torch.autograd.grad((n * weights).sum() + F.sum(), (write, read))
+    for tensor in (n, F, *grads):
+        assert torch.isfinite(tensor).all()
+    F0_ref = torch.zeros(batch, m, m, m) if name == "lowrank" else F0
+    n_ref, F_ref = naive_scan(write.double(), read.double(), F0_ref.double(), None, opts)
+    torch.testing.assert_close(n.double(), n_ref, rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(F.double(), F_ref, rtol=1e-3, atol=1e-5)

@@ -12,6 +12,7 @@ holds ``[n̂₀; ê₁ … ê_{N_r}]``, ``F[B, m, m, m]`` the fast weights.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -82,6 +83,15 @@ def _segment_masks(
         same_segment = (segment.unsqueeze(2) == segment.unsqueeze(1)) & causal
         from_start = segment == 0
     return same_segment.to(like.dtype), from_start.to(like.dtype), reset_at
+
+
+def _decay(log_g_at: Tensor, log_g_before: Tensor, same_segment: Tensor) -> Tensor:
+    """Coefficient ``exp(log g_t − log g_{r-1})`` of write ``r`` in ``F_t`` ``[B, C, C]``, zero where
+    ``r`` is not in ``t``'s segment. The exponent is masked before ``exp``: for ``r > t`` it is
+    positive and, where the chunk's writes shrink ``F`` by more than float32's range, ``exp``
+    would give ``inf`` and the mask ``inf · 0 = NaN``."""
+    exponent = log_g_at.unsqueeze(2) - log_g_before.unsqueeze(1)
+    return exponent.masked_fill(same_segment == 0, -math.inf).exp()
 
 
 def _compiled(opts: FWMScanOptions, like: Tensor) -> bool:
@@ -558,7 +568,7 @@ def _chunk_scan(
     log_g_at = torch.cat([log_g_before[:, 1:], log_g.unsqueeze(1)], dim=1)  # log g_t
 
     # Coefficient of write r in F_t, and of F_0 in F_t.
-    decay = torch.exp(log_g_at.unsqueeze(2) - log_g_before.unsqueeze(1)) * same_segment
+    decay = _decay(log_g_at, log_g_before, same_segment)
     initial = torch.exp(log_g_at) * from_start  # [B, C]
 
     n = read[..., :m]
@@ -795,7 +805,7 @@ def _lowrank_chunk_scan(
         _compiled(opts, v),
     )
     log_g_at = torch.cat([log_g_before[:, 1:], log_g.unsqueeze(1)], dim=1)  # log g_t
-    decay = torch.exp(log_g_at.unsqueeze(2) - log_g_before.unsqueeze(1)) * same_segment
+    decay = _decay(log_g_at, log_g_before, same_segment)
     initial = torch.exp(log_g_at) * from_start  # [B, C]
 
     if opts.tanh_query:
