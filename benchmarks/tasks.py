@@ -12,6 +12,9 @@
   256 / 32: per-task test accuracy.
 * lm: FWM vs LSTM on the generated grammar corpus: validation perplexity curves.
 
+A model whose loss or gradient becomes non-finite stops there and is evaluated with its last good
+weights (``diverged`` in the JSON names the step; the table marks it).
+
 ``--budget`` is training CPU seconds per model (process time, evaluation not counted), so that two
 runs sharing the machine still get the same compute each; ``--set key=value`` overrides config fields
 for every model. Results go to
@@ -36,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fwmrl.config import load_config  # noqa: E402
+from fwmrl.errors import NonFiniteLossError  # noqa: E402
 from fwmrl.tasks.job import build_trainer, load_task_data  # noqa: E402
 from fwmrl.tasks.streams import HEADLINE  # noqa: E402
 
@@ -75,9 +79,15 @@ def run_model(config, data, budget: float, probe_windows: int | None) -> dict:  
     curve = []
     trained = 0.0
     next_probe = budget / 6
+    diverged = None
     while trained < budget:
         start = time.process_time()
-        trainer.learn_update()
+        try:
+            trainer.learn_update()
+        except NonFiniteLossError as err:  # the weights are those before the bad step
+            diverged = str(err)
+            print(f"  {trained:6.0f}s {diverged}: evaluating the last good weights", flush=True)
+            break
         trained += time.process_time() - start
         if trained >= next_probe or trained >= budget:
             valid = trainer.evaluate("valid", max_windows=probe_windows)
@@ -90,6 +100,7 @@ def run_model(config, data, budget: float, probe_windows: int | None) -> dict:  
         "train_seconds": round(trained, 1),
         "steps_per_s": trainer.update / trained,
         "curve": curve,
+        "diverged": diverged,
         "valid": trainer.evaluate("valid"),
         "test": trainer.evaluate("test"),
     }
@@ -128,8 +139,9 @@ def report(results: dict, task: str, png: Path) -> None:
     print("| " + " | ".join(cols) + " |")
     print("|" + "---|" * len(cols))
     for name, r in results.items():
-        best = better(p[key] for p in r["curve"])
-        row = [name, f"{r['parameters']:,}", f"{r['steps']:,}", f"{best:.4f}"]
+        best = better((p[key] for p in r["curve"]), default=math.nan)
+        steps = f"{r['steps']:,}" + (" (diverged)" if r.get("diverged") else "")
+        row = [name, f"{r['parameters']:,}", steps, f"{best:.4f}"]
         row += [
             f"{r[s][key]:.4f}" if math.isfinite(r[s][key]) else "nan" for s in ("valid", "test")
         ]
