@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 import time
 from pathlib import Path
@@ -149,16 +150,61 @@ def report(results: dict, task: str, png: Path) -> None:
         print("| " + " | ".join(row) + " |")
 
 
+def _seed(record: dict, path: str) -> int | None:
+    """The record's seed (files written before it was recorded: ``_sN`` in the file name)."""
+    if "seed" in record:
+        return int(record["seed"])
+    found = re.search(r"_s(\d+)", Path(path).stem)
+    return int(found.group(1)) if found else None
+
+
+def seed_summary(results: dict[str, dict], seeds: dict[str, int | None], task: str) -> None:
+    """Mean ± std over seeds of each model's test metrics (rows named ``model sN``)."""
+    key = HEADLINE[task][0]
+    by_model: dict[str, list[dict]] = {}
+    for name, r in results.items():
+        by_model.setdefault(name.split(" s")[0], []).append(r)
+    extra = sorted({k for r in results.values() for k in r["test"] if k.startswith("acc_qa")})
+    cols = ["model", "seeds", "parameters", f"test {key}", *extra]
+    print("| " + " | ".join(cols) + " |")
+    print("|" + "---|" * len(cols))
+    for model, runs in by_model.items():
+
+        def mean_std(metric: str, runs: list[dict] = runs) -> str:
+            values = [r["test"][metric] for r in runs]
+            mean = sum(values) / len(values)
+            std = math.sqrt(sum((v - mean) ** 2 for v in values) / max(1, len(values) - 1))
+            return f"{mean:.3f} ± {std:.3f}" if len(values) > 1 else f"{mean:.3f}"
+
+        names = sorted(n for n in results if n.split(" s")[0] == model)
+        row = [model, ", ".join(str(seeds[n]) for n in names), f"{runs[0]['parameters']:,}"]
+        row += [mean_std(key), *(mean_std(k) for k in extra)]
+        print("| " + " | ".join(row) + " |")
+
+
 def merge(task: str, paths: list[str], out: Path, tag: str) -> int:
-    """One table, curve plot and JSON from result files of runs made in parallel."""
+    """One table, curve plot and JSON from result files of runs made in parallel; where a model
+    ran with several seeds its rows are ``model sN`` and a mean ± std table follows."""
     records = [json.loads(Path(p).read_text()) for p in paths]
     if any(r["task"] != task for r in records):
         raise SystemExit(f"--merge: every file must hold {task!r} results")
-    results = {name: r for record in records for name, r in record["results"].items()}
-    merged = {**records[0], "results": results, "merged_from": paths}
+    names = [name for record in records for name in record["results"]]
+    several = len(set(names)) < len(names)
+    results, seeds = {}, {}
+    for path, record in zip(paths, records, strict=True):
+        seed = _seed(record, path)
+        for name, r in record["results"].items():
+            row = f"{name} s{seed}" if several else name
+            if row in results:
+                raise SystemExit(f"--merge: {row!r} appears twice (same model and seed)")
+            results[row], seeds[row] = r, seed
+    merged = {**records[0], "results": results, "seeds": seeds, "merged_from": paths}
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{task}{tag}.json").write_text(json.dumps(merged, indent=2) + "\n")
     report(results, task, out / f"{task}{tag}.png")
+    if several:
+        print()
+        seed_summary(results, seeds, task)
     return 0
 
 
@@ -198,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
             "task": args.task,
             "budget_cpu_s": args.budget,
             "threads": 1,
+            "seed": args.seed,
             "overrides": args.set,
             "results": results,
         }
