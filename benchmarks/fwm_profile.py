@@ -11,7 +11,8 @@ shapes:
   projections (no memory);
 * *F contractions*: every bulk contraction of the chunked scan with the chunk's initial ``F``
   (``N_r + 1`` batched reads per chunk and the end-of-chunk write), with their backward;
-* *recurrence*: the sequential delta-rule/norm loop (:class:`fwmrl.memory.fwm_scan._DeltaRecurrence`);
+* *recurrence*: the sequential delta-rule/norm loop the chunked scan runs
+  (:class:`fwmrl.memory.fwm_scan._ScaledDeltaRecurrence`, in its C kernel where that builds);
 * *rest of the scan*: the whole core minus the three parts above (key products, masks, layer
   norms, the chunk's small matrix products).
 
@@ -34,8 +35,8 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fwmrl.memory import FWMCore  # noqa: E402
-from fwmrl.memory.fwm_scan import _DeltaRecurrence, hop_many  # noqa: E402
+from fwmrl.memory import FWMCore, fwm_kernel  # noqa: E402
+from fwmrl.memory.fwm_scan import _ScaledDeltaRecurrence, hop_many  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,11 +99,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     rec_inputs = tuple(t.requires_grad_(True) for t in rec_inputs)
     norm_sq = torch.rand(B, requires_grad=True)
+    compiled = fwm_kernel.available(rec_inputs[0], m)
 
     def recurrence() -> None:
         total = 0
         for _ in range(chunks):
-            U_, before, end = _DeltaRecurrence.apply(*rec_inputs, None, norm_sq)
+            U_, before, end = _ScaledDeltaRecurrence.apply(*rec_inputs, None, norm_sq, compiled)
             total = total + U_.sum() + before.sum() + end.sum()
         total.backward()
 
