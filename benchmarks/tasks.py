@@ -30,6 +30,7 @@ import argparse
 import json
 import math
 import re
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -161,23 +162,26 @@ def _seed(record: dict, path: str) -> int | None:
 def seed_summary(results: dict[str, dict], seeds: dict[str, int | None], task: str) -> None:
     """Mean ± std over seeds of each model's test metrics (rows named ``model sN``)."""
     key = HEADLINE[task][0]
-    by_model: dict[str, list[dict]] = {}
-    for name, r in results.items():
-        by_model.setdefault(name.split(" s")[0], []).append(r)
+    by_model: dict[str, list[str]] = {}
+    for name in sorted(results):
+        by_model.setdefault(name.split(" s")[0], []).append(name)
     extra = sorted({k for r in results.values() for k in r["test"] if k.startswith("acc_qa")})
     cols = ["model", "seeds", "parameters", f"test {key}", *extra]
     print("| " + " | ".join(cols) + " |")
     print("|" + "---|" * len(cols))
-    for model, runs in by_model.items():
+    for model, names in by_model.items():
 
-        def mean_std(metric: str, runs: list[dict] = runs) -> str:
-            values = [r["test"][metric] for r in runs]
-            mean = sum(values) / len(values)
-            std = math.sqrt(sum((v - mean) ** 2 for v in values) / max(1, len(values) - 1))
-            return f"{mean:.3f} ± {std:.3f}" if len(values) > 1 else f"{mean:.3f}"
+        def mean_std(metric: str, names: list[str] = names) -> str:
+            values = [results[n]["test"][metric] for n in names]
+            if len(values) == 1:
+                return f"{values[0]:.3f}"
+            return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
-        names = sorted(n for n in results if n.split(" s")[0] == model)
-        row = [model, ", ".join(str(seeds[n]) for n in names), f"{runs[0]['parameters']:,}"]
+        row = [
+            model,
+            ", ".join(str(seeds[n]) for n in names),
+            f"{results[names[0]]['parameters']:,}",
+        ]
         row += [mean_std(key), *(mean_std(k) for k in extra)]
         print("| " + " | ".join(row) + " |")
 
