@@ -14,6 +14,7 @@ the output and the state.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple, TypeVar
 
@@ -23,6 +24,12 @@ from torch.utils.checkpoint import checkpoint
 from typing_extensions import override
 
 S = TypeVar("S", bound="CoreState")
+
+
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    """A state class's field names (``dataclasses.fields`` costs microseconds per acting step)."""
+    return tuple(field.name for field in dataclasses.fields(cls))
 
 
 @dataclasses.dataclass
@@ -35,8 +42,8 @@ class CoreState:
 
     def tensors(self) -> Iterator[tuple[str, Tensor]]:
         """Yield ``(field name, tensor)`` pairs in declaration order."""
-        for field in dataclasses.fields(self):
-            yield field.name, getattr(self, field.name)
+        for name in _field_names(type(self)):
+            yield name, getattr(self, name)
 
     def _map(self: S, fn: Any) -> S:
         return type(self)(**{name: fn(t) for name, t in self.tensors()})

@@ -279,9 +279,15 @@ class FWMCore(MemoryCore):
             return False
         if not _compiled(self.scan_options, x) or not self._lowrank_fits(state.memory, resets, 1):
             return False
-        if x.dtype != self.out_proj.weight.dtype or state.k1.dtype != x.dtype:
+        submodules = self._modules  # (plain dict lookups: Module.__getattr__ costs per step)
+        if (
+            x.dtype != submodules["out_proj"]._parameters["weight"].dtype
+            or state.k1.dtype != x.dtype
+        ):
             return False
-        modules = (self.controller, self.write_proj, self.read_proj, self.out_proj)
+        modules = [
+            submodules[name] for name in ("controller", "write_proj", "read_proj", "out_proj")
+        ]
         global_hooks = nn.modules.module._global_forward_hooks  # noqa: SLF001
         global_pre = nn.modules.module._global_forward_pre_hooks  # noqa: SLF001
         return not (
@@ -294,21 +300,25 @@ class FWMCore(MemoryCore):
         """The parameters as :meth:`_fused_step` takes them: ``(W_ihᵀ, W_hhᵀ, b_ih + b_hh,
         [W_write; W_read]ᵀ, [b_write; b_read], W_outᵀ, b_out)``, contiguous, made again whenever
         a parameter changed (its version counter: an optimizer step, a load) or moved."""
-        lstm = self.controller
-        params = (
-            lstm.weight_ih_l0,
-            lstm.weight_hh_l0,
-            lstm.bias_ih_l0,
-            lstm.bias_hh_l0,
-            self.write_proj.weight,
-            self.write_proj.bias,
-            self.read_proj.weight,
-            self.read_proj.bias,
-            self.out_proj.weight,
-            self.out_proj.bias,
+        modules = self._modules  # (plain dict lookups: Module.__getattr__ costs per step)
+        lstm = modules["controller"]._parameters
+        write, read, out = (
+            modules[name]._parameters for name in ("write_proj", "read_proj", "out_proj")
         )
-        key = tuple((p.data_ptr(), p._version, p.dtype) for p in params)  # noqa: SLF001
-        cached = getattr(self, "_acting_cache", None)
+        params = (
+            lstm["weight_ih_l0"],
+            lstm["weight_hh_l0"],
+            lstm["bias_ih_l0"],
+            lstm["bias_hh_l0"],
+            write["weight"],
+            write["bias"],
+            read["weight"],
+            read["bias"],
+            out["weight"],
+            out["bias"],
+        )
+        key = tuple([(p.data_ptr(), p._version, p.dtype) for p in params])  # noqa: SLF001
+        cached = self.__dict__.get("_acting_cache")
         if cached is not None and cached[0] == key:
             return cached[1]
         with torch.no_grad():
