@@ -140,7 +140,8 @@ def worker(config: str, overrides: list[str], updates: int, warmup: int) -> dict
 
 
 COLLECTIVES = ("all_reduce_sum", "any_rank", "all_gather_objects", "broadcast_object")
-"""The :mod:`fwmrl.distributed` calls the A2C makes during an update (timed by the worker)."""
+"""The :mod:`fwmrl.distributed` calls the A2C makes during an update (timed by the worker, with
+``EpisodeEnds.finish``; a revision before it: ``any_rank_started``, not timed)."""
 
 
 def data_parallel_worker(
@@ -181,6 +182,11 @@ def data_parallel_worker(
 
     for name in COLLECTIVES:
         setattr(distributed, name, timed(getattr(distributed, name)))
+    ends = getattr(
+        distributed, "EpisodeEnds", None
+    )  # (a revision before it: a collective per step)
+    if ends is not None:
+        ends.finish = timed(ends.finish)
     meet = os.environ.get("FWMRL_BENCH_MEET")  # independent processes: start together
     if meet:
         file_barrier(meet, "start")

@@ -139,24 +139,42 @@ def any_rank(flag: bool, device: torch.device | str = "cpu") -> bool:
     return bool(box.item())
 
 
-class PendingFlag:
-    """The answer of :func:`any_rank_started`, still in flight: :meth:`wait` returns it."""
+class EpisodeEnds:
+    """The length of an episode-mode rollout under ``torchrun``: the step after which the last env
+    of any rank ended, known without a collective per step.
 
-    def __init__(self, box: torch.Tensor, work: Any) -> None:
-        self._box, self._work = box, work
+    Made by every rank at the start of a rollout: it posts one receive from each other rank. A
+    rank whose envs have all ended calls :meth:`finish` with its own step count: that sends it to
+    every other rank and waits for theirs, so a rank still stepping envs never waits, and each
+    rollout exchanges one message per pair of ranks (a one-element ``all_reduce`` per step wakes
+    gloo's threads at every step and cost part of the data-parallel speed-up). The messages of
+    consecutive rollouts between two ranks arrive in the order sent."""
 
-    def wait(self) -> bool:
-        """Whether the flag was True on any rank (blocks until every rank has sent its own)."""
-        self._work.wait()
-        return bool(self._box.item())
+    _TAG = 7201
 
+    def __init__(self, device: torch.device | str = "cpu") -> None:
+        self._device = device
+        self._me, world = dist.get_rank(), dist.get_world_size()
+        self._peers = [r for r in range(world) if r != self._me]
+        self._boxes = [torch.zeros(1, dtype=torch.long, device=device) for _ in self._peers]
+        self._receives = [
+            dist.irecv(box, src=peer, tag=self._TAG)
+            for box, peer in zip(self._boxes, self._peers, strict=True)
+        ]
+        self.steps: int | None = None
+        """The rollout's length once :meth:`finish` has returned."""
 
-def any_rank_started(flag: bool, device: torch.device | str = "cpu") -> PendingFlag:
-    """:func:`any_rank` started without waiting for the other ranks, so that work which does not
-    depend on the answer overlaps the collective; every rank must start it at the same point."""
-    box = torch.tensor([1.0 if flag else 0.0], device=device)
-    work = dist.all_reduce(box, op=dist.ReduceOp.MAX, async_op=True)
-    return PendingFlag(box, work)
+    def finish(self, steps: int) -> int:
+        """Tell the other ranks that this rank's envs have all ended after ``steps`` steps (or
+        that the step limit was reached) and return the largest such count over the ranks."""
+        if self.steps is not None:
+            raise RuntimeError("EpisodeEnds.finish: already called for this rollout")
+        mine = torch.tensor([steps], dtype=torch.long, device=self._device)
+        sends = [dist.isend(mine, dst=peer, tag=self._TAG) for peer in self._peers]
+        for work in [*self._receives, *sends]:
+            work.wait()
+        self.steps = max(steps, *(int(box.item()) for box in self._boxes))
+        return self.steps
 
 
 def concat_batches(parts: list[Any], key: str = "") -> Any:

@@ -216,8 +216,8 @@ def test_two_processes_take_the_one_process_updates(request, runs):
 
 def test_episodes_of_varying_length_end_the_rollout_on_every_rank_together(tmp_path):
     """Episode mode where one rank's envs finish before the other's: the finished rank keeps
-    stepping until every env of every rank has finished, as the one-process run does (a rank
-    whose own envs still run never waits for the per-step question)."""
+    stepping until every env of every rank has finished, as the one-process run does (it learns
+    the rollout's length from the other ranks' messages, :class:`fwmrl.distributed.EpisodeEnds`)."""
     args = [*SMALL, "train.total_steps=2400", "env.kwargs.max_items=6"]
     fork_ranks("train", KEYVALUE, "--run-dir", str(tmp_path / "two"), *args, log=tmp_path / "log")
     train_run(load_config(KEYVALUE, args), tmp_path / "one")

@@ -516,26 +516,16 @@ class A2C:
         initial_state = self.state
         record: dict[str, list[Any]] = collections.defaultdict(list)
         versions = PolicyOutputs.parameter_versions(self.policy) if record_graph else ()
-        # Under torchrun, episode mode: whether any rank's envs still run after a step is asked
-        # without waiting. A rank whose own envs still run knows the answer (yes) and never waits
-        # for it inside the loop (the answers are collected after it, `unread`); a rank whose envs
-        # have all finished awaits it after the next policy step, which overlaps the collective;
-        # when no env runs any more, that policy step is the bootstrap's.
-        running: distributed.PendingFlag | None = None
-        unread: list[distributed.PendingFlag] = []
-        bootstrap: Tensor | None = None
-        for _ in range(max_steps):
+        # Under torchrun, episode mode: a rank whose envs have all ended learns the rollout's
+        # length from the others (it steps on, without valid steps, until the last rank's envs end).
+        ends = distributed.EpisodeEnds(self.device) if episode_mode and self.world > 1 else None
+        for step in range(1, max_steps + 1):
             obs, starts = self._tensor(self.obs), self._tensor(self.starts)
             with torch.set_grad_enabled(record_graph):
                 logits, value, state, aux = self.policy.forward_flat(
                     obs.unsqueeze(0), self.state, starts.unsqueeze(0)
                 )  # a one-step window: with its aux loss [1, B] (MNM's meta loss)
                 logits, value = logits.squeeze(0), value.squeeze(0)
-            if running is not None:
-                any_running, running = running.wait(), None
-                if not any_running:
-                    bootstrap = value.detach()
-                    break
             self.state = state
             with torch.set_grad_enabled(record_graph):
                 if record_graph:  # (views made without grad mode would drop the graph)
@@ -567,16 +557,15 @@ class A2C:
             self.env_steps += self.global_num_envs
             if episode_mode:
                 alive &= ~ended
-                if self.world > 1:
-                    question = distributed.any_rank_started(bool(alive.any()), self.device)
-                    if alive.any():  # the answer is yes: read it after the rollout
-                        unread.append(question)
-                    else:
-                        running = question
-                elif not alive.any():
+                if ends is None:
+                    if not alive.any():
+                        break
+                elif ends.steps is None and not alive.any():
+                    ends.finish(step)
+                if ends is not None and ends.steps == step:
                     break
-        for question in [*unread, *([running] if running is not None else [])]:
-            question.wait()  # (max_steps reached: the last question is still open)
+        if ends is not None and ends.steps is None:
+            ends.finish(max_steps)  # (some env still ran at the step limit)
         self._flush_episodes()
         outputs = None
         if record_graph:
@@ -588,10 +577,10 @@ class A2C:
                     aux=torch.stack(record["aux"]) if record["aux"] else None,
                     versions=versions,
                 )
-        if bootstrap is None:  # the value of the observation after the rollout (state not advanced)
-            _, bootstrap, _ = self.policy.step_flat(
-                self._tensor(self.obs), self.state, self._tensor(self.starts)
-            )
+        # the value of the observation after the rollout (the state not advanced)
+        _, bootstrap, _ = self.policy.step_flat(
+            self._tensor(self.obs), self.state, self._tensor(self.starts)
+        )
         record["values"].append(bootstrap)
 
         def stack(key: str, dtype: torch.dtype | None = None) -> Tensor:
