@@ -332,7 +332,7 @@ def main() -> None:
     ]
     results, before = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        from sb3 import source_tree  # benchmarks/sb3.py (run as a script)
+        from _revision import source_tree  # benchmarks/_revision.py (run as a script)
 
         baseline_tree = source_tree(args.baseline, Path(tmp)) if args.baseline else None
         for i in selected:

@@ -26,13 +26,13 @@ import os
 import resource
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from _revision import revision as commit_label  # benchmarks/_revision.py (run as a script)
+from _revision import source_tree
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The SB3 drop-ins before issue 18 (minibatches of one sequence with the constructor defaults).
@@ -169,18 +169,6 @@ def run_eval(request: dict[str, Any]) -> dict[str, dict[str, float]]:
             best["wall"][name] = min(best["wall"][name], time.perf_counter() - start)
             best["cpu"][name] = min(best["cpu"][name], time.process_time() - cpu_start)
     return best
-
-
-def source_tree(revision: str, into: Path) -> Path:
-    """``fwmrl/`` of ``revision`` extracted into ``into`` (``git archive``)."""
-    archive = into / "tree.tar"
-    with archive.open("wb") as out:
-        subprocess.run(
-            ["git", "-C", str(ROOT), "archive", revision, "fwmrl"], stdout=out, check=True
-        )
-    with tarfile.open(archive) as tar:
-        tar.extractall(into / "tree", filter="data")
-    return into / "tree"
 
 
 def run_worker(tree: Path, mode: str, request: dict[str, Any]) -> dict[str, Any]:

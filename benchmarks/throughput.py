@@ -56,7 +56,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from collections.abc import Callable
@@ -65,6 +64,7 @@ from typing import Any
 
 import torch
 from _revision import revision as commit_label  # benchmarks/_revision.py (run as a script)
+from _revision import source_tree
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV_KWARGS = {"size": 5, "view": 3, "max_steps": 50}
@@ -439,20 +439,6 @@ def load_config_file(config: str) -> dict[str, Any]:
     from fwmrl.config import load_config
 
     return load_config(ROOT / "configs" / f"{config}.yaml").to_dict()
-
-
-def source_tree(revision: str, into: Path) -> Path:
-    """``fwmrl/`` and ``configs/`` of ``revision`` extracted into ``into`` (``git archive``)."""
-    archive = into / "tree.tar"
-    with archive.open("wb") as out:
-        subprocess.run(
-            ["git", "-C", str(ROOT), "archive", revision, "fwmrl", "configs"],
-            stdout=out,
-            check=True,
-        )
-    with tarfile.open(archive) as tar:
-        tar.extractall(into / "tree", filter="data")
-    return into / "tree"
 
 
 def run_worker(
