@@ -19,13 +19,15 @@ QUIET = ["logging.tensorboard=false", "train.progress=false"]
 
 
 def _train_and_evaluate(
-    name: str, *overrides: str, deterministic: bool = False
+    name: str, *overrides: str, deterministic: bool = False, episodes: int = 32
 ) -> dict[str, float]:
     config = load_config(ROOT / "configs" / name, [*QUIET, *overrides])
     agent = build_agent(config)
     try:
         agent.learn(config.train.total_steps)
-        return evaluate_from_config(agent.policy, config, episodes=32, deterministic=deterministic)
+        return evaluate_from_config(
+            agent.policy, config, episodes=episodes, deterministic=deterministic
+        )
     finally:
         agent.close()
 
@@ -106,15 +108,14 @@ def test_ppo_fwm_recalls_a_continuous_cue_that_an_mlp_cannot() -> None:
 
 @pytest.mark.slow
 def test_a2c_fwm_swings_up_pendulum() -> None:
-    """A2C + FWM on Pendulum-v1, 400,128 steps with lr 5e-4 falling linearly to 0 (about 50-60
-    CPU-s). Scored with the policy's mean action over 32 episodes by this test's own train and
-    evaluate: -306.1, -304.1 and -244.6 (seeds 0, 1, 2 at 0159d42); random play -1200, a policy
-    that swings up from every start about -150. The bar is what A2C + FWM reaches on every seed
-    measured, with room for float rounding; the issue's -300 is not met reliably by A2C (seeds
-    scatter by about 50 points around it, and none of the variants in
-    docs/results/pendulum/a2c_fwm_test_path_sweep.csv changed that); PPO + FWM meets it (below)."""
-    result = _train_and_evaluate("pendulum_fwm_a2c.yaml", deterministic=True)
-    assert result["return_mean"] >= -400.0, result
+    """A2C + FWM on Pendulum-v1, 400,128 steps with lr 5e-4 falling linearly to 0 (about 40-60
+    CPU-s), scored with the policy's mean action over 128 episodes: -272.7, -273.9 and -251.0 for
+    seeds 0, 1, 2 with the library code of 2237ada (episode returns spread by about 160, so the mean's standard error is
+    about 14; over the first 32 episodes alone seeds 0 and 1 read -306.1 and -304.1,
+    docs/results/pendulum/README.md). Random play -1200; a policy that swings up from every start
+    about -150."""
+    result = _train_and_evaluate("pendulum_fwm_a2c.yaml", deterministic=True, episodes=128)
+    assert result["return_mean"] >= -300.0, result
 
 
 @pytest.mark.slow

@@ -3,11 +3,14 @@
 
     OMP_NUM_THREADS=1 .venv/bin/python docs/results/pendulum/slow_test_path.py SEED [KEY=VALUE ...]
 
+``FWMRL_EVAL_EPISODES=N`` scores over ``N`` episodes instead of the test's 32.
+
 Made the rows of ``a2c_fwm_test_path_sweep.csv``."""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -29,13 +32,21 @@ def main() -> None:
     agent = build_agent(config)
     try:
         agent.learn(config.train.total_steps)
-        result = evaluate_from_config(agent.policy, config, episodes=32, deterministic=True)
+        episodes = int(os.environ.get("FWMRL_EVAL_EPISODES", "32"))
+        result = evaluate_from_config(agent.policy, config, episodes=episodes, deterministic=True)
     finally:
         agent.close()
     cpu_s = round(time.process_time() - start, 1)
     print(
         json.dumps(
-            {"seed": seed, "overrides": overrides, "return": result["return_mean"], "cpu_s": cpu_s}
+            {
+                "seed": seed,
+                "overrides": overrides,
+                "episodes": episodes,
+                "return": result["return_mean"],
+                "return_std": result.get("return_std"),
+                "cpu_s": cpu_s,
+            }
         )
     )
 
