@@ -187,11 +187,13 @@ def main() -> None:
     )
     kinds = ["products", "fused_lstm", "elementwise", "layout", "other_operators", "outside"]
     print(
-        "| env | settings | core | train() CPU s | aten operators | matmul MFLOP | matmul GFLOP/s "
+        "| env | settings | core | train() CPU s | aten operators | µs per operator | matmul MFLOP "
+        "| matmul GFLOP/s "
         "| × 1024³ GEMM | minibatch-size GEMM GFLOP/s | share: matmul | fused LSTM (oneDNN) "
-        "| elementwise and reductions | copies and views | other operators | outside operators |"
+        "| elementwise and reductions | copies and views | other operators "
+        "| outside operators (with the profiler's cost) |"
     )
-    print("|---|---|---|" + "---:|" * 13)
+    print("|---|---|---|" + "---:|" * 14)
     for env_key in args.envs:
         for settings in args.settings:
             for core in args.cores:
@@ -199,7 +201,8 @@ def main() -> None:
                 shares = " | ".join(f"{r[k]:.0%}" for k in kinds)
                 print(
                     f"| {ENVS[env_key][0]} | {settings} | {core} | {r['train_cpu_s']:.3f} "
-                    f"| {r['operators']:,} | {r['mflop']:.0f} | {r['product_gflops']:.1f} "
+                    f"| {r['operators']:,} | {r['train_cpu_s'] / r['operators'] * 1e6:.1f} "
+                    f"| {r['mflop']:.0f} | {r['product_gflops']:.1f} "
                     f"| {r['product_gflops'] / large:.2f} | {r['minibatch_gemm_gflops']:.1f} "
                     f"| {shares} |",
                     flush=True,
