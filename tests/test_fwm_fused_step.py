@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from fwmrl.memory import fwm_kernel
-from fwmrl.memory.fwm import FWMCore, FWMLowRankState
+from fwmrl.memory.fwm import FWMCore, FWMLowRankState, FWMState
 
 pytestmark = pytest.mark.skipif(
     not fwm_kernel.available(torch.zeros(1), 16), reason="no C compiler for the kernel"
@@ -72,6 +72,51 @@ def test_fused_steps_equal_eager_with_resets(
         assert (states[1].weight < 1).any()  # the norm bound acted
 
 
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"residual": False, "tanh_query": True, "tanh_hop_keys": False, "write_scale": 1.0}],
+)
+@pytest.mark.parametrize(("dtype", "tol"), [(torch.float64, 1e-9), (torch.float32, 1e-4)])
+@pytest.mark.parametrize("start", ["factors", "dense"])
+def test_dense_fused_steps_equal_eager_with_resets(
+    options: dict, dtype: torch.dtype, tol: float, start: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past ``lowrank_max_writes`` (or from a dense state) the step runs ``acting_dense``: the
+    eager step's outputs and states, with resets of some and of all sequences."""
+    fused, eager = _pair(dtype, lowrank_max_writes=5, **options)
+    calls = [0]
+    original = fwm_kernel.acting_dense
+
+    def counted(*args: object, **kwargs: object) -> object:
+        calls[0] += 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(fwm_kernel, "acting_dense", counted)
+    steps, batch = 20, 6
+    gen = torch.Generator().manual_seed(2)
+    x = 2 * torch.randn(steps, 1, batch, fused.input_size, generator=gen, dtype=dtype)
+    resets = torch.rand(steps, 1, batch, generator=gen) < 0.15
+    resets[0] = start == "factors"
+    resets[13] = True  # every sequence: F starts again (dense: zeroed by the kernel)
+    initial = {"factors": "initial_episode_state", "dense": "initial_state"}[start]
+    states = [getattr(core, initial)(batch).to(dtype=dtype) for core in (fused, eager)]
+    bounded: list[float] = []
+    with torch.no_grad():
+        for t in range(steps):
+            got, states[0], _ = fused(x[t], states[0], resets[t])
+            want, states[1], _ = eager(x[t], states[1], resets[t])
+            torch.testing.assert_close(got, want, rtol=0, atol=tol)
+            assert type(states[0]) is type(states[1])
+            if isinstance(states[0], FWMState):
+                bounded.append(float(states[0].F.flatten(1).norm(dim=1).max()))
+    assert calls[0] > 0
+    assert isinstance(states[0], FWMState)
+    for (_, got), (_, want) in zip(states[0].tensors(), states[1].tensors(), strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=tol)
+    if options.get("write_scale") == 1.0:
+        assert max(bounded) > 1 - 1e-6  # the norm bound acted at some step
+
+
 def test_fused_weights_follow_parameter_changes(monkeypatch: pytest.MonkeyPatch) -> None:
     fused, eager = _pair(torch.float64)
     calls = _count_fused(monkeypatch)
@@ -103,7 +148,7 @@ def test_fused_step_not_taken_with_gradients_or_hooks(monkeypatch: pytest.Monkey
     assert len(seen) == 1 and calls[0] == 0  # the hook saw the write (the memory plot's)
     with torch.no_grad():
         fused(x, fused.initial_episode_state(4))
-        fused(x, fused.initial_state(4))  # a dense state: the dense scans
+        fused(x, fused.initial_state(4))  # a dense state: the dense kernel (acting_dense)
     assert calls[0] == 1
 
 

@@ -259,30 +259,36 @@ class FWMCore(MemoryCore):
         resets: Tensor | None = None,
     ) -> CoreOutput:
         x, state, resets = self._check_inputs(x, state, resets)
-        if x.shape[0] == 1 and isinstance(state, FWMLowRankState) and self._fused(x, state, resets):
-            return self._fused_step(x, state, resets)
+        if x.shape[0] == 1 and self._fused(x, state):
+            if not isinstance(state, FWMLowRankState):
+                return self._fused_dense_step(x, state, resets)
+            if self._lowrank_fits(state.memory, resets, 1):
+                return self._fused_step(x, state, resets)
+            return self._fused_dense_step(x, state.to_dense(), resets)
         z, h, c, write, read = self._controller(x, state, resets)
         n, memory = self._memory(write, read, state, resets)
         return CoreOutput(self._output(n, z), self._new_state(h, c, memory), None)
 
-    def _fused(self, x: Tensor, state: FWMLowRankState, resets: Tensor | None) -> bool:
-        """Whether a one-step window runs as :func:`fwmrl.memory.fwm_kernel.acting_step`: no
-        autograd (grad mode off, or nothing that needs a gradient), the compiled kernels on,
-        the factors within ``lowrank_max_writes``, one dtype, and no forward hooks on the
-        submodules (which the kernel would not call, e.g. the memory plot's on ``write_proj``)."""
+    def _fused(self, x: Tensor, state: FWMState | FWMLowRankState) -> bool:
+        """Whether a one-step window runs in the compiled kernels (:meth:`_fused_step` on
+        factors within ``lowrank_max_writes``, :meth:`_fused_dense_step` otherwise): no autograd
+        (grad mode off, or nothing that needs a gradient), the compiled kernels on, one dtype,
+        and no forward hooks on the submodules (which the kernels would not call, e.g. the memory
+        plot's on ``write_proj``)."""
+        tensors = state.memory if isinstance(state, FWMLowRankState) else (state.F,)
         if torch.is_grad_enabled() and (
             x.requires_grad
             or state.h.requires_grad
-            or any(t.requires_grad for t in state.memory)
+            or any(t.requires_grad for t in tensors)
             or any(p.requires_grad for p in self.parameters())
         ):
             return False
-        if not _compiled(self.scan_options, x) or not self._lowrank_fits(state.memory, resets, 1):
+        if self.state_form == "dense" or not _compiled(self.scan_options, x):
             return False
         submodules = self._modules  # (plain dict lookups: Module.__getattr__ costs per step)
         if (
             x.dtype != submodules["out_proj"]._parameters["weight"].dtype
-            or state.k1.dtype != x.dtype
+            or tensors[0].dtype != x.dtype
         ):
             return False
         modules = [
@@ -373,6 +379,41 @@ class FWMCore(MemoryCore):
         y = torch.addmm(b_out if base is None else base, n, w_out)
         new_state = FWMLowRankState(h.view(batch, 1, d), c.view(batch, 1, d), *factors)
         return CoreOutput(y.view(1, batch, d), new_state, None)
+
+    def _fused_dense_step(self, x: Tensor, state: FWMState, resets: Tensor | None) -> CoreOutput:
+        """:meth:`_fused_step` on a dense ``F`` (an episode past ``lowrank_max_writes``, or a
+        dense state): the same four matrix products and LSTM cell kernel, and the memory step in
+        :func:`fwmrl.memory.fwm_kernel.acting_dense` (one C loop per sequence over its ``m³``
+        floats instead of about 40 small tensor operations). The same values to float rounding."""
+        batch, d = x.shape[1], self.hidden_size
+        w_ih, w_hh, b_lstm, w_proj, b_proj, w_out, b_out = self._acting_weights()
+        keep, h = None, state.h.reshape(batch, d)
+        gates = torch.addmm(b_lstm, x.view(batch, -1), w_ih)
+        if resets is not None and bool(resets[0].any()):
+            keep = (~resets[0]).to(x.dtype)
+            h = h * keep.unsqueeze(1)
+        gates = gates.addmm_(h, w_hh)
+        h, c, base = fwm_kernel.lstm_cell(
+            gates,
+            state.c.reshape(batch, d),
+            keep,
+            b_out if self.residual else None,
+            self.memory_size,
+        )
+        opts = self.scan_options
+        n, F = fwm_kernel.acting_dense(  # noqa: N806 (the paper's name)
+            torch.addmm(b_proj, h, w_proj),
+            keep,
+            state.F,
+            opts.read_hops,
+            opts.tanh_query * 1 + opts.tanh_hop_keys * 2,
+            opts.layer_norm_eps,
+            opts.write_scale,
+        )
+        y = torch.addmm(b_out if base is None else base, n, w_out)
+        return CoreOutput(
+            y.view(1, batch, d), FWMState(h.view(batch, 1, d), c.view(batch, 1, d), F), None
+        )
 
     def _controller(
         self, x: Tensor, state: FWMState | FWMLowRankState, resets: Tensor | None

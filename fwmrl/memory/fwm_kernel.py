@@ -218,6 +218,73 @@ void fwm_acting_memory(long B, long R, long hops, long flags, REAL eps, REAL wri
     }
 }
 
+/* FWMCore's acting step on a dense F ([B, m, m, m], contiguous) per sequence: the activations of
+   proj as in fwm_acting_memory, the reset (keep [B], NULL: none; 0 zeroes the sequence's F), the
+   delta-rule write F += k1 (x) k2 (x) λβ(v - v_old), the norm bound F /= max(1, |F|) and the N_r
+   hops n = LN(sum_ij n_i e_j F_ij.); n_out [B, m] gets the last hop's read, Fo [B, m, m, m] the
+   new F (the same equations as single_step_scan in fwm_scan.py). */
+void fwm_acting_dense(long B, long hops, long flags, REAL eps, REAL write_scale, const REAL *proj,
+                      const REAL *keep, const REAL *F, REAL *n_out, REAL *Fo) {
+    const long m = M, NW = 3 * m + 1, NR = (hops + 1) * m, P = NW + NR, size = M * M * M;
+    REAL keys[3 * M], act[NR], n[M], vold[M], u[M], t[M * M], val[M];
+    for (long b = 0; b < B; b++) {
+        const REAL kp = keep ? keep[b] : 1, *wr = proj + b * P, *rd = wr + NW;
+        const REAL *Fb = F + b * size;
+        REAL *G = Fo + b * size;
+        for (long j = 0; j < 3 * m; j++) keys[j] = TANH(wr[j]);
+        const REAL rate = write_scale * SIGMOID(wr[3 * m] + 1);
+        for (long j = 0; j < NR; j++) act[j] = TANH(rd[j]);
+        for (long j = 0; j < m; j++) n[j] = (flags & 1) ? act[j] : rd[j];
+        const REAL *e = (flags & 2) ? act + m : rd + m;
+        const REAL *k1 = keys, *k2 = keys + m, *v = keys + 2 * m;
+        for (long p = 0; p < m; p++) vold[p] = 0;
+        for (long i = 0; i < m; i++) {
+            for (long j = 0; j < m; j++) {
+                const REAL c = k1[i] * k2[j] * kp, *row = Fb + (i * m + j) * m;
+                for (long p = 0; p < m; p++) vold[p] += c * row[p];
+            }
+        }
+        for (long p = 0; p < m; p++) u[p] = rate * (v[p] - vold[p]);
+        REAL nsq = 0;
+        for (long i = 0; i < m; i++) {
+            for (long j = 0; j < m; j++) {
+                const REAL c = k1[i] * k2[j], *row = Fb + (i * m + j) * m;
+                REAL *out = G + (i * m + j) * m, part = 0;
+                for (long p = 0; p < m; p++) out[p] = kp * row[p] + c * u[p];
+                SIMD_SUM(part)
+                for (long p = 0; p < m; p++) part += out[p] * out[p];
+                nsq += part;
+            }
+        }
+        if (nsq > 1) {
+            const REAL norm = SQRT(nsq);
+            for (long k = 0; k < size; k++) G[k] /= norm;
+        }
+        for (long h = 0; h < hops; h++) {
+            for (long k = 0; k < m * m; k++) t[k] = 0;
+            for (long i = 0; i < m; i++) {
+                const REAL ni = n[i], *slab = G + i * m * m;
+                for (long k = 0; k < m * m; k++) t[k] += ni * slab[k];
+            }
+            for (long p = 0; p < m; p++) val[p] = 0;
+            for (long j = 0; j < m; j++) {
+                const REAL ej = e[h * m + j], *row = t + j * m;
+                for (long p = 0; p < m; p++) val[p] += ej * row[p];
+            }
+            REAL mean = 0, var = 0;
+            SIMD_SUM(mean)
+            for (long p = 0; p < m; p++) mean += val[p];
+            mean /= m;
+            SIMD_SUM(var)
+            for (long p = 0; p < m; p++) var += (val[p] - mean) * (val[p] - mean);
+            var /= m;
+            const REAL inv = 1 / SQRT(var + eps);
+            for (long p = 0; p < m; p++) n[p] = (val[p] - mean) * inv;
+        }
+        memcpy(n_out + b * m, n, sizeof(REAL) * m);
+    }
+}
+
 /* The forward of _ScaledDeltaRecurrence in fwm_scan.py per sequence: the scaled delta-rule values
    su, the scaled old values sv ([B, C, m]) and the running norm bound S ([B, C + 1]). keep may be
    NULL (no resets). */
@@ -848,6 +915,7 @@ _ARGUMENTS = {
     "fwm_lstm_cell": ["long", "long", *(["pointer"] * 7)],
     "fwm_lstm_cell_backward": ["long", "long", *(["pointer"] * 7)],
     "fwm_acting_memory": [*(["long"] * 4), "real", "real", "long", "long", *(["pointer"] * 13)],
+    "fwm_acting_dense": [*(["long"] * 3), "real", "real", *(["pointer"] * 5)],
     "fwm_delta_forward": ["long", "long", *(["pointer"] * 10)],
     "fwm_delta_backward": ["long", "long", *(["pointer"] * 15)],
     "gfw_step": [*(["long"] * 4), "real", *(["pointer"] * 10)],
@@ -1172,6 +1240,44 @@ def acting_memory(
         *(t.data_ptr() for t in outputs),
     )
     return n, outputs
+
+
+def acting_dense(
+    proj: Tensor,
+    keep: Tensor | None,
+    F: Tensor,  # noqa: N803 (the paper's name)
+    read_hops: int,
+    flags: int,
+    layer_norm_eps: float,
+    write_scale: float,
+) -> tuple[Tensor, Tensor]:
+    """:func:`acting_memory` for a dense ``F [B, m, m, m]`` (episodes longer than the factor
+    form's ``lowrank_max_writes``): the activations, the reset, the write, the norm bound and the
+    hops per sequence in one C loop over its ``m³`` floats, which stay in cache; the same
+    equations as :func:`fwmrl.memory.fwm_scan.single_step_scan` (no autograd).
+
+    Returns
+    -------
+    ``n [B, m]`` (the last hop's read) and the new ``F`` (a new tensor; ``F`` is not changed).
+    """
+    batch, m = F.shape[0], F.shape[1]
+    function, real = _function("fwm_acting_dense", proj, m)
+    proj, F = proj.contiguous(), F.contiguous()
+    keep = None if keep is None else keep.contiguous()
+    n, new_F = proj.new_empty(batch, m), torch.empty_like(F)
+    function(
+        batch,
+        read_hops,
+        flags,
+        real(layer_norm_eps),
+        real(write_scale),
+        proj.data_ptr(),
+        _pointer(keep),
+        F.data_ptr(),
+        n.data_ptr(),
+        new_F.data_ptr(),
+    )
+    return n, new_F
 
 
 def _pointer(t: Tensor | None) -> int | None:
