@@ -1,10 +1,13 @@
 """FWM's acting step against ``torch.nn.LSTMCell(256)``, interleaved in each process.
 
     python benchmarks/acting_step.py [--batch 1 64] [--processes 5] [--baseline REV]
+        [--state factors|dense] [--memory-size 32] [--hidden-size 256]
 
-The reference size of the core benchmark (LSTM 256 + m 32, N_r 3): ``FWMCore.step`` over a
-64-step episode from ``initial_episode_state`` (the fast weights as factors, as A2C and PPO act)
-and ``nn.LSTMCell(256)`` over the same inputs, timed in turns inside one process (three rounds of
+The reference size of the core benchmark (LSTM 256 + m 32, N_r 3; ``--hidden-size``,
+``--memory-size``): ``FWMCore.step`` over a 64-step episode from ``initial_episode_state`` (the
+fast weights as factors, as A2C and PPO episodes start; ``--state dense``: from ``initial_state``'s
+dense ``F``, as steps past ``lowrank_max_writes`` run) and an ``nn.LSTMCell`` of the same size over
+the same inputs, timed in turns inside one process (three rounds of
 20 episodes each, CPU time of one thread), so a burst of load on this shared machine hits both.
 Each of ``--processes`` fresh processes reports the median of its rounds; the table gives the
 median over the processes and their range. With ``--baseline REV`` the processes alternate
@@ -30,7 +33,7 @@ from _revision import ROOT, revision, source_tree  # noqa: E402
 STEPS, EPISODES, ROUNDS = 64, 20, 3
 
 
-def measure(batch: int) -> dict[str, float]:
+def measure(batch: int, state_form: str, hidden: int, memory: int) -> dict[str, float]:
     """µs per step of the FWM core and of the LSTM cell, the medians of interleaved rounds."""
     import torch
 
@@ -38,17 +41,18 @@ def measure(batch: int) -> dict[str, float]:
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    core = make_core("fwm", input_size=256, hidden_size=256, memory_size=32, read_hops=3)
-    cell = torch.nn.LSTMCell(256, 256)
+    core = make_core("fwm", input_size=256, hidden_size=hidden, memory_size=memory, read_hops=3)
+    cell = torch.nn.LSTMCell(256, hidden)
     x = torch.randn(STEPS, batch, 256)
+    start_state = core.initial_episode_state if state_form == "factors" else core.initial_state
 
     def fwm() -> None:
-        state = core.initial_episode_state(batch, "cpu")
+        state = start_state(batch, "cpu")
         for t in range(STEPS):
             _, state = core.step(x[t], state)
 
     def lstm_cell() -> None:
-        h = c = torch.zeros(batch, 256)
+        h = c = torch.zeros(batch, hidden)
         for t in range(STEPS):
             h, c = cell(x[t], (h, c))
 
@@ -64,12 +68,23 @@ def measure(batch: int) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def run_process(batch: int, tree: Path | None) -> dict[str, float]:
+def run_process(batch: int, tree: Path | None, args: argparse.Namespace) -> dict[str, float]:
     """:func:`measure` in a fresh process importing ``fwmrl`` from ``tree`` (None: this one)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     env["PYTHONPATH"] = str(tree or ROOT)
     done = subprocess.run(
-        [sys.executable, __file__, "--one", str(batch)],
+        [
+            sys.executable,
+            __file__,
+            "--one",
+            str(batch),
+            "--state",
+            args.state,
+            "--hidden-size",
+            str(args.hidden_size),
+            "--memory-size",
+            str(args.memory_size),
+        ],
         env=env,
         cwd=tempfile.gettempdir(),  # so that `fwmrl` is imported from PYTHONPATH
         capture_output=True,
@@ -85,19 +100,23 @@ def main() -> None:
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 32, 64])
     parser.add_argument("--processes", type=int, default=5)
     parser.add_argument("--baseline", help="revision whose fwmrl/ is timed too (alternated)")
+    parser.add_argument("--state", choices=["factors", "dense"], default="factors")
+    parser.add_argument("--hidden-size", type=int, default=256)
+    parser.add_argument("--memory-size", type=int, default=32)
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one is not None:
-        print(json.dumps(measure(args.one)))
+        print(json.dumps(measure(args.one, args.state, args.hidden_size, args.memory_size)))
         return
     with tempfile.TemporaryDirectory() as tmp:
         trees = {"now": None}
         if args.baseline:
             trees[args.baseline] = source_tree(args.baseline, Path(tmp), ("fwmrl",))
         print(
-            f"commit {revision('benchmarks/acting_step.py')}: FWM d=256 m=32 Nr=3 step vs "
-            f"LSTMCell(256), {STEPS}-step episodes, 1 thread, CPU time, {args.processes} "
-            "processes per cell (median [min–max] of their medians)\n"
+            f"commit {revision('benchmarks/acting_step.py')}: FWM d={args.hidden_size} "
+            f"m={args.memory_size} Nr=3 step from {args.state} vs LSTMCell({args.hidden_size}), "
+            f"{STEPS}-step episodes, 1 thread, CPU time, {args.processes} processes per cell "
+            "(median [min–max] of their medians)\n"
         )
         print("| fwmrl | B | FWM µs/step | LSTMCell µs/step | FWM / LSTMCell |")
         print("|---|---:|---:|---:|---:|")
@@ -105,7 +124,7 @@ def main() -> None:
             results: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
             for _ in range(args.processes):
                 for name, tree in trees.items():
-                    results[name].append(run_process(batch, tree))
+                    results[name].append(run_process(batch, tree, args))
             for name, rows in results.items():
                 ratios = [r["fwm"] / r["lstm_cell"] for r in rows]
                 cells = [
