@@ -666,14 +666,24 @@ def run_jointly(
     The scan has no parameters and treats every sequence on its own, so the cores' windows (same
     ``T``, same ``resets``) are stacked along the batch and scanned once: the same values and
     gradients, with the scan's per-step operations paid once instead of once per core (an actor and
-    a critic memory over the same observations). Each controller runs on its own. Needs
-    :func:`can_run_jointly`; raises a ``ValueError`` otherwise.
+    a critic memory over the same observations). Each controller runs on its own. A one-step
+    window without autograd that every core can run in its compiled acting step
+    (:meth:`FWMCore._fused`) runs core by core instead. Needs :func:`can_run_jointly`; raises a
+    ``ValueError`` otherwise.
     """
     if not can_run_jointly(cores, states) or len(inputs) != len(cores):
         raise ValueError(
             "run_jointly: 'cores' must be two or more FWMCore with the same memory options, with "
             "one input and one state (of one form) per core"
         )
+    steps = {x.shape[0] for x in inputs}
+    if steps == {1} and all(
+        state is not None and core._fused(x, state)  # noqa: SLF001
+        for core, x, state in zip(cores, inputs, states, strict=True)
+    ):  # acting without autograd: each core's compiled step beats one eager scan of all
+        return [
+            core(x, state, resets) for core, x, state in zip(cores, inputs, states, strict=True)
+        ]
     controlled = []
     checked_resets = resets
     for core, x, state in zip(cores, inputs, states, strict=True):
