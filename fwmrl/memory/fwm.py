@@ -36,6 +36,13 @@ from fwmrl.memory.fwm_scan import (
 from fwmrl.memory.lstm import run_lstm_with_resets
 
 
+def _parameter(module: nn.Module, name: str) -> Tensor:
+    """``module.name`` by a dict lookup (``Module.__getattr__`` costs microseconds per acting
+    step), or as an attribute where a parametrization computes it (the LM's weight drop)."""
+    found = module._parameters.get(name)  # noqa: SLF001
+    return found if found is not None else getattr(module, name)
+
+
 @dataclasses.dataclass
 class FWMState(CoreState):
     """Controller state ``h, c [B, 1, d]`` and fast weights ``F [B, m, m, m]``."""
@@ -287,7 +294,7 @@ class FWMCore(MemoryCore):
             return False
         submodules = self._modules  # (plain dict lookups: Module.__getattr__ costs per step)
         if (
-            x.dtype != submodules["out_proj"]._parameters["weight"].dtype
+            x.dtype != _parameter(submodules["out_proj"], "weight").dtype
             or tensors[0].dtype != x.dtype
         ):
             return False
@@ -307,21 +314,20 @@ class FWMCore(MemoryCore):
         [W_write; W_read]ᵀ, [b_write; b_read], W_outᵀ, b_out)``, contiguous, made again whenever
         a parameter changed (its version counter: an optimizer step, a load) or moved."""
         modules = self._modules  # (plain dict lookups: Module.__getattr__ costs per step)
-        lstm = modules["controller"]._parameters
-        write, read, out = (
-            modules[name]._parameters for name in ("write_proj", "read_proj", "out_proj")
+        lstm, write, read, out = (
+            modules[name] for name in ("controller", "write_proj", "read_proj", "out_proj")
         )
         params = (
-            lstm["weight_ih_l0"],
-            lstm["weight_hh_l0"],
-            lstm["bias_ih_l0"],
-            lstm["bias_hh_l0"],
-            write["weight"],
-            write["bias"],
-            read["weight"],
-            read["bias"],
-            out["weight"],
-            out["bias"],
+            _parameter(lstm, "weight_ih_l0"),
+            _parameter(lstm, "weight_hh_l0"),
+            _parameter(lstm, "bias_ih_l0"),
+            _parameter(lstm, "bias_hh_l0"),
+            _parameter(write, "weight"),
+            _parameter(write, "bias"),
+            _parameter(read, "weight"),
+            _parameter(read, "bias"),
+            _parameter(out, "weight"),
+            _parameter(out, "bias"),
         )
         key = tuple([(p.data_ptr(), p._version, p.dtype) for p in params])  # noqa: SLF001
         cached = self.__dict__.get("_acting_cache")
