@@ -23,15 +23,15 @@ def _pair(dtype: torch.dtype, **kwargs: object) -> tuple[FWMCore, FWMCore]:
     return fused, eager
 
 
-def _count_fused(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+def _count_fused(monkeypatch: pytest.MonkeyPatch, kernel: str = "acting_memory") -> list[int]:
     calls = [0]
-    original = fwm_kernel.acting_memory
+    original = getattr(fwm_kernel, kernel)
 
     def counted(*args: object, **kwargs: object) -> object:
         calls[0] += 1
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(fwm_kernel, "acting_memory", counted)
+    monkeypatch.setattr(fwm_kernel, kernel, counted)
     return calls
 
 
@@ -84,14 +84,7 @@ def test_dense_fused_steps_equal_eager_with_resets(
     """Past ``lowrank_max_writes`` (or from a dense state) the step runs ``acting_dense``: the
     eager step's outputs and states, with resets of some and of all sequences."""
     fused, eager = _pair(dtype, lowrank_max_writes=5, **options)
-    calls = [0]
-    original = fwm_kernel.acting_dense
-
-    def counted(*args: object, **kwargs: object) -> object:
-        calls[0] += 1
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(fwm_kernel, "acting_dense", counted)
+    calls = _count_fused(monkeypatch, "acting_dense")
     steps, batch = 20, 6
     gen = torch.Generator().manual_seed(2)
     x = 2 * torch.randn(steps, 1, batch, fused.input_size, generator=gen, dtype=dtype)

@@ -557,11 +557,11 @@ class A2C:
             self.env_steps += self.global_num_envs
             if episode_mode:
                 alive &= ~ended
-                if ends is None:
-                    if not alive.any():
+                if not alive.any():
+                    if ends is None:
                         break
-                elif ends.steps is None and not alive.any():
-                    ends.finish(step)
+                    if ends.steps is None:
+                        ends.finish(step)
                 if ends is not None and ends.steps == step:
                     break
         if ends is not None and ends.steps is None:

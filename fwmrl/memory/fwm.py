@@ -267,18 +267,18 @@ class FWMCore(MemoryCore):
     ) -> CoreOutput:
         x, state, resets = self._check_inputs(x, state, resets)
         if x.shape[0] == 1 and self._fused(x, state):
-            if not isinstance(state, FWMLowRankState):
-                return self._fused_dense_step(x, state, resets)
-            if self._lowrank_fits(state.memory, resets, 1):
-                return self._fused_step(x, state, resets)
-            return self._fused_dense_step(x, state.to_dense(), resets)
+            if isinstance(state, FWMLowRankState) and not self._lowrank_fits(
+                state.memory, resets, 1
+            ):
+                state = state.to_dense()
+            return self._fused_step(x, state, resets)
         z, h, c, write, read = self._controller(x, state, resets)
         n, memory = self._memory(write, read, state, resets)
         return CoreOutput(self._output(n, z), self._new_state(h, c, memory), None)
 
     def _fused(self, x: Tensor, state: FWMState | FWMLowRankState) -> bool:
-        """Whether a one-step window runs in the compiled kernels (:meth:`_fused_step` on
-        factors within ``lowrank_max_writes``, :meth:`_fused_dense_step` otherwise): no autograd
+        """Whether a one-step window runs in the compiled kernels (:meth:`_fused_step`, on factors
+        within ``lowrank_max_writes`` or on a dense ``F``): no autograd
         (grad mode off, or nothing that needs a gradient), the compiled kernels on, one dtype,
         and no forward hooks on the submodules (which the kernels would not call, e.g. the memory
         plot's on ``write_proj``)."""
@@ -347,25 +347,27 @@ class FWMCore(MemoryCore):
         self._acting_cache = (key, weights)
         return weights
 
-    def _fused_step(self, x: Tensor, state: FWMLowRankState, resets: Tensor | None) -> CoreOutput:
+    def _fused_step(
+        self, x: Tensor, state: FWMState | FWMLowRankState, resets: Tensor | None
+    ) -> CoreOutput:
         """:meth:`forward` for one step without autograd (see :meth:`_fused`): the four matrix
         products (input and recurrent gates, the write and read projections together, the
         output) as batched products, the LSTM cell's gates to its state and the whole memory step
         (activations, reset, write, norm, hops) in the compiled kernels
-        (:func:`fwmrl.memory.fwm_kernel.lstm_cell`, :func:`~fwmrl.memory.fwm_kernel.acting_memory`).
+        (:func:`fwmrl.memory.fwm_kernel.lstm_cell`; on factors
+        :func:`~fwmrl.memory.fwm_kernel.acting_memory`, on a dense ``F`` — an episode past
+        ``lowrank_max_writes``, or a dense state — :func:`~fwmrl.memory.fwm_kernel.acting_dense`).
         The same values to float rounding, and the same state shapes (a step where every
         sequence resets starts the factors again)."""
         batch, d, m = x.shape[1], self.hidden_size, self.memory_size
         w_ih, w_hh, b_lstm, w_proj, b_proj, w_out, b_out = self._acting_weights()
-        memory, keep, h = state.memory, None, state.h.reshape(batch, d)
+        keep, h = None, state.h.reshape(batch, d)
         gates = torch.addmm(b_lstm, x.view(batch, -1), w_ih)
         every = False
         if resets is not None and bool(resets[0].any()):
             keep = (~resets[0]).to(x.dtype)
-            every = bool(resets[0].all())
-            if every:  # h is zero, and the factors start again
-                memory = LowRankMemory.empty(batch, m, x)
-            else:
+            every = bool(resets[0].all())  # h is zero (and the factors start again)
+            if not every:
                 h = h * keep.unsqueeze(1)
         if not every:
             gates = gates.addmm_(h, w_hh)
@@ -373,53 +375,19 @@ class FWMCore(MemoryCore):
             gates, state.c.reshape(batch, d), keep, b_out if self.residual else None, m
         )
         opts = self.scan_options
-        n, factors = fwm_kernel.acting_memory(
-            torch.addmm(b_proj, h, w_proj),
-            keep,
-            tuple(memory),
-            opts.read_hops,
-            opts.tanh_query * 1 + opts.tanh_hop_keys * 2,
-            opts.layer_norm_eps,
-            opts.write_scale,
-        )
+        proj = torch.addmm(b_proj, h, w_proj)
+        flags = opts.tanh_query * 1 + opts.tanh_hop_keys * 2
+        options = (opts.read_hops, flags, opts.layer_norm_eps, opts.write_scale)
+        h, c = h.view(batch, 1, d), c.view(batch, 1, d)
+        if isinstance(state, FWMLowRankState):
+            memory = LowRankMemory.empty(batch, m, x) if every else state.memory
+            n, factors = fwm_kernel.acting_memory(proj, keep, tuple(memory), *options)
+            new_state: CoreState = FWMLowRankState(h, c, *factors)
+        else:
+            n, F = fwm_kernel.acting_dense(proj, keep, state.F, *options)  # noqa: N806
+            new_state = FWMState(h, c, F)
         y = torch.addmm(b_out if base is None else base, n, w_out)
-        new_state = FWMLowRankState(h.view(batch, 1, d), c.view(batch, 1, d), *factors)
         return CoreOutput(y.view(1, batch, d), new_state, None)
-
-    def _fused_dense_step(self, x: Tensor, state: FWMState, resets: Tensor | None) -> CoreOutput:
-        """:meth:`_fused_step` on a dense ``F`` (an episode past ``lowrank_max_writes``, or a
-        dense state): the same four matrix products and LSTM cell kernel, and the memory step in
-        :func:`fwmrl.memory.fwm_kernel.acting_dense` (one C loop per sequence over its ``m³``
-        floats instead of about 40 small tensor operations). The same values to float rounding."""
-        batch, d = x.shape[1], self.hidden_size
-        w_ih, w_hh, b_lstm, w_proj, b_proj, w_out, b_out = self._acting_weights()
-        keep, h = None, state.h.reshape(batch, d)
-        gates = torch.addmm(b_lstm, x.view(batch, -1), w_ih)
-        if resets is not None and bool(resets[0].any()):
-            keep = (~resets[0]).to(x.dtype)
-            h = h * keep.unsqueeze(1)
-        gates = gates.addmm_(h, w_hh)
-        h, c, base = fwm_kernel.lstm_cell(
-            gates,
-            state.c.reshape(batch, d),
-            keep,
-            b_out if self.residual else None,
-            self.memory_size,
-        )
-        opts = self.scan_options
-        n, F = fwm_kernel.acting_dense(  # noqa: N806 (the paper's name)
-            torch.addmm(b_proj, h, w_proj),
-            keep,
-            state.F,
-            opts.read_hops,
-            opts.tanh_query * 1 + opts.tanh_hop_keys * 2,
-            opts.layer_norm_eps,
-            opts.write_scale,
-        )
-        y = torch.addmm(b_out if base is None else base, n, w_out)
-        return CoreOutput(
-            y.view(1, batch, d), FWMState(h.view(batch, 1, d), c.view(batch, 1, d), F), None
-        )
 
     def _controller(
         self, x: Tensor, state: FWMState | FWMLowRankState, resets: Tensor | None
