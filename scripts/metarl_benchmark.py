@@ -18,6 +18,14 @@ every evaluation it finished.
 
 Overrides after the options are ``fwmrl train`` overrides (``KEY=VALUE``) applied to every run.
 Runs go one after the other with one torch thread.
+
+With ``--checkpoints DIR`` each run saves its trainer (:meth:`fwmrl.PPO.state_dict`, tensors and
+plain data only), its timers and its next evaluation step to ``DIR/<core>_s<seed>.pt`` after every
+evaluation row, and a run that finds its file there continues from it: a killed run is started
+again with the same command, and a finished one is taken further with a larger ``--steps``. The
+saved config must equal the run's (``--steps`` is not part of it). Meta-World cannot save its
+simulator state, so a resumed run resets its envs with a seed and is not bit-identical to an
+uninterrupted one (it says so).
 """
 
 from __future__ import annotations
@@ -27,13 +35,16 @@ import csv
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from fwmrl import rundir
 from fwmrl.agents.job import build_agent, make_eval_env
 from fwmrl.agents.trial_eval import evaluate_trials
 from fwmrl.config import load_config
+from fwmrl.errors import RunError
 
 CORE_DEFAULTS = {
     "fwm": ["core.hidden_size=64", "core.memory_size=32", "core.read_hops=3"],
@@ -49,11 +60,20 @@ def run(args: argparse.Namespace, core: str, seed: int, writer: csv.DictWriter) 
     run_wall, run_cpu = time.perf_counter(), time.process_time()
     trainer = build_agent(config)
     eval_env = make_eval_env(config, min(args.eval_trials, config.env.num_envs))
-    train_wall, train_cpu, next_eval = 0.0, 0.0, 0
+    progress = {"train_wall": 0.0, "train_cpu": 0.0, "next_eval": 0, "last_row": -1}
+    progress.update(run_wall=0.0, run_cpu=0.0)
+    checkpoint = args.checkpoints / f"{core}_s{seed}.pt" if args.checkpoints else None
+    if checkpoint is not None and checkpoint.exists():
+        progress = resume(trainer, config, checkpoint)
+    train_wall, train_cpu = progress["train_wall"], progress["train_cpu"]
+    next_eval = progress["next_eval"]
+    run_wall -= progress["run_wall"]  # the clocks go on from the saved run's time
+    run_cpu -= progress["run_cpu"]
     try:
         while True:
             done = trainer.env_steps >= args.steps
-            if trainer.env_steps >= next_eval or done:  # also a last row at the end
+            due = trainer.env_steps >= next_eval or done  # also a last row at the end
+            if due and trainer.env_steps != progress["last_row"]:
                 eval_wall, eval_cpu = time.perf_counter(), time.process_time()
                 out = evaluate_trials(
                     trainer.policy, eval_env, args.eval_trials, episodes, seed=10_000 + seed
@@ -90,6 +110,16 @@ def run(args: argparse.Namespace, core: str, seed: int, writer: csv.DictWriter) 
                 print(row, flush=True)
                 while next_eval <= trainer.env_steps:
                     next_eval += args.eval_every
+                progress["last_row"] = trainer.env_steps
+                if checkpoint is not None:
+                    progress.update(
+                        train_wall=train_wall,
+                        train_cpu=train_cpu,
+                        next_eval=next_eval,
+                        run_wall=time.perf_counter() - run_wall,
+                        run_cpu=time.process_time() - run_cpu,
+                    )
+                    save(trainer, config, progress, checkpoint)
             if done:
                 break
             start, cpu = time.perf_counter(), time.process_time()
@@ -99,6 +129,53 @@ def run(args: argparse.Namespace, core: str, seed: int, writer: csv.DictWriter) 
     finally:
         eval_env.close()
         trainer.env.close()
+
+
+def save(trainer: Any, config: Any, progress: dict[str, Any], path: Path) -> None:
+    """The trainer, the run's config and its progress (timers, next evaluation) in one file that
+    is replaced whole or not at all."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {**trainer.state_dict(), "config": config.to_dict(), "benchmark": progress}
+    rundir.atomic_torch_save(data, path)
+
+
+def resume(trainer: Any, config: Any, path: Path) -> dict[str, Any]:
+    """Load :func:`save`'s file into ``trainer`` (checked, never unpickled) and return the progress.
+
+    Raises
+    ------
+    RunError
+        the file is damaged, or it was written by a run of another config.
+    """
+    data = rundir.load_checkpoint(path)
+    if data["config"] != config.to_dict():
+        saved, now = data["config"], config.to_dict()
+        differ = sorted(
+            f"{section}.{key}"
+            for section in set(saved) | set(now)
+            for key in set(saved.get(section, {})) | set(now.get(section, {}))
+            if saved.get(section, {}).get(key) != now.get(section, {}).get(key)
+        )
+        raise RunError(
+            f"{path}: written by a run with other settings ({', '.join(differ)}); "
+            "give the same config and overrides, or another --checkpoints directory"
+        )
+    if "benchmark" not in data:
+        raise RunError(f"{path}: not a metarl_benchmark checkpoint (no benchmark progress)")
+    restored = trainer.load_state_dict(data)
+    progress = {
+        k: float(v) if k.endswith(("wall", "cpu")) else int(v) for k, v in data["benchmark"].items()
+    }
+    print(
+        f"resumed {path} at {trainer.env_steps} env steps"
+        + (
+            ""
+            if restored
+            else " (envs reset with a seed: not bit-identical to an uninterrupted run)"
+        ),
+        flush=True,
+    )
+    return progress
 
 
 def env_speed(config_path: str, overrides: list[str], num_envs: tuple[int, ...] = (1, 4)) -> None:
@@ -194,6 +271,12 @@ def main() -> None:
     parser.add_argument("--eval-trials", type=int, default=20)
     parser.add_argument("--out", help="CSV file (appended to)")
     parser.add_argument(
+        "--checkpoints",
+        type=Path,
+        metavar="DIR",
+        help="save each run after every evaluation and continue a run saved there",
+    )
+    parser.add_argument(
         "--env-speed", action="store_true", help="only time the env with random actions"
     )
     parser.add_argument("--plot", metavar="PNG", help="only draw --out's curves into PNG")
@@ -246,7 +329,10 @@ def main() -> None:
             writer.writeheader()
         for seed in [int(s) for s in args.seeds.split(",")]:
             for core in args.cores.split(","):
-                run(args, core, seed, writer)
+                try:
+                    run(args, core, seed, writer)
+                except RunError as error:
+                    parser.exit(2, f"{parser.prog}: error: {error}\n")
 
 
 if __name__ == "__main__":

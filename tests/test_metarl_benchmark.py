@@ -38,7 +38,7 @@ TINY = [
 ]
 
 
-def _command(out: Path, steps: int, eval_every: int, cores: str = "none") -> list[str]:
+def _command(out: Path, steps: int, eval_every: int, cores: str = "none", *extra: str) -> list[str]:
     return [
         sys.executable,
         str(SCRIPT),
@@ -56,6 +56,7 @@ def _command(out: Path, steps: int, eval_every: int, cores: str = "none") -> lis
         "2",
         "--out",
         str(out),
+        *extra,
         *TINY,
     ]
 
@@ -127,3 +128,34 @@ def test_killed_run_keeps_its_finished_evaluations(tmp_path):
     assert len(rows) >= 2
     assert [int(r["env_steps"]) for r in rows[:2]] == [0, 20]
     assert all(r["test_return_ep2"] != "" for r in rows)  # whole rows, not a cut line
+
+
+def test_checkpointed_run_continues_where_it_stopped(tmp_path):
+    out, saved = tmp_path / "curves.csv", tmp_path / "ckpt"
+    first = _command(out, 20, 20, "none", "--checkpoints", str(saved))
+    subprocess.run(first, check=True, env=_env(), capture_output=True, timeout=300)
+    assert (saved / "none_s0.pt").stat().st_size > 0
+    # the same command again: the run is finished, no row is repeated
+    subprocess.run(first, check=True, env=_env(), capture_output=True, timeout=300)
+    assert [int(r["env_steps"]) for r in _rows(out)] == [0, 20]
+    # a larger budget continues from the checkpoint: no second evaluation at 0 steps
+    longer = _command(out, 40, 20, "none", "--checkpoints", str(saved))
+    done = subprocess.run(
+        longer, check=True, env=_env(), capture_output=True, text=True, timeout=300
+    )
+    assert "resumed" in done.stdout and "not bit-identical" in done.stdout
+    rows = _rows(out)
+    assert [int(r["env_steps"]) for r in rows] == [0, 20, 40]
+    train_cpu = [float(r["train_cpu_s"]) for r in rows]
+    assert train_cpu == sorted(train_cpu)
+    # the run's clocks go on from the saved time: the resumed process adds its own building of
+    # the agent (about row 0's time) to row 1's, where a restarted clock would read that alone
+    for key in ("run_cpu_s", "run_wall_s"):
+        values = [float(r[key]) for r in rows]
+        assert values[2] >= values[1] + 0.5 * values[0] > values[1], key
+    # another config over the same checkpoints is refused, naming what differs
+    other = _command(out, 60, 20, "none", "--checkpoints", str(saved)) + ["algo.lr=0.1"]
+    failed = subprocess.run(other, env=_env(), capture_output=True, text=True, timeout=300)
+    assert failed.returncode == 2 and "algo.lr" in failed.stderr
+    assert "Traceback" not in failed.stderr
+    assert len(_rows(out)) == 3
