@@ -261,9 +261,51 @@ def plot(csv_path: str, png_path: str) -> None:
     fig.savefig(png_path, dpi=90)
 
 
+def table(csv_paths: list[str], last: int = 3) -> str:
+    """A Markdown table of CSV files' runs (one row per core and seed): the mean over the last
+    ``last`` evaluations of the test return in the first and last inner episodes and, for
+    Meta-World (whose envs report ``success``), of the success in those episodes and over all
+    inner episodes, with the run's env steps, training CPU seconds and env steps per training
+    CPU second."""
+    rows: list[dict[str, str]] = []
+    for path in csv_paths:
+        with open(path, newline="") as f:
+            rows += list(csv.DictReader(f))
+    runs: dict[tuple[str, str], list[dict[str, str]]] = {}
+    for row in rows:
+        runs.setdefault((row["core"], row["seed"]), []).append(row)
+    k = len([key for key in rows[0] if key.startswith("test_return_ep")])
+    has_success = "MetaWorld" in rows[0]["env_id"]
+    head = ["core", "seed", "env steps", "return ep 1", f"return ep {k}"]
+    if has_success:
+        head += ["success ep 1", f"success ep {k}", "success, all eps"]
+    head += ["training CPU-s", "env steps / CPU-s"]
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+    for (core, seed), mine in sorted(runs.items()):
+        mine = sorted(mine, key=lambda r: int(r["env_steps"]))
+        tail = mine[-last:]
+
+        def mean(key: str, tail: list[dict[str, str]] = tail) -> float:
+            return float(np.mean([float(r[key]) for r in tail]))
+
+        end = mine[-1]
+        cells = ["mlp" if core == "none" else core, seed, f"{int(end['env_steps']):,}"]
+        cells += [f"{mean('test_return_ep1'):.1f}", f"{mean(f'test_return_ep{k}'):.1f}"]
+        if has_success:
+            every = np.mean([mean(f"test_success_ep{e + 1}") for e in range(k)])
+            cells += [f"{mean('test_success_ep1'):.3f}", f"{mean(f'test_success_ep{k}'):.3f}"]
+            cells.append(f"{every:.3f}")
+        cells += [
+            f"{float(end['train_cpu_s']):,.0f}",
+            f"{float(end['train_steps_per_cpu_s']):,.0f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True)
+    parser.add_argument("--config", help="the run's config file (not for --plot or --table)")
     parser.add_argument("--cores", default="fwm,lstm,none")
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--steps", type=int, help="env steps per run")
@@ -280,14 +322,26 @@ def main() -> None:
         "--env-speed", action="store_true", help="only time the env with random actions"
     )
     parser.add_argument("--plot", metavar="PNG", help="only draw --out's curves into PNG")
+    parser.add_argument(
+        "--table",
+        nargs="+",
+        metavar="CSV",
+        help="only print a Markdown table of these CSV files' runs (means of the last --last rows)",
+    )
+    parser.add_argument("--last", type=int, default=3, help="evaluations averaged by --table")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    if args.env_speed:
-        env_speed(args.config, args.overrides)
-        return
     if args.plot:
         plot(args.out, args.plot)
+        return
+    if args.table:
+        print(table(args.table, args.last))
+        return
+    if args.config is None:
+        parser.error("--config is needed (except with --plot or --table)")
+    if args.env_speed:
+        env_speed(args.config, args.overrides)
         return
     if args.steps is None or args.eval_every is None or args.out is None:
         parser.error("--steps, --eval-every and --out are needed (or --env-speed)")

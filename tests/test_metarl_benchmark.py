@@ -95,6 +95,21 @@ def test_rows_per_evaluation_with_times(tmp_path):
         timeout=120,
     )
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    # the table: one row per run, its means over the last evaluations (HalfCheetah: no success)
+    printed = subprocess.run(
+        [*_command(out, 40, 20)[:2], "--table", str(out), "--last", "2"],
+        check=True,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout.splitlines()
+    assert printed[0].startswith("| core | seed | env steps | return ep 1 | return ep 2 |")
+    assert "success" not in printed[0] and len(printed) == 3
+    cells = [c.strip() for c in printed[2].strip("|").split("|")]
+    assert cells[:3] == ["mlp", "0", "40"]
+    last_two = [float(r["test_return_ep2"]) for r in rows[-2:]]
+    assert float(cells[4]) == pytest.approx(sum(last_two) / 2, abs=0.06)
     # appending to a file of other columns is refused (rows would be misread)
     other = tmp_path / "other.csv"
     other.write_text("a,b\n1,2\n")
