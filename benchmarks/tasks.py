@@ -22,6 +22,10 @@ for every model. Results go to
 stdout; ``--merge A.json B.json`` combines the files of runs made in parallel (``--models``,
 ``--tag``) into one table and plot. Absolute numbers depend on the machine and its load; the
 comparison is within one run.
+
+``--checkpoints DIR`` saves each model's run (trainer, config, CPU seconds so far, the probes' curve)
+to ``DIR/<task><tag>_<model>.pt`` after every probe; the same command again continues a killed run
+from its last probe, and a larger ``--budget`` takes a finished one further.
 """
 
 from __future__ import annotations
@@ -40,8 +44,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from fwmrl import rundir  # noqa: E402
 from fwmrl.config import load_config  # noqa: E402
-from fwmrl.errors import NonFiniteLossError  # noqa: E402
+from fwmrl.errors import NonFiniteLossError, RunError  # noqa: E402
 from fwmrl.tasks.job import build_trainer, load_task_data  # noqa: E402
 from fwmrl.tasks.streams import HEADLINE  # noqa: E402
 
@@ -74,15 +79,22 @@ SETUPS = {
 }
 
 
-def run_model(config, data, budget: float, probe_windows: int | None) -> dict:  # noqa: ANN001
-    """Train for ``budget`` CPU seconds; probe validation 6 times on the way."""
+def run_model(  # noqa: ANN001
+    config, data, budget: float, probe_windows: int | None, checkpoint: Path | None = None
+) -> dict:
+    """Train for ``budget`` CPU seconds; probe validation 6 times on the way. With a
+    ``checkpoint`` path the run is saved after every probe and continued from that file when it
+    exists (a larger ``budget`` takes a finished run further)."""
     trainer = build_trainer(config, data)
     key = HEADLINE[data.kind][0]
-    curve = []
-    trained = 0.0
-    next_probe = budget / 6
-    diverged = None
-    while trained < budget:
+    progress = {"trained": 0.0, "next_probe": budget / 6, "curve": [], "diverged": None}
+    if checkpoint is not None and checkpoint.exists():
+        state, progress = rundir.load_progress(checkpoint, config)
+        trainer.load_state_dict(state)
+        print(f"  resumed {checkpoint} at step {trainer.update}", flush=True)
+    curve, trained = progress["curve"], float(progress["trained"])
+    next_probe, diverged = float(progress["next_probe"]), progress["diverged"]
+    while trained < budget and diverged is None:
         start = time.process_time()
         try:
             trainer.learn_update()
@@ -96,6 +108,10 @@ def run_model(config, data, budget: float, probe_windows: int | None) -> dict:  
             curve.append({"seconds": round(trained, 1), "steps": trainer.update, key: valid[key]})
             print(f"  {trained:6.0f}s step {trainer.update:5d} {key} {valid[key]:.4f}", flush=True)
             next_probe += budget / 6
+            if checkpoint is not None:
+                progress = {"trained": trained, "next_probe": next_probe, "curve": curve}
+                progress["diverged"] = None
+                rundir.save_progress(checkpoint, trainer.state_dict(), config, progress)
     return {
         "parameters": trainer.num_parameters,
         "steps": trainer.update,
@@ -226,6 +242,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--tag", default="", help="suffix of the result files")
     parser.add_argument(
+        "--checkpoints",
+        type=Path,
+        metavar="DIR",
+        help="save each model's run after every probe to DIR/<task><tag>_<model>.pt and continue "
+        "a run saved there (the same command again after a kill; a larger --budget goes further)",
+    )
+    parser.add_argument(
         "--merge", nargs="+", metavar="JSON", help="only combine result files of parallel runs"
     )
     args = parser.parse_args(argv)
@@ -243,7 +266,11 @@ def main(argv: list[str] | None = None) -> int:
             data = load_task_data(config)
         print(f"{args.task} / {name}: {args.budget:.0f} s", flush=True)
         probe = 20 if args.task == "retrieval" else None
-        results[name] = run_model(config, data, args.budget, probe)
+        saved = args.checkpoints / f"{args.task}{args.tag}_{name}.pt" if args.checkpoints else None
+        try:
+            results[name] = run_model(config, data, args.budget, probe, saved)
+        except RunError as error:
+            parser.exit(2, f"{parser.prog}: error: {error}\n")
         record = {
             "task": args.task,
             "budget_cpu_s": args.budget,

@@ -192,6 +192,36 @@ def checkpoint_config(data: dict[str, Any], path: str | Path) -> Config:
         raise RunError(f"{path}: the checkpoint's config is not valid: {error}") from None
 
 
+def save_progress(path: str | Path, state: dict[str, Any], config: Config, progress: dict) -> None:
+    """A benchmark script's resumable run in one file (replaced whole or not at all): a trainer's
+    ``state_dict()``, the run's ``config`` and the script's own ``progress`` (plain data: clocks,
+    the next evaluation, the curve so far). :func:`load_progress` reads it back."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_torch_save({**state, "config": config.to_dict(), "progress": progress}, path)
+
+
+def load_progress(path: str | Path, config: Config) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(state, progress)`` of :func:`save_progress`'s file (verified, never unpickled).
+
+    Raises
+    ------
+    RunError
+        one line naming the file: damaged, not written by :func:`save_progress`, or written by a
+        run of another config (the differing keys named).
+    """
+    data = load_checkpoint(path)
+    if "progress" not in data:
+        raise RunError(f"{path}: not a benchmark checkpoint (no progress entry)")
+    diff = config_diff(checkpoint_config(data, path), config)
+    if diff:
+        raise RunError(
+            f"{path}: written by a run with other settings: "
+            f"{_describe_diff(diff, ('saved', 'now'))}; give the same config and overrides, or "
+            "another checkpoint directory"
+        )
+    return data, data["progress"]
+
+
 def check_env_id_trusted(config: Config, source: str | Path) -> None:
     """Refuse an ``env.id`` of the form ``module:Env-v0`` read from a run directory (``source``)
     unless the module is fwmrl's or listed in ``$FWMRL_TRUSTED_ENV_MODULES``: Gymnasium imports that

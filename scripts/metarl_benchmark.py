@@ -119,7 +119,7 @@ def run(args: argparse.Namespace, core: str, seed: int, writer: csv.DictWriter) 
                         run_wall=time.perf_counter() - run_wall,
                         run_cpu=time.process_time() - run_cpu,
                     )
-                    save(trainer, config, progress, checkpoint)
+                    rundir.save_progress(checkpoint, trainer.state_dict(), config, progress)
             if done:
                 break
             start, cpu = time.perf_counter(), time.process_time()
@@ -131,41 +131,11 @@ def run(args: argparse.Namespace, core: str, seed: int, writer: csv.DictWriter) 
         trainer.env.close()
 
 
-def save(trainer: Any, config: Any, progress: dict[str, Any], path: Path) -> None:
-    """The trainer, the run's config and its progress (timers, next evaluation) in one file that
-    is replaced whole or not at all."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = {**trainer.state_dict(), "config": config.to_dict(), "benchmark": progress}
-    rundir.atomic_torch_save(data, path)
-
-
 def resume(trainer: Any, config: Any, path: Path) -> dict[str, Any]:
-    """Load :func:`save`'s file into ``trainer`` (checked, never unpickled) and return the progress.
-
-    Raises
-    ------
-    RunError
-        the file is damaged, or it was written by a run of another config.
-    """
-    data = rundir.load_checkpoint(path)
-    if data["config"] != config.to_dict():
-        saved, now = data["config"], config.to_dict()
-        differ = sorted(
-            f"{section}.{key}"
-            for section in set(saved) | set(now)
-            for key in set(saved.get(section, {})) | set(now.get(section, {}))
-            if saved.get(section, {}).get(key) != now.get(section, {}).get(key)
-        )
-        raise RunError(
-            f"{path}: written by a run with other settings ({', '.join(differ)}); "
-            "give the same config and overrides, or another --checkpoints directory"
-        )
-    if "benchmark" not in data:
-        raise RunError(f"{path}: not a metarl_benchmark checkpoint (no benchmark progress)")
+    """Load a run saved by :func:`fwmrl.rundir.save_progress` into ``trainer`` and return its
+    progress (a :class:`RunError` when the file is damaged or holds another config's run)."""
+    data, progress = rundir.load_progress(path, config)
     restored = trainer.load_state_dict(data)
-    progress = {
-        k: float(v) if k.endswith(("wall", "cpu")) else int(v) for k, v in data["benchmark"].items()
-    }
     print(
         f"resumed {path} at {trainer.env_steps} env steps"
         + (
@@ -175,7 +145,7 @@ def resume(trainer: Any, config: Any, path: Path) -> dict[str, Any]:
         ),
         flush=True,
     )
-    return progress
+    return {k: float(v) if k.endswith(("wall", "cpu")) else int(v) for k, v in progress.items()}
 
 
 def env_speed(config_path: str, overrides: list[str], num_envs: tuple[int, ...] = (1, 4)) -> None:
