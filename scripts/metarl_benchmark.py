@@ -19,6 +19,9 @@ every evaluation it finished.
 Overrides after the options are ``fwmrl train`` overrides (``KEY=VALUE``) applied to every run.
 Runs go one after the other with one torch thread.
 
+``--evaluate-only`` (with ``--checkpoints``) trains nothing: each saved run is evaluated once more
+with ``--eval-trials`` trials (other draws than the curve's) and its row appended to ``--out``.
+
 With ``--checkpoints DIR`` each run saves its trainer (:meth:`fwmrl.PPO.state_dict`, tensors and
 plain data only), its timers and its next evaluation step to ``DIR/<core>_s<seed>.pt`` after every
 evaluation row, and a run that finds its file there continues from it: a killed run is started
@@ -57,26 +60,31 @@ def run(args: argparse.Namespace, core: str, seed: int, writer: csv.DictWriter) 
     overrides = [f"core.name={core}", *CORE_DEFAULTS[core], f"train.seed={seed}", *args.overrides]
     config = load_config(args.config, overrides)
     episodes = int(config.env.kwargs.get("episodes", 2 if "HalfCheetah" in config.env.id else 10))
+    checkpoint = args.checkpoints / f"{core}_s{seed}.pt" if args.checkpoints else None
+    if args.evaluate_only and not checkpoint.exists():
+        raise RunError(f"--evaluate-only: no saved run of {core}, seed {seed} at {checkpoint}")
     run_wall, run_cpu = time.perf_counter(), time.process_time()
     trainer = build_agent(config)
     eval_env = make_eval_env(config, min(args.eval_trials, config.env.num_envs))
     progress = {"train_wall": 0.0, "train_cpu": 0.0, "next_eval": 0, "last_row": -1}
     progress.update(run_wall=0.0, run_cpu=0.0)
-    checkpoint = args.checkpoints / f"{core}_s{seed}.pt" if args.checkpoints else None
     if checkpoint is not None and checkpoint.exists():
         progress = resume(trainer, config, checkpoint)
+    steps = trainer.env_steps if args.evaluate_only else args.steps
     train_wall, train_cpu = progress["train_wall"], progress["train_cpu"]
     next_eval = progress["next_eval"]
     run_wall -= progress["run_wall"]  # the clocks go on from the saved run's time
     run_cpu -= progress["run_cpu"]
     try:
         while True:
-            done = trainer.env_steps >= args.steps
+            done = trainer.env_steps >= steps
             due = trainer.env_steps >= next_eval or done  # also a last row at the end
-            if due and trainer.env_steps != progress["last_row"]:
+            if due and (args.evaluate_only or trainer.env_steps != progress["last_row"]):
                 eval_wall, eval_cpu = time.perf_counter(), time.process_time()
+                # the extra evaluation's trials are other draws than the curve's
+                first = (20_000 if args.evaluate_only else 10_000) + seed
                 out = evaluate_trials(
-                    trainer.policy, eval_env, args.eval_trials, episodes, seed=10_000 + seed
+                    trainer.policy, eval_env, args.eval_trials, episodes, seed=first
                 )
                 eval_wall = time.perf_counter() - eval_wall
                 eval_cpu = time.process_time() - eval_cpu
@@ -108,6 +116,8 @@ def run(args: argparse.Namespace, core: str, seed: int, writer: csv.DictWriter) 
                 args.file.flush()
                 os.fsync(args.file.fileno())
                 print(row, flush=True)
+                if args.evaluate_only:
+                    break
                 while next_eval <= trainer.env_steps:
                     next_eval += args.eval_every
                 progress["last_row"] = trainer.env_steps
@@ -293,6 +303,12 @@ def main() -> None:
     )
     parser.add_argument("--plot", metavar="PNG", help="only draw --out's curves into PNG")
     parser.add_argument(
+        "--evaluate-only",
+        action="store_true",
+        help="no training: evaluate each run saved in --checkpoints once with --eval-trials trials "
+        "(other trials than the curve's) and append its row to --out",
+    )
+    parser.add_argument(
         "--table",
         nargs="+",
         metavar="CSV",
@@ -313,7 +329,11 @@ def main() -> None:
     if args.env_speed:
         env_speed(args.config, args.overrides)
         return
-    if args.steps is None or args.eval_every is None or args.out is None:
+    if args.evaluate_only and (args.checkpoints is None or args.out is None):
+        parser.error("--evaluate-only needs --checkpoints and --out")
+    if not args.evaluate_only and (
+        args.steps is None or args.eval_every is None or args.out is None
+    ):
         parser.error("--steps, --eval-every and --out are needed (or --env-speed)")
     np.seterr(all="ignore")
     out = Path(args.out)

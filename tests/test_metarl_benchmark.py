@@ -168,6 +168,18 @@ def test_checkpointed_run_continues_where_it_stopped(tmp_path):
     for key in ("run_cpu_s", "run_wall_s"):
         values = [float(r[key]) for r in rows]
         assert values[2] >= values[1] + 0.5 * values[0] > values[1], key
+    # one more evaluation of the saved run, with more trials, into another file; no training
+    final = tmp_path / "final.csv"
+    extra = ("--checkpoints", str(saved), "--evaluate-only", "--eval-trials", "3")
+    evaluated = _command(final, 40, 20, "none", *extra)
+    subprocess.run(evaluated, check=True, env=_env(), capture_output=True, timeout=300)
+    (row,) = _rows(final)
+    assert (row["env_steps"], row["test_trials"]) == ("40", "3")
+    assert row["train_cpu_s"] == rows[-1]["train_cpu_s"]
+    assert [int(r["env_steps"]) for r in _rows(out)] == [0, 20, 40]
+    missing = _command(final, 40, 20, "lstm", "--checkpoints", str(saved), "--evaluate-only")
+    failed = subprocess.run(missing, env=_env(), capture_output=True, text=True, timeout=300)
+    assert failed.returncode == 2 and "no saved run of lstm, seed 0" in failed.stderr
     # another config over the same checkpoints is refused, naming what differs
     other = _command(out, 60, 20, "none", "--checkpoints", str(saved)) + ["algo.lr=0.1"]
     failed = subprocess.run(other, env=_env(), capture_output=True, text=True, timeout=300)
