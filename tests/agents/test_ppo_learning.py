@@ -120,8 +120,17 @@ def test_a2c_fwm_swings_up_pendulum() -> None:
 
 @pytest.mark.slow
 def test_ppo_fwm_swings_up_pendulum() -> None:
-    """PPO + FWM on Pendulum-v1, 80,896 steps with lr falling linearly to 0 (about 55 CPU-s).
-    Scored with the policy's mean action over 32 episodes: measured -182.4 (seed 0) and -213.1
-    (seed 1); -195.9 and -242.8 sampled (README "Native PPO: results"). Random play: -1200."""
-    result = _train_and_evaluate("pendulum_fwm_ppo.yaml", deterministic=True)
-    assert result["return_mean"] >= -300.0, result
+    """PPO + FWM on Pendulum-v1, 80,896 steps with lr falling linearly to 0 (about 25 CPU-s a
+    seed), scored with the policy's mean action over 128 episodes, averaged over seeds 0-2. On an
+    AVX2 machine seeds 0 and 1 scored -182.4 and -213.1 over 32 episodes (README "Native PPO:
+    results"); on an AVX-512 one (torch's kernels round differently) seeds 0-3 scored -324.0,
+    -225.5, -226.3 and -270.4 over 128: one seed alone is not the algorithm's result. Random play:
+    -1200."""
+    results = [
+        _train_and_evaluate(
+            "pendulum_fwm_ppo.yaml", f"train.seed={seed}", deterministic=True, episodes=128
+        )
+        for seed in range(3)
+    ]
+    mean = sum(r["return_mean"] for r in results) / len(results)
+    assert mean >= -300.0, results
