@@ -40,6 +40,34 @@ _SOURCE = r"""
 #define SIMD_SUM(acc) PRAGMA(omp simd reduction(+ : acc))
 
 
+/* A hop's read val [m] to its layer norm (no gain or bias, epsilon eps) in n [m]. */
+static INLINE void fwm_hop_norm(REAL eps, const REAL *val, REAL *n) {
+    const long m = M;
+    REAL mean = 0, var = 0;
+    SIMD_SUM(mean)
+    for (long j = 0; j < m; j++) mean += val[j];
+    mean /= m;
+    SIMD_SUM(var)
+    for (long j = 0; j < m; j++) var += (val[j] - mean) * (val[j] - mean);
+    var /= m;
+    const REAL inv = 1 / SQRT(var + eps);
+    for (long j = 0; j < m; j++) n[j] = (val[j] - mean) * inv;
+}
+
+/* The activations of the acting step's projections wr (write_proj's ŝ, r̂, v̂, b̂) and rd
+   (read_proj's n̂₀, ê): tanh keys and value in keys [3m], the write rate λσ(b̂ + 1) returned, the
+   first query in n [m] (tanh with flags & 1) and the hop keys (tanh with flags & 2: act + m,
+   else rd + m) in *e; act [(N_r + 1) m] holds the tanh of rd. */
+static INLINE REAL fwm_activate(long hops, long flags, REAL write_scale, const REAL *wr,
+                                const REAL *rd, REAL *keys, REAL *act, REAL *n, const REAL **e) {
+    const long m = M, NR = (hops + 1) * m;
+    for (long j = 0; j < 3 * m; j++) keys[j] = TANH(wr[j]);
+    for (long j = 0; j < NR; j++) act[j] = TANH(rd[j]);
+    for (long j = 0; j < m; j++) n[j] = (flags & 1) ? act[j] : rd[j];
+    *e = (flags & 2) ? act + m : rd + m;
+    return write_scale * SIGMOID(wr[3 * m] + 1);
+}
+
 /* One FWM step on the factors of one sequence: the same equations as _lowrank_step in
    fwm_scan.py (write, renormalise, N_r hops on the updated memory) on its activated keys and value
    (key1, key2, v [m] each), write rate (λβ), first query (n, [m], replaced by the last hop's read)
@@ -108,15 +136,7 @@ static void fwm_seq_step(long R, long hops, REAL eps, const REAL *key1, const RE
             const REAL *ur = Uo + r * m;
             for (long j = 0; j < m; j++) val[j] += coef[r] * ur[j];
         }
-        REAL mean = 0, var = 0;
-        SIMD_SUM(mean)
-        for (long j = 0; j < m; j++) mean += val[j];
-        mean /= m;
-        SIMD_SUM(var)
-        for (long j = 0; j < m; j++) var += (val[j] - mean) * (val[j] - mean);
-        var /= m;
-        REAL inv = 1 / SQRT(var + eps);
-        for (long j = 0; j < m; j++) n[j] = (val[j] - mean) * inv;
+        fwm_hop_norm(eps, val, n);
     }
 }
 
@@ -204,12 +224,8 @@ void fwm_acting_memory(long B, long R, long hops, long flags, REAL eps, REAL wri
     const long m = M, S = R + 1, NW = 3 * m + 1, NR = (hops + 1) * m, P = NW + NR;
     REAL keys[3 * M], act[NR], n[M], wk[S];
     for (long b = 0; b < B; b++) {
-        const REAL kp = keep ? keep[b] : 1, *wr = proj + b * P, *rd = wr + NW;
-        for (long j = 0; j < 3 * m; j++) keys[j] = TANH(wr[j]);
-        const REAL rate = write_scale * SIGMOID(wr[3 * m] + 1);
-        for (long j = 0; j < NR; j++) act[j] = TANH(rd[j]);
-        for (long j = 0; j < m; j++) n[j] = (flags & 1) ? act[j] : rd[j];
-        const REAL *e = (flags & 2) ? act + m : rd + m;
+        const REAL kp = keep ? keep[b] : 1, *wr = proj + b * P, *e;
+        const REAL rate = fwm_activate(hops, flags, write_scale, wr, wr + NW, keys, act, n, &e);
         for (long r = 0; r < R; r++) wk[r] = w[b * R + r] * kp;
         const long i = b * in_stride, o = b * out_stride;
         fwm_seq_step(R, hops, eps, keys, keys + m, keys + 2 * m, rate, n, e, k1 + i, k2 + i,
@@ -228,14 +244,10 @@ void fwm_acting_dense(long B, long hops, long flags, REAL eps, REAL write_scale,
     const long m = M, NW = 3 * m + 1, NR = (hops + 1) * m, P = NW + NR, size = M * M * M;
     REAL keys[3 * M], act[NR], n[M], vold[M], u[M], t[M * M], val[M];
     for (long b = 0; b < B; b++) {
-        const REAL kp = keep ? keep[b] : 1, *wr = proj + b * P, *rd = wr + NW;
+        const REAL kp = keep ? keep[b] : 1, *wr = proj + b * P, *e;
         const REAL *Fb = F + b * size;
         REAL *G = Fo + b * size;
-        for (long j = 0; j < 3 * m; j++) keys[j] = TANH(wr[j]);
-        const REAL rate = write_scale * SIGMOID(wr[3 * m] + 1);
-        for (long j = 0; j < NR; j++) act[j] = TANH(rd[j]);
-        for (long j = 0; j < m; j++) n[j] = (flags & 1) ? act[j] : rd[j];
-        const REAL *e = (flags & 2) ? act + m : rd + m;
+        const REAL rate = fwm_activate(hops, flags, write_scale, wr, wr + NW, keys, act, n, &e);
         const REAL *k1 = keys, *k2 = keys + m, *v = keys + 2 * m;
         for (long p = 0; p < m; p++) vold[p] = 0;
         for (long i = 0; i < m; i++) {
@@ -271,15 +283,7 @@ void fwm_acting_dense(long B, long hops, long flags, REAL eps, REAL write_scale,
                 const REAL ej = e[h * m + j], *row = t + j * m;
                 for (long p = 0; p < m; p++) val[p] += ej * row[p];
             }
-            REAL mean = 0, var = 0;
-            SIMD_SUM(mean)
-            for (long p = 0; p < m; p++) mean += val[p];
-            mean /= m;
-            SIMD_SUM(var)
-            for (long p = 0; p < m; p++) var += (val[p] - mean) * (val[p] - mean);
-            var /= m;
-            const REAL inv = 1 / SQRT(var + eps);
-            for (long p = 0; p < m; p++) n[p] = (val[p] - mean) * inv;
+            fwm_hop_norm(eps, val, n);
         }
         memcpy(n_out + b * m, n, sizeof(REAL) * m);
     }
@@ -894,6 +898,8 @@ _VARIANTS = {
 """Per dtype: the functions' name suffix, the C type, its square root and exponential (float's:
 the vectorisable ``fwm_expf``), and the ctypes type."""
 _INTERNAL = [
+    "fwm_hop_norm",
+    "fwm_activate",
     "fwm_seq_step",
     "gfw_tanh",
     "gfw_layer_backward",
