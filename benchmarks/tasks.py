@@ -87,14 +87,15 @@ def run_model(  # noqa: ANN001
     exists (a larger ``budget`` takes a finished run further)."""
     trainer = build_trainer(config, data)
     key = HEADLINE[data.kind][0]
-    progress = {"trained": 0.0, "next_probe": budget / 6, "curve": [], "diverged": None}
+    progress = {"trained": 0.0, "next_probe": budget / 6, "curve": []}
     if checkpoint is not None and checkpoint.exists():
         state, progress = rundir.load_progress(checkpoint, config)
         trainer.load_state_dict(state)
         print(f"  resumed {checkpoint} at step {trainer.update}", flush=True)
     curve, trained = progress["curve"], float(progress["trained"])
-    next_probe, diverged = float(progress["next_probe"]), progress["diverged"]
-    while trained < budget and diverged is None:
+    next_probe = float(progress["next_probe"])
+    diverged = None
+    while trained < budget:
         start = time.process_time()
         try:
             trainer.learn_update()
@@ -110,7 +111,6 @@ def run_model(  # noqa: ANN001
             next_probe += budget / 6
             if checkpoint is not None:
                 progress = {"trained": trained, "next_probe": next_probe, "curve": curve}
-                progress["diverged"] = None
                 rundir.save_progress(checkpoint, trainer.state_dict(), config, progress)
     return {
         "parameters": trainer.num_parameters,
