@@ -63,7 +63,8 @@ def _recall_settings(seed: int) -> dict[str, Any]:
 def test_fwm_solves_recall_that_mlp_cannot() -> None:
     """At 12k steps a seed's FWM policy either solves the recall (1.0) or stays at chance (0.5):
     seeds 0-4 gave 0.51, 1.0, 1.0, 0.51, 0.49 on an AVX-512 machine, where seed 0 had solved it on
-    an AVX2 one (the float rounding of torch's kernels alone decides it). So six seeds are trained
+    an AVX2 one (the float rounding of torch's kernels alone decides it;
+    docs/results/sb3_recall/seeds.py). So six seeds are trained
     and one must solve it; the memoryless MLP stays at chance."""
     eval_env = make_vec_env(CueRecall, n_envs=4, seed=123)
     solved = []

@@ -3,7 +3,8 @@
 
     OMP_NUM_THREADS=1 .venv/bin/python docs/results/pendulum/slow_test_path.py SEED [KEY=VALUE ...]
 
-``FWMRL_EVAL_EPISODES=N`` scores over ``N`` episodes instead of the test's 32.
+``FWMRL_EVAL_EPISODES=N`` scores over ``N`` episodes instead of the test's 32;
+``FWMRL_CONFIG=pendulum_fwm_ppo.yaml`` runs the PPO slow test's config instead of A2C's.
 
 Made the rows of ``a2c_fwm_test_path_sweep.csv``."""
 
@@ -25,7 +26,7 @@ from fwmrl.config import load_config  # noqa: E402
 def main() -> None:
     seed, overrides = int(sys.argv[1]), sys.argv[2:]
     config = load_config(
-        ROOT / "configs/pendulum_fwm_a2c.yaml",
+        ROOT / "configs" / os.environ.get("FWMRL_CONFIG", "pendulum_fwm_a2c.yaml"),
         ["logging.tensorboard=false", "train.progress=false", f"train.seed={seed}", *overrides],
     )
     start = time.process_time()
